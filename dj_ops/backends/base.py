@@ -1,0 +1,127 @@
+"""The one interface every generation backend implements, and the registry that names them.
+
+A backend takes a list of caption requests and returns one :class:`CaptionResult` per request,
+in the same order, each holding ``num_candidates`` candidates or an error record. Backends are
+registered as lazy ``module:Class`` paths so that torch, vLLM or an HTTP client is imported only
+when that backend is chosen.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dj_ops.captioning.generation import GenerationSettings
+
+
+@dataclass(frozen=True)
+class CaptionRequest:
+    """One video to caption: its sampled frames with their metadata, and the prompt.
+
+    :param frames: ``(T, H, W, 3)`` uint8 frames, already sampled and resized.
+    :param metadata: the frames' metadata for the processor (``fps``, ``frames_indices``, ...).
+    :param prompt: the user prompt.
+    :param system_prompt: an optional system prompt.
+    """
+
+    frames: np.ndarray
+    metadata: dict[str, Any]
+    prompt: str
+    system_prompt: str | None = None
+
+    @property
+    def cost(self) -> int:
+        """Pixels to encode: how the collator orders requests."""
+        return int(np.prod(self.frames.shape[:3]))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One generated caption with what the provenance record needs."""
+
+    text: str
+    num_tokens: int
+    hit_token_limit: bool
+
+
+@dataclass
+class CaptionResult:
+    """The candidates of one request, or why there are none."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    error_kind: str = ""
+    error_message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error_kind
+
+    @classmethod
+    def failure(cls, kind: str, message: str) -> CaptionResult:
+        return cls(error_kind=kind, error_message=message)
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """What every backend is built from (the op's parameters, validated)."""
+
+    model: str
+    settings: GenerationSettings
+    num_candidates: int = 1
+    batch_size: int = 8
+    seed: int | None = None
+    model_params: dict[str, Any] = field(default_factory=dict)
+
+
+class CaptionBackend(ABC):
+    """Generate ``num_candidates`` captions for each request."""
+
+    name: str = ""
+
+    def __init__(self, config: BackendConfig, device: str = "cpu"):
+        self.config = config
+        self.device = device
+
+    @abstractmethod
+    def generate(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
+        """One result per request, in the order of ``requests``."""
+
+    def describe(self) -> dict[str, str]:
+        """Identity for provenance records."""
+        return {"backend": self.name, "model": self.config.model}
+
+
+# name -> ("module:Class", pip extra that provides its optional dependency or "")
+BACKENDS: dict[str, tuple[str, str]] = {
+    "transformers": ("dj_ops.backends.transformers_backend:TransformersBackend", ""),
+}
+
+
+def backend_class(name: str) -> type[CaptionBackend]:
+    """Import the backend registered as ``name``.
+
+    :raises ValueError: for an unknown name (listing the registered ones).
+    :raises ModuleNotFoundError: when the backend's optional package is missing, naming the
+        pip extra to install.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
+    path, extra = BACKENDS[name]
+    module_name, class_name = path.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        hint = f'pip install "dj-ops[{extra}]"' if extra else "pip install dj-ops"
+        raise ModuleNotFoundError(
+            f"the {name!r} backend needs the package {error.name!r}: {hint}"
+        ) from error
+    return getattr(module, class_name)
+
+
+def build_backend(name: str, config: BackendConfig, device: str = "cpu") -> CaptionBackend:
+    """Build a backend; used as Data-Juicer model-zoo loader (``get_model`` passes ``device``)."""
+    return backend_class(name)(config, device=device)

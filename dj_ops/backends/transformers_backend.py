@@ -1,0 +1,131 @@
+"""Hugging Face transformers backend: batched, left-padded ``generate`` on CPU or GPU.
+
+All requests of an op batch are cut into micro-batches (most expensive first); each micro-batch
+is one processor call and one ``generate`` call that yields the ``num_candidates`` candidates of
+every video at once (``num_return_sequences``).
+"""
+
+from __future__ import annotations
+
+import torch
+import transformers
+
+from dj_ops.backends.base import (
+    BackendConfig,
+    CaptionBackend,
+    CaptionRequest,
+    CaptionResult,
+    Candidate,
+)
+from dj_ops.captioning.batching import run_in_micro_batches
+from dj_ops.captioning.generation import to_hf_generate_kwargs
+
+# model_params keys consumed here; the rest go to ``from_pretrained``.
+PROCESSOR_KWARGS_KEY = "processor_kwargs"
+
+
+def pick_dtype(device: str) -> torch.dtype:
+    """bf16 on GPUs of compute capability >= 8, fp16 on older GPUs, fp32 on CPU."""
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return torch.float32
+    major, _ = torch.cuda.get_device_capability(torch.device(device))
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def build_messages(request: CaptionRequest) -> list[dict]:
+    """Chat messages for one request: optional system turn, then the video and the prompt."""
+    messages = []
+    if request.system_prompt:
+        messages.append({"role": "system", "content": [{"type": "text", "text": request.system_prompt}]})
+    messages.append(
+        {
+            "role": "user",
+            "content": [{"type": "video"}, {"type": "text", "text": request.prompt}],
+        }
+    )
+    return messages
+
+
+class TransformersBackend(CaptionBackend):
+    """Captions with ``AutoModelForImageTextToText`` and the model's own processor."""
+
+    name = "transformers"
+
+    def __init__(self, config: BackendConfig, device: str = "cpu"):
+        super().__init__(config, device)
+        params = dict(config.model_params)
+        self.processor_kwargs = dict(params.pop(PROCESSOR_KWARGS_KEY, {}) or {})
+        params.setdefault("dtype", pick_dtype(device))
+        self.processor = transformers.AutoProcessor.from_pretrained(config.model)
+        self.processor.tokenizer.padding_side = "left"
+        self.model = transformers.AutoModelForImageTextToText.from_pretrained(
+            config.model, **params
+        ).to(device)
+        self.model.eval()
+        self.generate_kwargs = to_hf_generate_kwargs(config.settings, config.num_candidates)
+        if "stop_strings" in self.generate_kwargs:
+            self.generate_kwargs["tokenizer"] = self.processor.tokenizer
+        self.eos_ids = self._eos_ids()
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        if self.processor.tokenizer.eos_token_id is not None:
+            eos.append(self.processor.tokenizer.eos_token_id)
+        return set(eos)
+
+    def to(self, device: str) -> TransformersBackend:
+        """Move the model (Data-Juicer's ``free_models`` calls this)."""
+        self.model.to(device)
+        return self
+
+    def generate(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
+        return run_in_micro_batches(
+            requests,
+            [r.cost for r in requests],
+            self.config.batch_size,
+            self._generate_micro_batch,
+        )
+
+    def encode(self, requests: list[CaptionRequest]) -> dict:
+        """Tokenise prompts and preprocess frames for one micro-batch (left padded)."""
+        texts = [
+            self.processor.apply_chat_template(
+                build_messages(r), tokenize=False, add_generation_prompt=True
+            )
+            for r in requests
+        ]
+        return self.processor(
+            text=texts,
+            videos=[r.frames for r in requests],
+            video_metadata=[r.metadata for r in requests],
+            do_sample_frames=False,
+            padding=True,
+            return_tensors="pt",
+            **self.processor_kwargs,
+        ).to(self.device)
+
+    @torch.inference_mode()
+    def _generate_micro_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
+        inputs = self.encode(requests)
+        if self.config.seed is not None:
+            torch.manual_seed(self.config.seed)
+        output = self.model.generate(**inputs, **self.generate_kwargs)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        k = self.config.num_candidates
+        return [
+            CaptionResult([self._candidate(row) for row in new_tokens[i * k : (i + 1) * k]])
+            for i in range(len(requests))
+        ]
+
+    def _candidate(self, token_ids: torch.Tensor) -> Candidate:
+        ids = token_ids.tolist()
+        pad = self.processor.tokenizer.pad_token_id
+        while ids and ids[-1] == pad and pad not in self.eos_ids:
+            ids.pop()
+        ended = any(t in self.eos_ids for t in ids)
+        if ended:
+            ids = ids[: next(i for i, t in enumerate(ids) if t in self.eos_ids)]
+        text = self.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        max_tokens = self.generate_kwargs["max_new_tokens"]
+        return Candidate(text, num_tokens=len(ids), hit_token_limit=not ended and len(ids) >= max_tokens)

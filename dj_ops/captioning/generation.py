@@ -1,0 +1,142 @@
+"""Generation settings: one normalised form, translated once per backend by pure functions.
+
+Recipes written for Data-Juicer's op use either Hugging Face names (``max_new_tokens``) or vLLM
+names (``max_tokens``, ``top_k: -1``); both are accepted and normalised here, and unknown keys are
+refused at construction with the list of valid ones (never silently ignored).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+DEFAULT_MAX_NEW_TOKENS = 256
+# Used when caption_num > 1 and the recipe sets no sampling: candidates must differ.
+DEFAULT_SAMPLING_TEMPERATURE = 0.7
+DEFAULT_SAMPLING_TOP_P = 0.9
+
+# Accepted aliases (vLLM / OpenAI spelling -> our field).
+ALIASES = {"max_tokens": "max_new_tokens", "min_tokens": "min_new_tokens"}
+# Keys Data-Juicer's op sets by default that carry no information for us.
+IGNORED_KEYS = {"stop_token_ids"}
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Normalised generation settings shared by every backend.
+
+    ``temperature`` 0 (or ``do_sample`` False) means greedy decoding. ``top_k`` 0 or -1 means
+    no top-k filtering.
+    """
+
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    min_new_tokens: int = 0
+    do_sample: bool | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    stop: tuple[str, ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        return self.do_sample is False or self.temperature == 0
+
+    def to_json(self) -> str:
+        """A stable JSON string (for provenance records)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+VALID_KEYS = sorted({f.name for f in fields(GenerationSettings)} | set(ALIASES) | IGNORED_KEYS)
+
+
+def parse_sampling_params(params: dict[str, Any] | None, caption_num: int) -> GenerationSettings:
+    """Normalise a recipe's ``sampling_params``.
+
+    :param params: the recipe's dict (HF or vLLM spelling), or None.
+    :param caption_num: candidates per video; with more than one and no sampling configured,
+        sampling is switched on so that the candidates differ.
+    :raises ValueError: on unknown keys (naming the valid ones) or out-of-range values.
+    """
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(VALID_KEYS))
+    if unknown:
+        raise ValueError(
+            f"unknown sampling_params key(s) {unknown}; valid keys are {VALID_KEYS}"
+        )
+    values = {ALIASES.get(k, k): v for k, v in params.items() if k not in IGNORED_KEYS}
+    if isinstance(values.get("stop"), str):
+        values["stop"] = (values["stop"],)
+    elif values.get("stop") is not None:
+        values["stop"] = tuple(values["stop"])
+    settings = GenerationSettings(**values)
+    _check_ranges(settings)
+    if caption_num > 1 and settings.do_sample is None and settings.temperature is None:
+        settings = replace(
+            settings,
+            do_sample=True,
+            temperature=DEFAULT_SAMPLING_TEMPERATURE,
+            top_p=settings.top_p if settings.top_p is not None else DEFAULT_SAMPLING_TOP_P,
+        )
+    return settings
+
+
+def _check_ranges(s: GenerationSettings) -> None:
+    if s.max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {s.max_new_tokens}")
+    if not 0 <= s.min_new_tokens <= s.max_new_tokens:
+        raise ValueError(
+            f"min_new_tokens must be in [0, max_new_tokens={s.max_new_tokens}], "
+            f"got {s.min_new_tokens}"
+        )
+    if s.temperature is not None and s.temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {s.temperature}")
+    if s.top_p is not None and not 0 < s.top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {s.top_p}")
+
+
+def to_hf_generate_kwargs(s: GenerationSettings, num_candidates: int) -> dict[str, Any]:
+    """Keyword arguments for ``transformers`` ``model.generate``."""
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": s.max_new_tokens,
+        "num_return_sequences": num_candidates,
+        "do_sample": not s.greedy and bool(s.do_sample or s.temperature),
+    }
+    if s.min_new_tokens:
+        kwargs["min_new_tokens"] = s.min_new_tokens
+    if kwargs["do_sample"]:
+        if s.temperature is not None:
+            kwargs["temperature"] = s.temperature
+        if s.top_p is not None:
+            kwargs["top_p"] = s.top_p
+        if s.top_k is not None:  # -1 (vLLM's "off") and 0 both disable top-k in transformers
+            kwargs["top_k"] = max(s.top_k, 0)
+    if s.repetition_penalty is not None:
+        kwargs["repetition_penalty"] = s.repetition_penalty
+    if s.stop:
+        kwargs["stop_strings"] = list(s.stop)
+    return kwargs
+
+
+def to_vllm_sampling_kwargs(
+    s: GenerationSettings, num_candidates: int, seed: int | None
+) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.SamplingParams``."""
+    kwargs: dict[str, Any] = {
+        "n": num_candidates,
+        "max_tokens": s.max_new_tokens,
+        "min_tokens": s.min_new_tokens,
+        "temperature": 0.0 if s.greedy or not (s.do_sample or s.temperature) else s.temperature,
+    }
+    if kwargs["temperature"] and s.top_p is not None:
+        kwargs["top_p"] = s.top_p
+    if kwargs["temperature"] and s.top_k is not None:
+        kwargs["top_k"] = s.top_k if s.top_k > 0 else -1
+    if s.repetition_penalty is not None:
+        kwargs["repetition_penalty"] = s.repetition_penalty
+    if s.stop:
+        kwargs["stop"] = list(s.stop)
+    if seed is not None:
+        kwargs["seed"] = seed
+    return kwargs

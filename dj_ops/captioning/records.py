@@ -1,0 +1,73 @@
+"""Pure builders of what the op writes under ``Fields.meta``: provenance and error records.
+
+Every record has the same fields with the same types whatever happened (errors are empty
+strings, not missing keys), so Arrow infers one schema for all rows and batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+META_KEY = "vlm_video_captioning"
+
+STATUS_CAPTIONED = "captioned"
+STATUS_ERROR = "error"
+
+
+@dataclass(frozen=True)
+class VideoOutcome:
+    """What happened to one video of a sample (for a generated sample: its kept candidate)."""
+
+    path: str
+    timestamps: tuple[float, ...] = ()
+    generated_tokens: int = 0
+    hit_token_limit: bool = False
+    error_kind: str = ""
+    error_message: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "timestamps": [round(float(t), 3) for t in self.timestamps],
+            "generated_tokens": int(self.generated_tokens),
+            "hit_token_limit": bool(self.hit_token_limit),
+            "error_kind": self.error_kind,
+            "error_message": self.error_message,
+        }
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What produced the captions: the same for every sample of one op instance."""
+
+    model: str
+    backend: str
+    generation: str  # settings as stable JSON
+    keep_candidate_mode: str
+
+
+def build_record(
+    status: str, run: RunInfo, prompt: str, videos: list[VideoOutcome], candidate_index: int
+) -> dict:
+    """The op's record for one row.
+
+    :param status: ``captioned`` for a generated row, ``error`` for a row that records failures.
+    :param candidate_index: which candidate a row of ``all`` mode holds; -1 otherwise.
+    """
+    return {
+        "status": status,
+        "model": run.model,
+        "backend": run.backend,
+        "prompt": prompt,
+        "generation": run.generation,
+        "keep_candidate_mode": run.keep_candidate_mode,
+        "candidate_index": int(candidate_index),
+        "videos": [v.as_dict() for v in videos],
+    }
+
+
+def with_record(meta: dict | None, record: dict) -> dict:
+    """A copy of a row's meta dict with the op's record added (the input is not modified)."""
+    updated = dict(meta or {})
+    updated[META_KEY] = record
+    return updated

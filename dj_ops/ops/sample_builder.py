@@ -1,0 +1,195 @@
+"""Per-batch bookkeeping of the captioning op: samples in, video slots out, new samples back.
+
+A :class:`SampleBuilder` reads a Data-Juicer batch (dict of lists), plans each sample's chunks,
+lists the videos to caption, collects candidates or failures per video, and assembles the output
+batch: for each input row, its original (when kept) followed by its generated rows, or the
+original with an error record. Every input row is accounted for.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from data_juicer.ops.base_op import convert_dict_list_to_list_dict
+
+from dj_ops.backends.base import Candidate
+from dj_ops.captioning.records import (
+    STATUS_CAPTIONED,
+    STATUS_ERROR,
+    RunInfo,
+    VideoOutcome,
+    build_record,
+    with_record,
+)
+from dj_ops.captioning.selection import select_per_sample
+from dj_ops.captioning.text import (
+    Chunk,
+    TextLayoutError,
+    chunk_reference_texts,
+    plan_chunks,
+    render_text,
+)
+
+ERROR_INVALID_PROMPT = "invalid_prompt"
+ERROR_EMPTY_CAPTION = "empty_caption"
+
+
+class CaptioningError(RuntimeError):
+    """Raised with ``on_error='raise'`` when a sample fails."""
+
+
+@dataclass(frozen=True)
+class VideoSlot:
+    """One video of one sample to caption."""
+
+    row: int
+    video: int
+    path: str
+    prompt: str
+
+
+@dataclass
+class _Row:
+    sample: dict
+    chunks: list[Chunk] = field(default_factory=list)
+    prompt: str = ""
+    failures: dict[int, VideoOutcome] = field(default_factory=dict)
+    candidates: dict[int, tuple[list[Candidate], tuple[float, ...]]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failures)
+
+
+class SampleBuilder:
+    """Collects one batch's captions and failures, then builds the output batch."""
+
+    def __init__(self, samples: dict, *, text_key: str, video_key: str, meta_key: str,
+                 video_token: str, eoc_token: str, special_tokens: list[str],
+                 prompt_key: str | None, default_prompt: str):
+        self.keys = list(samples.keys())
+        self.meta_key = meta_key
+        self.text_key, self.video_key = text_key, video_key
+        self.video_token, self.eoc_token = video_token, eoc_token
+        self.special_tokens = special_tokens
+        self.rows = [_Row(s) for s in convert_dict_list_to_list_dict(samples)] if samples else []
+        for row in self.rows:
+            self._plan(row, prompt_key, default_prompt)
+
+    def _videos(self, row: _Row) -> list[str]:
+        return list(row.sample.get(self.video_key) or [])
+
+    def _plan(self, row: _Row, prompt_key: str | None, default_prompt: str) -> None:
+        videos = self._videos(row)
+        if not videos:
+            return
+        row.prompt = default_prompt
+        if prompt_key:
+            value = row.sample.get(prompt_key)
+            if not isinstance(value, str) or not value.strip():
+                row.failures[-1] = VideoOutcome(
+                    "", error_kind=ERROR_INVALID_PROMPT,
+                    error_message=f"prompt_key {prompt_key!r} must hold a non-empty string, "
+                                  f"got {value!r}")
+                return
+            row.prompt = value
+        try:
+            row.chunks = plan_chunks(row.sample.get(self.text_key) or "", len(videos),
+                                     self.video_token, self.eoc_token, self.special_tokens)
+        except TextLayoutError as error:
+            row.failures[-1] = VideoOutcome("", error_kind=error.kind, error_message=str(error))
+
+    def unique_paths(self) -> list[str]:
+        """Paths of all videos to caption, each once, in first-seen order."""
+        return list(dict.fromkeys(slot.path for slot in self.video_slots()))
+
+    def video_slots(self) -> list[VideoSlot]:
+        """Every video of every sample that is still to be captioned."""
+        return [
+            VideoSlot(r, v, path, row.prompt)
+            for r, row in enumerate(self.rows) if not row.failed
+            for v, path in enumerate(self._videos(row))
+        ]
+
+    def fail_video(self, slot: VideoSlot, kind: str, message: str) -> None:
+        self.rows[slot.row].failures[slot.video] = VideoOutcome(
+            slot.path, error_kind=kind, error_message=message)
+
+    def set_candidates(self, slot: VideoSlot, candidates: list[Candidate],
+                       timestamps: list[float]) -> None:
+        self.rows[slot.row].candidates[slot.video] = (list(candidates), tuple(timestamps))
+
+    def build(self, *, run: RunInfo, mode: str, keep_original: bool,
+              on_error: str, rng: random.Random) -> dict:
+        """The output batch as a dict of lists (the input's keys plus the meta field).
+
+        Per input row, in input order: a row without videos passes through unchanged; a
+        failed row is kept with an error record, dropped or raised, per ``on_error``; a
+        captioned row yields its original (when ``keep_original``) then its generated rows.
+        """
+        out: list[dict] = []
+        for row in self.rows:
+            if not self._videos(row):
+                out.append(row.sample)
+                continue
+            generated = None if row.failed else self._generate_rows(row, run, mode, rng)
+            if generated is None:
+                out.extend(self._failure_rows(row, run, on_error))
+            else:
+                out.extend(([row.sample] if keep_original else []) + generated)
+        return self._to_columns(out)
+
+    def _generate_rows(self, row: _Row, run: RunInfo, mode: str,
+                       rng: random.Random) -> list[dict] | None:
+        videos = self._videos(row)
+        texts = [[c.text for c in row.candidates[v][0]] for v in range(len(videos))]
+        empty = [v for v, cands in enumerate(texts) if not any(cands)
+                 or (mode == "all" and not all(cands))]
+        if empty:
+            for v in empty:
+                row.failures[v] = VideoOutcome(
+                    videos[v], error_kind=ERROR_EMPTY_CAPTION,
+                    error_message="the model generated an empty caption")
+            return None
+        # Empty candidates never win a single-caption mode while a non-empty one exists.
+        usable = [[i for i, t in enumerate(cands) if t] for cands in texts]
+        references = chunk_reference_texts(row.chunks, len(videos), self.special_tokens)
+        picks = select_per_sample(mode, [[texts[v][i] for i in usable[v]] for v in
+                                         range(len(videos))], references, rng)
+        rows = []
+        for s, per_video in enumerate(picks):
+            chosen = [usable[v][i] for v, i in enumerate(per_video)]
+            captions = [texts[v][chosen[v]] for v in range(len(videos))]
+            outcomes = [self._outcome(row, v, videos[v], chosen[v]) for v in range(len(videos))]
+            record = build_record(STATUS_CAPTIONED, run, row.prompt, outcomes,
+                                  s if mode == "all" else -1)
+            new = dict(row.sample)
+            new[self.text_key] = render_text(row.chunks, captions, self.video_token,
+                                             self.eoc_token)
+            new[self.meta_key] = with_record(row.sample.get(self.meta_key), record)
+            rows.append(new)
+        return rows
+
+    @staticmethod
+    def _outcome(row: _Row, video: int, path: str, index: int) -> VideoOutcome:
+        candidates, timestamps = row.candidates[video]
+        kept = candidates[index]
+        return VideoOutcome(path, timestamps, kept.num_tokens, kept.hit_token_limit)
+
+    def _failure_rows(self, row: _Row, run: RunInfo, on_error: str) -> list[dict]:
+        failures = [row.failures[k] for k in sorted(row.failures)]
+        if on_error == "raise":
+            details = "; ".join(f"{f.path or 'sample'}: {f.error_kind}: {f.error_message}"
+                                for f in failures)
+            raise CaptioningError(f"captioning failed for a sample: {details}")
+        if on_error == "drop":
+            return []
+        record = build_record(STATUS_ERROR, run, row.prompt, failures, -1)
+        kept = dict(row.sample)
+        kept[self.meta_key] = with_record(row.sample.get(self.meta_key), record)
+        return [kept]
+
+    def _to_columns(self, rows: list[dict]) -> dict:
+        keys = self.keys + ([self.meta_key] if self.meta_key not in self.keys else [])
+        return {k: [r.get(k, {} if k == self.meta_key else None) for r in rows] for k in keys}

@@ -1,0 +1,199 @@
+"""``vlm_video_captioning_mapper``: caption videos with a video-native VLM, batched.
+
+The op is glue: it validates parameters, turns a Data-Juicer batch into caption requests, hands
+them to one backend call, and writes the results back as new samples. Text layout, candidate
+selection, frame sampling and generation settings live in their own modules.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from dataclasses import replace
+from typing import Dict, List, Literal, Optional
+
+from data_juicer.ops.base_op import OPERATORS, Mapper
+from data_juicer.utils.constant import Fields
+from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
+from data_juicer.utils.model_utils import get_model
+from loguru import logger
+from pydantic import PositiveFloat, PositiveInt
+
+from dj_ops.backends.base import BACKENDS, BackendConfig, CaptionRequest, build_backend
+from dj_ops.captioning.generation import parse_sampling_params
+from dj_ops.captioning.records import RunInfo
+from dj_ops.captioning.selection import SELECTORS
+from dj_ops.ops.sample_builder import SampleBuilder
+from dj_ops.video import FrameSettings, VideoError, decode_video
+
+OP_NAME = "vlm_video_captioning_mapper"
+
+DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
+DEFAULT_PROMPT = "Describe the input video in 1-2 sentences."
+ON_ERROR_POLICIES = ("keep", "drop", "raise")
+
+
+def _check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {list(allowed)}")
+
+
+@OPERATORS.register_module(OP_NAME)
+class VLMVideoCaptioningMapper(Mapper):
+    """Generates video captions with a vision-language model that takes video natively
+    (Qwen3-VL by default, Qwen2.5-VL, any Hugging Face video chat model).
+
+    A drop-in superset of Data-Juicer's ``video_captioning_from_vlm_mapper``: the sample text is
+    split into chunks by ``SpecialTokens.eoc``; the videos of each chunk (one
+    ``SpecialTokens.video`` token each) are captioned; each new sample keeps the special tokens of
+    the original with each video's caption right after its token. A sample whose text has no
+    video token is captioned as one chunk holding all its videos. All videos of a batch are
+    decoded once and generated together in micro-batches. Failures are recorded per sample under
+    ``Fields.meta`` and never cost the rest of the batch."""
+
+    _accelerator = "cuda"
+    _batched_op = True
+
+    def __init__(
+        self,
+        hf_model: str = DEFAULT_MODEL,
+        enable_vllm: bool = False,
+        caption_num: PositiveInt = 1,
+        keep_candidate_mode: Literal["random_any", "similar_one_simhash", "all"] = "random_any",
+        keep_original_sample: bool = True,
+        prompt: Optional[str] = None,
+        prompt_key: Optional[str] = None,
+        system_prompt: Optional[str] = None,
+        model_params: Optional[Dict] = None,
+        sampling_params: Optional[Dict] = None,
+        backend: Optional[str] = None,
+        generation_batch_size: PositiveInt = 8,
+        seed: Optional[int] = None,
+        frame_strategy: str = "fps",
+        fps: PositiveFloat = 2.0,
+        min_frames: PositiveInt = 4,
+        max_frames: PositiveInt = 32,
+        num_frames: Optional[PositiveInt] = None,
+        video_start: Optional[float] = None,
+        video_end: Optional[float] = None,
+        min_pixels: PositiveInt = 128 * 28 * 28,
+        max_pixels: PositiveInt = 448 * 448,
+        total_pixels: Optional[PositiveInt] = None,
+        on_error: Literal["keep", "drop", "raise"] = "keep",
+        *args,
+        **kwargs,
+    ):
+        """
+        Initialization method.
+
+        :param hf_model: Hugging Face model id or local path of the VLM.
+        :param enable_vllm: use the vLLM offline engine (same as ``backend: vllm``).
+        :param caption_num: how many candidate captions to generate per video.
+        :param keep_candidate_mode: how to reduce the candidates of each video:
+            'random_any' keeps a random one, 'similar_one_simhash' keeps the one nearest
+            (simhash) to the original chunk text, 'all' keeps every candidate. With N input
+            samples the op yields N new samples for 'random_any' and 'similar_one_simhash'
+            and N * caption_num for 'all', plus the N originals when keep_original_sample.
+        :param keep_original_sample: keep each original sample before its generated ones.
+        :param prompt: the prompt for all samples; None uses the default prompt.
+        :param prompt_key: the field holding a per-sample prompt; it takes precedence over
+            ``prompt``. A sample whose field is missing or not a non-empty string gets an error
+            record.
+        :param system_prompt: an optional system prompt.
+        :param model_params: options for loading the model (e.g. ``dtype``, ``attn_implementation``,
+            ``processor_kwargs``); passed to the backend.
+        :param sampling_params: generation settings, HF or vLLM names (``max_new_tokens`` or
+            ``max_tokens``, ``min_new_tokens``, ``temperature``, ``top_p``, ``top_k``,
+            ``do_sample``, ``repetition_penalty``, ``stop``). Greedy by default; with
+            caption_num > 1 and no sampling set, candidates are sampled so that they differ.
+        :param backend: generation backend by name ('transformers'); None means 'transformers',
+            or 'vllm' when enable_vllm.
+        :param generation_batch_size: videos per generate call (micro-batch).
+        :param seed: seed for sampling and 'random_any'; fixed seed, reproducible output.
+        :param frame_strategy: frame sampling strategy ('fps' or 'uniform').
+        :param fps: frames per second to sample with the 'fps' strategy.
+        :param min_frames: fewest frames per video with the 'fps' strategy.
+        :param max_frames: most frames per video with the 'fps' strategy.
+        :param num_frames: frames per video with the 'uniform' strategy.
+        :param video_start: start of the time window to caption, in seconds (None: 0).
+        :param video_end: end of the time window to caption, in seconds (None: the end).
+        :param min_pixels: fewest pixels per frame after resizing.
+        :param max_pixels: most pixels per frame after resizing (aspect ratio kept).
+        :param total_pixels: optional pixel budget for all frames of one video.
+        :param on_error: what to do with a sample whose video fails: 'keep' the original with
+            an error record under the meta field (default, loses nothing), 'drop' it, or
+            'raise'.
+        :param args: extra args
+        :param kwargs: extra kwargs
+        """
+        kwargs.setdefault("memory", "20GB" if enable_vllm else "4GB")
+        super().__init__(*args, **kwargs)
+        _check_choice("keep_candidate_mode", keep_candidate_mode, SELECTORS)
+        _check_choice("on_error", on_error, ON_ERROR_POLICIES)
+        backend = backend or ("vllm" if enable_vllm else "transformers")
+        _check_choice("backend", backend, BACKENDS)
+        if prompt is not None and not prompt.strip():
+            raise ValueError("prompt is empty; give a prompt or leave it unset for the default")
+        if prompt and prompt_key:
+            logger.warning("Both `prompt` and `prompt_key` are set; `prompt_key` takes precedence.")
+
+        self.caption_num = caption_num
+        self.keep_candidate_mode = keep_candidate_mode
+        self.keep_original_sample = keep_original_sample
+        self.prompt = prompt or DEFAULT_PROMPT
+        self.prompt_key = prompt_key
+        self.system_prompt = system_prompt
+        self.on_error = on_error
+        self.seed = seed
+        self.settings = parse_sampling_params(sampling_params, caption_num)
+        self.frame_settings = FrameSettings(
+            strategy=frame_strategy, fps=fps, min_frames=min_frames, max_frames=max_frames,
+            num_frames=num_frames, video_start=video_start, video_end=video_end,
+            min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=total_pixels,
+        )
+        self.backend_name = backend
+        self.run_info = RunInfo(hf_model, backend, self.settings.to_json(), keep_candidate_mode)
+        config = BackendConfig(
+            model=hf_model, settings=self.settings, num_candidates=caption_num,
+            batch_size=generation_batch_size, seed=seed, model_params=dict(model_params or {}),
+        )
+        # Data-Juicer's model zoo loads this once per worker, on the worker's device.
+        self.model_key = functools.partial(build_backend, backend, config)
+        self._rng = random.Random(seed)
+
+    def process_batched(self, samples: Dict[str, List], rank: Optional[int] = None):
+        backend = get_model(self.model_key, rank, self.use_cuda())
+        builder = SampleBuilder(
+            samples, text_key=self.text_key, video_key=self.video_key, meta_key=Fields.meta,
+            video_token=SpecialTokens.video, eoc_token=SpecialTokens.eoc,
+            special_tokens=list(get_special_tokens().values()), prompt_key=self.prompt_key,
+            default_prompt=self.prompt,
+        )
+        factor = getattr(backend, "size_factor", None)
+        settings = replace(self.frame_settings, size_factor=factor) if factor else self.frame_settings
+        decoded = {}
+        for path in builder.unique_paths():
+            try:
+                decoded[path] = decode_video(path, settings)
+            except VideoError as error:
+                decoded[path] = error
+        slots, requests = [], []
+        for slot in builder.video_slots():
+            video = decoded[slot.path]
+            if isinstance(video, VideoError):
+                builder.fail_video(slot, video.kind, video.message)
+                continue
+            slots.append((slot, video))
+            requests.append(
+                CaptionRequest(video.frames, video.transformers_metadata(), slot.prompt,
+                               self.system_prompt)
+            )
+        for (slot, video), result in zip(slots, backend.generate(requests)):
+            if result.ok:
+                builder.set_candidates(slot, result.candidates, video.timestamps)
+            else:
+                builder.fail_video(slot, result.error_kind, result.error_message)
+        return builder.build(
+            run=self.run_info, mode=self.keep_candidate_mode,
+            keep_original=self.keep_original_sample, on_error=self.on_error, rng=self._rng,
+        )

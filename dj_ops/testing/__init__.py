@@ -1,0 +1,1 @@
+"""Test helpers for dj_ops: tiny random-weight checkpoints of the real model architectures."""

@@ -1,0 +1,128 @@
+"""Typed, validated settings for frame sampling and resizing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dj_ops.video.sampling import (
+    FPS,
+    MAX_FRAMES,
+    MAX_PIXELS,
+    MIN_FRAMES,
+    MIN_PIXELS,
+    QWEN25_VL_PATCH_FACTOR,
+    TEMPORAL_FACTOR,
+)
+
+
+def _require(condition: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition`` holds."""
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    """How to pick and resize the frames of one video.
+
+    :param strategy: name of a sampler in ``dj_ops.video.sampling.SAMPLERS``.
+    :param fps: frames per second to sample (strategy ``fps``).
+    :param min_frames: fewest frames to sample (strategy ``fps``).
+    :param max_frames: most frames to sample (strategy ``fps``).
+    :param num_frames: exact frame count (strategy ``uniform``).
+    :param video_start: start of the window to sample, in seconds (None: video start).
+    :param video_end: end of the window to sample, in seconds (None: video end).
+    :param min_pixels: fewest pixels per frame after resizing.
+    :param max_pixels: most pixels per frame after resizing.
+    :param total_pixels: most pixels over all frames of a video (None: no limit).
+    :param size_factor: frame sides are multiples of this (28 Qwen2.5-VL, 32 Qwen3-VL).
+    :param temporal_factor: the frame count is a multiple of this.
+    """
+
+    strategy: str = "fps"
+    fps: float = FPS
+    min_frames: int = MIN_FRAMES
+    max_frames: int = MAX_FRAMES
+    num_frames: int | None = None
+    video_start: float | None = None
+    video_end: float | None = None
+    min_pixels: int = MIN_PIXELS
+    max_pixels: int = MAX_PIXELS
+    total_pixels: int | None = None
+    size_factor: int = QWEN25_VL_PATCH_FACTOR
+    temporal_factor: int = TEMPORAL_FACTOR
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the allowed values when a field is out of range."""
+        self._validate_strategy()
+        self._validate_frame_counts()
+        self._validate_window()
+        self._validate_pixels()
+
+    def _validate_strategy(self) -> None:
+        from dj_ops.video.sampling import SAMPLERS  # read at call time: registry may grow
+
+        _require(
+            self.strategy in SAMPLERS,
+            f"strategy must be one of {sorted(SAMPLERS)}, got {self.strategy!r}",
+        )
+        _require(self.fps > 0, f"fps must be > 0, got {self.fps}")
+
+    def _validate_frame_counts(self) -> None:
+        _require(
+            self.temporal_factor >= 1,
+            f"temporal_factor must be >= 1, got {self.temporal_factor}",
+        )
+        _require(self.min_frames >= 1, f"min_frames must be >= 1, got {self.min_frames}")
+        _require(
+            self.min_frames <= self.max_frames,
+            f"min_frames ({self.min_frames}) must be <= max_frames ({self.max_frames})",
+        )
+        _require(
+            self.max_frames >= self.temporal_factor,
+            f"max_frames must be >= temporal_factor ({self.temporal_factor}), "
+            f"got {self.max_frames}",
+        )
+        if self.strategy == "uniform":
+            _require(self.num_frames is not None, "strategy 'uniform' needs num_frames")
+        if self.num_frames is not None:
+            _require(
+                self.num_frames >= 1 and self.num_frames % self.temporal_factor == 0,
+                f"num_frames must be a positive multiple of temporal_factor "
+                f"({self.temporal_factor}), got {self.num_frames}",
+            )
+
+    def _validate_window(self) -> None:
+        start, end = self.video_start, self.video_end
+        if start is not None:
+            _require(start >= 0, f"video_start must be >= 0 seconds, got {start}")
+        if end is not None:
+            _require(end > 0, f"video_end must be > 0 seconds, got {end}")
+        if start is not None and end is not None:
+            _require(
+                end > start,
+                f"video_end ({end}) must be greater than video_start ({start})",
+            )
+
+    def _validate_pixels(self) -> None:
+        factor = self.size_factor
+        _require(factor >= 1, f"size_factor must be >= 1, got {factor}")
+        _require(self.min_pixels >= 1, f"min_pixels must be >= 1, got {self.min_pixels}")
+        _require(
+            self.min_pixels <= self.max_pixels,
+            f"min_pixels ({self.min_pixels}) must be <= max_pixels ({self.max_pixels})",
+        )
+        _require(
+            self.max_pixels >= factor * factor,
+            f"max_pixels must be >= size_factor**2 ({factor * factor}), "
+            f"got {self.max_pixels}",
+        )
+        if self.total_pixels is not None:
+            _require(
+                self.total_pixels >= self.min_pixels,
+                f"total_pixels must be >= min_pixels ({self.min_pixels}), "
+                f"got {self.total_pixels}",
+            )

@@ -18,7 +18,12 @@ def test_results_come_back_in_input_order():
         return [s.upper() for s in batch]
 
     assert run_in_micro_batches(items, [len(s) for s in items], 2, run) == [
-        "A", "BBB", "CC", "DDDD", "E"]
+        "A",
+        "BBB",
+        "CC",
+        "DDDD",
+        "E",
+    ]
     assert calls == [["dddd", "bbb"], ["cc", "a"], ["e"]]
 
 

@@ -6,8 +6,9 @@ from dj_ops.captioning.selection import SELECTORS, select_per_sample, text_simha
 
 
 def test_all_keeps_every_candidate_in_order_per_sample():
-    picks = select_per_sample("all", [["a0", "a1", "a2"], ["b0", "b1", "b2"]], ["", ""],
-                              random.Random(0))
+    picks = select_per_sample(
+        "all", [["a0", "a1", "a2"], ["b0", "b1", "b2"]], ["", ""], random.Random(0)
+    )
     assert picks == [[0, 0], [1, 1], [2, 2]]
 
 

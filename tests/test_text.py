@@ -14,7 +14,7 @@ from dj_ops.captioning.text import (
     special_tokens_only,
 )
 
-V, E, I = SpecialTokens.video, SpecialTokens.eoc, SpecialTokens.image
+V, E, IMG = SpecialTokens.video, SpecialTokens.eoc, SpecialTokens.image
 SPECIAL = list(get_special_tokens().values())
 
 
@@ -42,8 +42,8 @@ def test_unterminated_last_chunk_gets_no_eoc():
 
 
 def test_chunk_without_video_keeps_its_special_tokens():
-    text = f"{I} image only {E}{V} video {E}"
-    assert render(text, ["x"]) == f"{I}{E}{V} x {E}"
+    text = f"{IMG} image only {E}{V} video {E}"
+    assert render(text, ["x"]) == f"{IMG}{E}{V} x {E}"
 
 
 def test_bare_video_list_is_one_chunk_with_all_videos():
@@ -64,7 +64,7 @@ def test_insert_captions_rejects_wrong_count():
 
 
 def test_special_tokens_only_keeps_order():
-    assert special_tokens_only(f"a{I}b{V}c{E}", SPECIAL) == f"{I}{V}{E}"
+    assert special_tokens_only(f"a{IMG}b{V}c{E}", SPECIAL) == f"{IMG}{V}{E}"
 
 
 def test_reference_texts_are_chunk_texts_without_tokens():
@@ -73,7 +73,7 @@ def test_reference_texts_are_chunk_texts_without_tokens():
 
 
 WORDS = st.text(alphabet="abc xyz.", max_size=8)
-PIECE = st.lists(st.one_of(WORDS, st.just(V), st.just(I)), max_size=5).map("".join)
+PIECE = st.lists(st.one_of(WORDS, st.just(V), st.just(IMG)), max_size=5).map("".join)
 
 
 @given(st.lists(PIECE, min_size=1, max_size=5), st.booleans())
@@ -85,6 +85,6 @@ def test_generated_text_keeps_the_special_token_layout(pieces, trailing_eoc):
         return
     out = render(text, captions)
     assert special_tokens_only(out, SPECIAL) == special_tokens_only(text, SPECIAL)
-    for i, caption in enumerate(captions):
+    for caption in captions:
         assert f"{V} {caption} " in out
     assert out.index("caption0") < out.index(f"caption{n - 1}") or n == 1

@@ -86,6 +86,11 @@ class CaptionBackend(ABC):
         self.config = config
         self.device = device
 
+    @classmethod
+    def check_config(cls, config: BackendConfig) -> None:
+        """Fail at the op's construction, with the fix in the message, when ``config`` cannot
+        work (a model that cannot be found, ...). Called in the driver, before any worker."""
+
     @abstractmethod
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
         """One result per request, in the order of ``requests``."""

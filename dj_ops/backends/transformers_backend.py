@@ -12,15 +12,15 @@ import transformers
 
 from dj_ops.backends.base import (
     BackendConfig,
+    Candidate,
     CaptionBackend,
     CaptionRequest,
     CaptionResult,
-    Candidate,
 )
 from dj_ops.captioning.batching import run_in_micro_batches
 from dj_ops.captioning.generation import to_hf_generate_kwargs
 
-# model_params keys consumed here; the rest go to ``from_pretrained``.
+# model_params key holding video-processor options; the other keys go to ``from_pretrained``.
 PROCESSOR_KWARGS_KEY = "processor_kwargs"
 
 
@@ -36,7 +36,8 @@ def build_messages(request: CaptionRequest) -> list[dict]:
     """Chat messages for one request: optional system turn, then the video and the prompt."""
     messages = []
     if request.system_prompt:
-        messages.append({"role": "system", "content": [{"type": "text", "text": request.system_prompt}]})
+        system = [{"type": "text", "text": request.system_prompt}]
+        messages.append({"role": "system", "content": system})
     messages.append(
         {
             "role": "user",
@@ -54,7 +55,12 @@ class TransformersBackend(CaptionBackend):
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         super().__init__(config, device)
         params = dict(config.model_params)
-        self.processor_kwargs = dict(params.pop(PROCESSOR_KWARGS_KEY, {}) or {})
+        # Frames arrive sampled and sized by us: the processor must neither resample them (Qwen3-VL
+        # would index past the frames it was given) nor resize them (its default minimum size
+        # upscales small frames). User options may override.
+        self.videos_kwargs = {"do_sample_frames": False, "do_resize": False,
+                              "cap_pixels_per_frame": False,
+                              **(params.pop(PROCESSOR_KWARGS_KEY, None) or {})}
         params.setdefault("dtype", pick_dtype(device))
         self.processor = transformers.AutoProcessor.from_pretrained(config.model)
         self.processor.tokenizer.padding_side = "left"
@@ -66,6 +72,18 @@ class TransformersBackend(CaptionBackend):
         if "stop_strings" in self.generate_kwargs:
             self.generate_kwargs["tokenizer"] = self.processor.tokenizer
         self.eos_ids = self._eos_ids()
+        video_processor = self.processor.video_processor
+        self.size_factor = int(video_processor.patch_size * video_processor.merge_size)
+
+    @classmethod
+    def check_config(cls, config: BackendConfig) -> None:
+        try:
+            transformers.AutoConfig.from_pretrained(config.model)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"hf_model={config.model!r} cannot be loaded: {error}. Give a local checkpoint "
+                "folder or a Hugging Face model id (downloaded or reachable)."
+            ) from error
 
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
@@ -99,10 +117,9 @@ class TransformersBackend(CaptionBackend):
             text=texts,
             videos=[r.frames for r in requests],
             video_metadata=[r.metadata for r in requests],
-            do_sample_frames=False,
+            videos_kwargs=self.videos_kwargs,
             padding=True,
             return_tensors="pt",
-            **self.processor_kwargs,
         ).to(self.device)
 
     @torch.inference_mode()
@@ -112,9 +129,11 @@ class TransformersBackend(CaptionBackend):
             torch.manual_seed(self.config.seed)
         output = self.model.generate(**inputs, **self.generate_kwargs)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
-        k = self.config.num_candidates
+        k = self.generate_kwargs["num_return_sequences"]
+        repeat = self.config.num_candidates // k  # greedy: one sequence stands for all candidates
         return [
-            CaptionResult([self._candidate(row) for row in new_tokens[i * k : (i + 1) * k]])
+            CaptionResult([self._candidate(row) for row in new_tokens[i * k : (i + 1) * k]]
+                          * repeat)
             for i in range(len(requests))
         ]
 
@@ -128,4 +147,5 @@ class TransformersBackend(CaptionBackend):
             ids = ids[: next(i for i, t in enumerate(ids) if t in self.eos_ids)]
         text = self.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
         max_tokens = self.generate_kwargs["max_new_tokens"]
-        return Candidate(text, num_tokens=len(ids), hit_token_limit=not ended and len(ids) >= max_tokens)
+        hit_limit = not ended and len(ids) >= max_tokens
+        return Candidate(text, num_tokens=len(ids), hit_token_limit=hit_limit)

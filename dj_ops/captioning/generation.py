@@ -97,11 +97,16 @@ def _check_ranges(s: GenerationSettings) -> None:
 
 
 def to_hf_generate_kwargs(s: GenerationSettings, num_candidates: int) -> dict[str, Any]:
-    """Keyword arguments for ``transformers`` ``model.generate``."""
+    """Keyword arguments for ``transformers`` ``model.generate``.
+
+    Greedy decoding yields one sequence (transformers refuses ``num_return_sequences > 1``
+    without sampling): the backend repeats it for each candidate.
+    """
+    do_sample = not s.greedy and bool(s.do_sample or s.temperature)
     kwargs: dict[str, Any] = {
         "max_new_tokens": s.max_new_tokens,
-        "num_return_sequences": num_candidates,
-        "do_sample": not s.greedy and bool(s.do_sample or s.temperature),
+        "num_return_sequences": num_candidates if do_sample else 1,
+        "do_sample": do_sample,
     }
     if s.min_new_tokens:
         kwargs["min_new_tokens"] = s.min_new_tokens

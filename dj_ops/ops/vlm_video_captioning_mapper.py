@@ -10,19 +10,24 @@ from __future__ import annotations
 import functools
 import random
 from dataclasses import replace
-from typing import Dict, List, Literal, Optional
+from typing import Literal
 
 from data_juicer.ops.base_op import OPERATORS, Mapper
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 from data_juicer.utils.model_utils import get_model
 from loguru import logger
-from pydantic import PositiveFloat, PositiveInt
+from pydantic import PositiveFloat, PositiveInt, validate_call
 
-from dj_ops.backends.base import BACKENDS, BackendConfig, CaptionRequest, build_backend
+from dj_ops.backends.base import (
+    BACKENDS,
+    BackendConfig,
+    CaptionRequest,
+    backend_class,
+    build_backend,
+)
 from dj_ops.captioning.generation import parse_sampling_params
 from dj_ops.captioning.records import RunInfo
-from dj_ops.captioning.selection import SELECTORS
 from dj_ops.ops.sample_builder import SampleBuilder
 from dj_ops.video import FrameSettings, VideoError, decode_video
 
@@ -30,7 +35,6 @@ OP_NAME = "vlm_video_captioning_mapper"
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 DEFAULT_PROMPT = "Describe the input video in 1-2 sentences."
-ON_ERROR_POLICIES = ("keep", "drop", "raise")
 
 
 def _check_choice(name: str, value, allowed) -> None:
@@ -54,6 +58,10 @@ class VLMVideoCaptioningMapper(Mapper):
     _accelerator = "cuda"
     _batched_op = True
 
+    # pydantic checks every typed parameter (PositiveInt, Literal, ...) at construction, also
+    # when the op is built from Python rather than from a recipe; the signature and docstring
+    # Data-Juicer's config parser reads are kept.
+    @validate_call(config={"arbitrary_types_allowed": True})
     def __init__(
         self,
         hf_model: str = DEFAULT_MODEL,
@@ -61,24 +69,24 @@ class VLMVideoCaptioningMapper(Mapper):
         caption_num: PositiveInt = 1,
         keep_candidate_mode: Literal["random_any", "similar_one_simhash", "all"] = "random_any",
         keep_original_sample: bool = True,
-        prompt: Optional[str] = None,
-        prompt_key: Optional[str] = None,
-        system_prompt: Optional[str] = None,
-        model_params: Optional[Dict] = None,
-        sampling_params: Optional[Dict] = None,
-        backend: Optional[str] = None,
+        prompt: str | None = None,
+        prompt_key: str | None = None,
+        system_prompt: str | None = None,
+        model_params: dict | None = None,
+        sampling_params: dict | None = None,
+        backend: str | None = None,
         generation_batch_size: PositiveInt = 8,
-        seed: Optional[int] = None,
+        seed: int | None = None,
         frame_strategy: str = "fps",
         fps: PositiveFloat = 2.0,
         min_frames: PositiveInt = 4,
         max_frames: PositiveInt = 32,
-        num_frames: Optional[PositiveInt] = None,
-        video_start: Optional[float] = None,
-        video_end: Optional[float] = None,
+        num_frames: PositiveInt | None = None,
+        video_start: float | None = None,
+        video_end: float | None = None,
         min_pixels: PositiveInt = 128 * 28 * 28,
         max_pixels: PositiveInt = 448 * 448,
-        total_pixels: Optional[PositiveInt] = None,
+        total_pixels: PositiveInt | None = None,
         on_error: Literal["keep", "drop", "raise"] = "keep",
         *args,
         **kwargs,
@@ -127,9 +135,11 @@ class VLMVideoCaptioningMapper(Mapper):
         :param kwargs: extra kwargs
         """
         kwargs.setdefault("memory", "20GB" if enable_vllm else "4GB")
+        # Failures are handled per sample (``on_error``). Data-Juicer's skip_op_error would
+        # instead drop a whole batch silently on any exception, so it is off for this op: what
+        # escapes process_batched (a model that cannot load, on_error='raise') stops the job.
+        kwargs["skip_op_error"] = False
         super().__init__(*args, **kwargs)
-        _check_choice("keep_candidate_mode", keep_candidate_mode, SELECTORS)
-        _check_choice("on_error", on_error, ON_ERROR_POLICIES)
         backend = backend or ("vllm" if enable_vllm else "transformers")
         _check_choice("backend", backend, BACKENDS)
         if prompt is not None and not prompt.strip():
@@ -157,11 +167,12 @@ class VLMVideoCaptioningMapper(Mapper):
             model=hf_model, settings=self.settings, num_candidates=caption_num,
             batch_size=generation_batch_size, seed=seed, model_params=dict(model_params or {}),
         )
+        backend_class(backend).check_config(config)
         # Data-Juicer's model zoo loads this once per worker, on the worker's device.
         self.model_key = functools.partial(build_backend, backend, config)
         self._rng = random.Random(seed)
 
-    def process_batched(self, samples: Dict[str, List], rank: Optional[int] = None):
+    def process_batched(self, samples: dict[str, list], rank: int | None = None):
         backend = get_model(self.model_key, rank, self.use_cuda())
         builder = SampleBuilder(
             samples, text_key=self.text_key, video_key=self.video_key, meta_key=Fields.meta,
@@ -170,7 +181,9 @@ class VLMVideoCaptioningMapper(Mapper):
             default_prompt=self.prompt,
         )
         factor = getattr(backend, "size_factor", None)
-        settings = replace(self.frame_settings, size_factor=factor) if factor else self.frame_settings
+        settings = self.frame_settings
+        if factor:  # the model's patch factor (28 for Qwen2.5-VL, 32 for Qwen3-VL)
+            settings = replace(settings, size_factor=factor)
         decoded = {}
         for path in builder.unique_paths():
             try:
@@ -188,7 +201,7 @@ class VLMVideoCaptioningMapper(Mapper):
                 CaptionRequest(video.frames, video.transformers_metadata(), slot.prompt,
                                self.system_prompt)
             )
-        for (slot, video), result in zip(slots, backend.generate(requests)):
+        for (slot, video), result in zip(slots, backend.generate(requests), strict=True):
             if result.ok:
                 builder.set_candidates(slot, result.candidates, video.timestamps)
             else:

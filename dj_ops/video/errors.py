@@ -1,6 +1,10 @@
-"""The one exception raised for a video that cannot be decoded, with a machine-readable kind."""
+"""The one exception raised for a video that cannot be read, with a machine-readable kind,
+and the checks on a path that can be made before opening it."""
 
 from __future__ import annotations
+
+import os
+import re
 
 MISSING_FILE = "missing_file"
 EMPTY_FILE = "empty_file"
@@ -16,6 +20,16 @@ ERROR_KINDS = (
     DECODE_ERROR,
     TIMEOUT,
     UNSUPPORTED_URL,
+)
+
+URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# Leading bytes of containers that hold video: a file that starts like one but does not
+# open is damaged (decode_error); anything else is not a video (not_a_video).
+CONTAINER_SIGNATURES = (
+    (4, b"ftyp"),  # mp4, mov, m4v, 3gp
+    (0, b"\x1a\x45\xdf\xa3"),  # matroska, webm
+    (0, b"RIFF"),  # avi
+    (0, b"FLV"),
 )
 
 
@@ -36,3 +50,27 @@ class VideoError(Exception):
         self.kind = kind
         self.message = message
         self.path = path
+
+
+def check_local_path(path: str) -> None:
+    """Raise :class:`VideoError` for a URL, a missing, non-regular or empty file."""
+    if URL_PATTERN.match(path):
+        raise VideoError(
+            UNSUPPORTED_URL,
+            "remote videos (http(s)://, s3://, ...) are not supported yet; "
+            "download the file and pass its local path",
+            path,
+        )
+    if not os.path.exists(path):
+        raise VideoError(MISSING_FILE, "no such file", path)
+    if not os.path.isfile(path):
+        raise VideoError(NOT_A_VIDEO, "not a regular file", path)
+    if os.path.getsize(path) == 0:
+        raise VideoError(EMPTY_FILE, "the file is empty (0 bytes)", path)
+
+
+def looks_like_video_container(path: str) -> bool:
+    """Whether the file starts like a known video container (mp4/mov, mkv/webm, avi, flv)."""
+    with open(path, "rb") as file:
+        head = file.read(16)
+    return any(head[at : at + len(magic)] == magic for at, magic in CONTAINER_SIGNATURES)

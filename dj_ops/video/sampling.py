@@ -4,6 +4,8 @@ A sampler picks which frames of a video to decode. Every sampler has the signatu
 ``(num_frames_total, fps, timestamps, settings) -> list[int]`` and returns sorted, unique
 frame indices; samplers are chosen by name from :data:`SAMPLERS`. The rules follow
 qwen-vl-utils (``smart_nframes`` / ``smart_resize``), with the defaults Qwen-VL models use.
+The choice between seeking and decoding through (:func:`choose_decode_method`) lives here
+too, being pure arithmetic on frame indices.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,6 +33,8 @@ MAX_ASPECT_RATIO = 200
 # Tolerance when comparing a window bound (seconds) with frame times, so that
 # e.g. 0.1 s * 30 fps = 3.0000000000000004 still selects frame 3.
 TIME_EPSILON = 1e-6
+# Seek to a wanted frame lying more than this many keyframe intervals past the last one.
+SEEK_GAP_RATIO = 0.5
 
 Sampler = Callable[[int, float, "Sequence[float] | None", "FrameSettings"], list[int]]
 
@@ -61,9 +66,7 @@ def smart_resize(
     if height < 1 or width < 1:
         raise ValueError(f"height and width must be >= 1, got {height}x{width}")
     if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-        raise ValueError(
-            f"aspect ratio must be <= {MAX_ASPECT_RATIO}, got {height}x{width}"
-        )
+        raise ValueError(f"aspect ratio must be <= {MAX_ASPECT_RATIO}, got {height}x{width}")
     h_bar = max(factor, round_by_factor(height, factor))
     w_bar = max(factor, round_by_factor(width, factor))
     if h_bar * w_bar > max_pixels:
@@ -98,10 +101,8 @@ def _frame_times(num_frames_total: int, fps: float, timestamps: Sequence[float] 
     if timestamps is None:
         return [index / fps for index in range(num_frames_total)]
     if len(timestamps) != num_frames_total:
-        raise ValueError(
-            f"got {len(timestamps)} timestamps for {num_frames_total} frames"
-        )
-    if any(later < earlier for earlier, later in zip(timestamps, timestamps[1:])):
+        raise ValueError(f"got {len(timestamps)} timestamps for {num_frames_total} frames")
+    if any(later < earlier for earlier, later in pairwise(timestamps)):
         raise ValueError("timestamps must be non-decreasing")
     return list(timestamps)
 
@@ -196,6 +197,28 @@ def sample_uniform(
     first, last = _window(times, settings)
     n = _fit_to_available(settings.num_frames, last - first + 1, settings.temporal_factor)
     return _spread(times, first, last, n, by_time=timestamps is not None)
+
+
+def keyframe_interval(keyframe_seconds: Sequence[float], fps: float, total_frames: int) -> int:
+    """Longest run of frames from a keyframe to the next (or to the end); the whole video
+    when fewer than two keyframes are known (so that seeking is never chosen)."""
+    if len(keyframe_seconds) < 2:
+        return total_frames
+    starts = [round((t - keyframe_seconds[0]) * fps) for t in keyframe_seconds]
+    return max(later - earlier for earlier, later in pairwise([*starts, total_frames]))
+
+
+def seek_threshold(interval: int) -> int:
+    """How far past the decoder's position a wanted frame must lie to be worth a seek: a
+    seek decodes about half a keyframe interval to reach its frame, decoding on the gap."""
+    return int(interval * SEEK_GAP_RATIO)
+
+
+def choose_decode_method(wanted: Sequence[int], interval: int) -> str:
+    """``seek`` when some wanted frame lies more than :func:`seek_threshold` past the
+    previous one (or past the start), else ``sequential``."""
+    gaps = (later - earlier for earlier, later in pairwise([0, *wanted]))
+    return "seek" if max(gaps, default=0) > seek_threshold(interval) else "sequential"
 
 
 SAMPLERS: dict[str, Sampler] = {

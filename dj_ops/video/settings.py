@@ -117,12 +117,10 @@ class FrameSettings:
         )
         _require(
             self.max_pixels >= factor * factor,
-            f"max_pixels must be >= size_factor**2 ({factor * factor}), "
-            f"got {self.max_pixels}",
+            f"max_pixels must be >= size_factor**2 ({factor * factor}), got {self.max_pixels}",
         )
         if self.total_pixels is not None:
             _require(
                 self.total_pixels >= self.min_pixels,
-                f"total_pixels must be >= min_pixels ({self.min_pixels}), "
-                f"got {self.total_pixels}",
+                f"total_pixels must be >= min_pixels ({self.min_pixels}), got {self.total_pixels}",
             )

@@ -1,0 +1,332 @@
+"""Decode the sampled frames of one local video with PyAV: count, sample, then reach only
+the wanted frames, by decoding from the start or by seeking (see ``choose_decode_method``),
+and convert them to RGB at the ``smart_resize`` size."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from itertools import chain
+
+import av
+import numpy as np
+
+from dj_ops.video.errors import (
+    DECODE_ERROR,
+    NOT_A_VIDEO,
+    TIMEOUT,
+    VideoError,
+    check_local_path,
+    looks_like_video_container,
+)
+from dj_ops.video.sampling import (
+    choose_decode_method,
+    frame_pixel_budget,
+    keyframe_interval,
+    sample_frame_indices,
+    seek_threshold,
+    smart_resize,
+)
+from dj_ops.video.settings import FrameSettings
+
+VIDEO_BACKEND = "pyav"
+DECODE_METHODS = ("auto", "sequential", "seek")
+RESIZE_INTERPOLATION = "BICUBIC"
+# Wanted frames this close to the end may be missing (containers sometimes count a frame
+# or two that never decodes); a larger shortfall means a truncated or corrupt stream.
+EOF_SLACK_FRAMES = 3
+# base_rate and average_rate further apart than this: treat the rate as variable.
+VFR_RATE_TOLERANCE = 0.01
+
+
+@dataclass
+class DecodedVideo:
+    """Sampled frames of one video and what a video processor needs to know about them."""
+
+    path: str
+    frames: np.ndarray  # (T, H, W, 3) uint8, resized, T a multiple of temporal_factor
+    frame_indices: list[int]
+    timestamps: list[float]  # seconds from the start of the stream, one per frame
+    source_fps: float
+    total_frames: int
+    duration: float
+    width: int
+    height: int
+    rotation: int = 0  # counter-clockwise degrees from the display matrix, already applied
+    method: str = "sequential"  # how the frames were reached
+
+    def transformers_metadata(self) -> dict:
+        """The ``video_metadata`` that transformers' video processors take with frames."""
+        return {
+            "total_num_frames": self.total_frames,
+            "fps": self.source_fps,
+            "duration": self.duration,
+            "frames_indices": list(self.frame_indices),
+            "width": self.width,
+            "height": self.height,
+            "video_backend": VIDEO_BACKEND,
+        }
+
+
+@dataclass
+class _StreamInfo:
+    """What the container says about its first video stream."""
+
+    total_frames: int
+    fps: float
+    duration: float
+    start_pts: int
+    time_base: Fraction
+    pts_list: list[int] | None  # every frame's pts, when the packets were scanned
+    keyframe_pts: list[int] | None = None  # when the packets were scanned
+    pts_index: dict[int, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.pts_index = {pts: i for i, pts in enumerate(self.pts_list or [])}
+
+    def timestamps(self) -> list[float] | None:
+        """Per-frame times in seconds when scanned (variable rate), else None."""
+        if self.pts_list is None:
+            return None
+        return [self.seconds(pts) for pts in self.pts_list]
+
+    def seconds(self, pts: int) -> float:
+        """Time of ``pts`` in seconds from the start of the stream."""
+        return float((pts - self.start_pts) * self.time_base)
+
+    def pts_of(self, index: int) -> int:
+        """Presentation timestamp of frame ``index``."""
+        if self.pts_list is not None:
+            return self.pts_list[index]
+        return self.start_pts + round(index / self.fps / self.time_base)
+
+    def index_of(self, pts: int | None) -> int:
+        """Frame index of a decoded frame's ``pts`` (-1 when unknown)."""
+        if self.pts_list is not None or pts is None:
+            return self.pts_index.get(pts, -1)
+        return round(self.seconds(pts) * self.fps)
+
+
+def _open(path: str) -> av.container.InputContainer:
+    """Open ``path`` for reading, mapping failures to ``not_a_video`` / ``decode_error``."""
+    try:
+        return av.open(path, metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        kind = DECODE_ERROR if looks_like_video_container(path) else NOT_A_VIDEO
+        raise VideoError(kind, f"cannot open the container: {exc}", path) from exc
+
+
+def _scan_packets(path: str) -> tuple[int, list[int] | None, list[int]]:
+    """Frame count, every frame's pts (sorted; None when the packets carry none, as in raw
+    streams) and the keyframes' pts, by demuxing without decoding, in a container of its own
+    so the caller's stays at the start (rewinding is unreliable in MPEG-TS and raw streams)."""
+    with av.open(path, metadata_errors="ignore") as scan:
+        packets = [(p.pts, p.is_keyframe) for p in scan.demux(scan.streams.video[0]) if p.size]
+    pts = [pts for pts, _ in packets]
+    keyframes = [pts for pts, key in packets if key and pts is not None]
+    return len(pts), (None if None in pts else sorted(pts)), keyframes
+
+
+def _probe(container: av.container.InputContainer, path: str) -> tuple[object, _StreamInfo]:
+    """First video stream and its frame count, rate, duration (scanned when needed)."""
+    if not container.streams.video:
+        raise VideoError(NOT_A_VIDEO, "the file has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    time_base = stream.time_base or Fraction(1, av.time_base)
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    variable = bool(rate and stream.base_rate) and (
+        abs(float(stream.base_rate / rate) - 1) > VFR_RATE_TOLERANCE
+    )
+    if not stream.frames or not rate or variable:
+        return stream, _scanned_info(path, stream, time_base)
+    if stream.duration:
+        duration = float(stream.duration * time_base)
+    else:
+        duration = (container.duration or 0) / av.time_base or stream.frames / float(rate)
+    start_pts = stream.start_time or 0
+    return stream, _StreamInfo(stream.frames, float(rate), duration, start_pts, time_base, None)
+
+
+def _scanned_info(path: str, stream, time_base: Fraction) -> _StreamInfo:
+    """Frame count, mean rate and duration from the packets (variable frame rate, or a
+    container that does not store the frame count)."""
+    count, pts_list, keyframes = _scan_packets(path)
+    if not count:
+        raise VideoError(DECODE_ERROR, "the video stream holds no frames")
+    span = float((pts_list[-1] - pts_list[0]) * time_base) if pts_list else 0.0
+    if count > 1 and span > 0:
+        rate = (count - 1) / span
+    else:
+        rate = float(stream.guessed_rate or stream.average_rate or 1)
+    if pts_list is None:  # raw stream: no timestamps at all
+        return _StreamInfo(count, rate, count / rate, 0, time_base, None, keyframes)
+    first = pts_list[0]
+    start_pts = first if stream.start_time is None else min(stream.start_time, first)
+    duration = float((first - start_pts) * time_base) + span + 1.0 / rate
+    return _StreamInfo(count, rate, duration, start_pts, time_base, pts_list, keyframes)
+
+
+def _keyframe_seconds(stream, info: _StreamInfo) -> list[float]:
+    """Keyframe times in seconds: from the scan, else from the container's index (whose
+    timestamps may be decode times: shifted, but spaced alike)."""
+    times = info.keyframe_pts
+    if times is None:
+        times = [entry.timestamp for entry in stream.index_entries if entry.is_keyframe]
+    return [float(t * info.time_base) for t in times]
+
+
+def _seeking_frames(
+    container, stream, info: _StreamInfo, wanted: list[int], max_ahead: int, interval: int
+) -> Iterator[tuple[int, object]]:
+    """Frames around each wanted index: seek to the keyframe before a target more than
+    ``max_ahead`` frames past the decoder's position, else decode on to it."""
+    position, frames = 0, container.decode(stream)
+    for target in wanted:
+        if target - position > max_ahead:
+            frames = _seek_before(container, stream, info, target, interval)
+        for frame in frames:
+            index = info.index_of(frame.pts)
+            position = index + 1
+            yield index, frame
+            if index >= target:
+                break
+        else:
+            return  # the stream ended before the target: later targets are beyond it too
+
+
+def _seek_before(container, stream, info: _StreamInfo, target: int, interval: int) -> Iterator:
+    """Decoded frames from a keyframe at or before frame ``target``. Some containers
+    (MPEG-TS) land on the keyframe after the time asked for: then seek earlier by a
+    doubling multiple of the keyframe interval, and at last from the start."""
+    back = 0
+    while back < target:
+        offset = info.pts_of(target - back)
+        container.seek(offset, stream=stream, backward=True, any_frame=False)
+        frames = container.decode(stream)
+        first = next(frames, None)
+        if first is not None and info.index_of(first.pts) <= target:
+            return chain([first], frames)
+        back = 2 * back or max(1, interval)
+    container.seek(0)  # not to start_time: MPEG-TS would land on the second keyframe
+    return container.decode(stream)
+
+
+def _numbered(frames: Iterator, info: _StreamInfo) -> Iterator[tuple[int, object]]:
+    """Frames from the start with their index: by pts when every pts is known
+    (scanned), else by count."""
+    if info.pts_list is None:
+        return enumerate(frames)
+    return ((info.index_of(frame.pts), frame) for frame in frames)
+
+
+def _frame_to_array(frame, settings: FrameSettings, max_pixels: int) -> np.ndarray:
+    """RGB array of ``frame`` at the smart_resize size, turned upright per its rotation."""
+    quarter_turns = round(frame.rotation / 90) % 4
+    sideways = quarter_turns % 2 == 1
+    height, width = (frame.width, frame.height) if sideways else (frame.height, frame.width)
+    out_h, out_w = smart_resize(
+        height, width, settings.size_factor, settings.min_pixels, max_pixels
+    )
+    coded_w, coded_h = (out_h, out_w) if sideways else (out_w, out_h)
+    rgb = frame.reformat(
+        width=coded_w, height=coded_h, format="rgb24", interpolation=RESIZE_INTERPOLATION
+    ).to_ndarray()
+    return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns)) if quarter_turns else rgb
+
+
+def _collect(frames, wanted, convert, info, deadline) -> dict[int, tuple]:
+    """Keep the first frame seen at each wanted index; stop once all are kept."""
+    wanted_set, kept = set(wanted), {}
+    for index, frame in frames:
+        if deadline is not None and time.monotonic() > deadline:
+            done = f"{len(kept)} of {len(wanted_set)} frames done"
+            raise VideoError(TIMEOUT, f"decoding took longer than allowed ({done})")
+        if index in wanted_set and index not in kept:
+            seconds = index / info.fps if frame.pts is None else info.seconds(frame.pts)
+            kept[index] = (convert(frame), frame.rotation, seconds)
+            if len(kept) == len(wanted_set):
+                break
+    return kept
+
+
+def _check_complete(kept: dict, wanted: list[int], info: _StreamInfo) -> list[int]:
+    """Wanted indices actually decoded; raise when more than the last few are missing."""
+    missing = [index for index in wanted if index not in kept]
+    tolerable = all(index >= info.total_frames - EOF_SLACK_FRAMES for index in missing)
+    if not kept or not tolerable:
+        raise VideoError(
+            DECODE_ERROR,
+            f"decoded {len(kept)} of {len(wanted)} wanted frames (first missing: "
+            f"{missing[0]} of {info.total_frames}); truncated or corrupt stream?",
+        )
+    return [index for index in wanted if index in kept]
+
+
+def _pad_to_factor(items: list, factor: int) -> list:
+    """Repeat the last item until the length is a multiple of ``factor``."""
+    return items + [items[-1]] * (-len(items) % factor)
+
+
+def decode_video(
+    path: str,
+    settings: FrameSettings,
+    *,
+    method: str = "auto",
+    timeout_s: float | None = None,
+) -> DecodedVideo:
+    """Decode the frames of ``path`` chosen by ``settings``.
+
+    :param method: ``auto`` (per video, see ``choose_decode_method``), ``sequential`` or
+        ``seek`` (seek before every wanted frame that is not the next one).
+    :param timeout_s: give up with a ``timeout`` VideoError after this many seconds.
+    :raises VideoError: with kind ``unsupported_url``, ``missing_file``, ``empty_file``,
+        ``not_a_video``, ``decode_error`` or ``timeout``.
+    """
+    if method not in DECODE_METHODS:
+        raise ValueError(f"method must be one of {list(DECODE_METHODS)}, got {method!r}")
+    path = os.fspath(path)
+    check_local_path(path)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    with _open(path) as container:
+        try:
+            return _decode_open(container, path, settings, method, deadline)
+        except VideoError as exc:  # raised below without the path: add it
+            raise VideoError(exc.kind, exc.message, path) from exc
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise VideoError(DECODE_ERROR, str(exc), path) from exc
+
+
+def _decode_open(container, path, settings, method, deadline) -> DecodedVideo:
+    """The body of :func:`decode_video` once the container is open."""
+    stream, info = _probe(container, path)
+    wanted = sample_frame_indices(info.total_frames, info.fps, info.timestamps(), settings)
+    interval = keyframe_interval(_keyframe_seconds(stream, info), info.fps, info.total_frames)
+    max_ahead = seek_threshold(interval) if method == "auto" else 0
+    if method == "auto":
+        method = choose_decode_method(wanted, interval)
+    if method == "seek":
+        frames = _seeking_frames(container, stream, info, wanted, max_ahead, interval)
+    else:
+        frames = _numbered(container.decode(stream), info)
+    max_pixels = frame_pixel_budget(settings, len(wanted))
+    kept = _collect(
+        frames, wanted, lambda f: _frame_to_array(f, settings, max_pixels), info, deadline
+    )
+    indices = _pad_to_factor(_check_complete(kept, wanted, info), settings.temporal_factor)
+    return DecodedVideo(
+        path=path,
+        frames=np.stack([kept[i][0] for i in indices]),
+        frame_indices=indices,
+        timestamps=[kept[i][2] for i in indices],
+        source_fps=info.fps,
+        total_frames=info.total_frames,
+        duration=info.duration,
+        width=stream.width,
+        height=stream.height,
+        rotation=kept[indices[0]][1],
+        method=method,
+    )

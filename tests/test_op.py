@@ -1,0 +1,200 @@
+"""The op end to end on a tiny random-weight Qwen-VL and real videos, run as Data-Juicer runs it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from data_juicer.utils.constant import Fields
+from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
+
+from dj_ops.captioning.records import META_KEY
+from dj_ops.captioning.text import special_tokens_only
+from tests.conftest import make_op, run_op
+
+V, E = SpecialTokens.video, SpecialTokens.eoc
+SPECIAL = list(get_special_tokens().values())
+SPECIAL_PATTERN = "|".join(re.escape(t) for t in sorted(SPECIAL, key=len, reverse=True))
+
+
+def single_video_samples(videos):
+    return [{"text": f"{V} original caption {i} {E}", "videos": [v]} for i, v in enumerate(videos)]
+
+
+def captions_after_video_tokens(text: str) -> list[str]:
+    """The text between each video token and the next special token (or the end)."""
+    return [
+        m.strip()
+        for m in re.findall(rf"{re.escape(V)}(.*?)(?={SPECIAL_PATTERN}|$)", text, flags=re.S)
+    ]
+
+
+def assert_generated(original: dict, generated: dict) -> None:
+    n_videos = len(original["videos"])
+    expected_layout = special_tokens_only(original["text"], SPECIAL)
+    if original["text"].count(V) == 0:
+        expected_layout += V * n_videos + E
+    assert special_tokens_only(generated["text"], SPECIAL) == expected_layout
+    captions = captions_after_video_tokens(generated["text"])
+    assert len(captions) == n_videos and all(captions), generated["text"]
+    assert generated["videos"] == original["videos"]
+    record = generated[Fields.meta][META_KEY]
+    assert record["status"] == "captioned"
+    assert [v["path"] for v in record["videos"]] == original["videos"]
+    assert all(v["generated_tokens"] > 0 and v["timestamps"] for v in record["videos"])
+
+
+EXPECTED_NEW = {"random_any": 1, "similar_one_simhash": 1, "all": 3}
+
+
+@pytest.mark.parametrize("mode", ["random_any", "similar_one_simhash", "all"])
+@pytest.mark.parametrize("keep_original", [True, False])
+def test_row_counts_and_layout_for_every_mode(qwen3, videos, mode, keep_original):
+    samples = single_video_samples(videos)
+    op = make_op(qwen3, caption_num=3, keep_candidate_mode=mode, keep_original_sample=keep_original)
+    rows = run_op(op, samples)
+    per_original = EXPECTED_NEW[mode] + int(keep_original)
+    assert len(rows) == len(samples) * per_original
+    for i, original in enumerate(samples):
+        group = rows[i * per_original : (i + 1) * per_original]
+        generated = group[1:] if keep_original else group
+        if keep_original:
+            assert group[0]["text"] == original["text"]
+            assert group[0]["videos"] == original["videos"]
+            assert not (group[0][Fields.meta] or {}).get(META_KEY)
+        for g in generated:
+            assert_generated(original, g)
+        if mode == "all":
+            indices = [g[Fields.meta][META_KEY]["candidate_index"] for g in generated]
+            assert indices == [0, 1, 2]
+            assert len({g["text"] for g in generated}) > 1  # sampled candidates differ
+
+
+def test_several_videos_per_chunk_and_several_chunks(qwen3, videos):
+    samples = [
+        {"text": f"{V}{V} two clips {E}", "videos": videos[:2]},
+        {"text": f"{V} first {E} no video here {E}{V}{V} last {E}", "videos": videos[1:4]},
+        {"text": f"{V} unterminated", "videos": videos[4:5]},
+    ]
+    rows = run_op(make_op(qwen3, keep_original_sample=False), samples)
+    assert len(rows) == 3
+    for original, generated in zip(samples, rows):
+        assert_generated(original, generated)
+    assert rows[1]["text"].count(E) == 3 and not rows[2]["text"].endswith(E)
+
+
+def test_bare_video_list_is_captioned_as_one_chunk(qwen3, videos):
+    samples = [{"text": "", "videos": videos[:2]}, {"text": "no tokens", "videos": videos[2:3]}]
+    rows = run_op(make_op(qwen3, keep_original_sample=False), samples)
+    assert len(rows) == 2
+    for original, generated in zip(samples, rows):
+        assert_generated(original, generated)
+
+
+def test_per_sample_prompts_through_prompt_key(qwen3, videos):
+    prompts = ["Describe the colours.", "What happens first?"]
+    samples = [{**s, "question": p} for s, p in zip(single_video_samples(videos[:2]), prompts)]
+    rows = run_op(make_op(qwen3, prompt_key="question", keep_original_sample=False), samples)
+    assert [r[Fields.meta][META_KEY]["prompt"] for r in rows] == prompts
+
+
+def test_invalid_per_sample_prompt_is_recorded_not_lost(qwen3, videos):
+    samples = [
+        {**s, "question": q}
+        for s, q in zip(single_video_samples(videos[:2]), ["Describe it.", "   "])
+    ]
+    rows = run_op(make_op(qwen3, prompt_key="question", keep_original_sample=False), samples)
+    assert len(rows) == 2
+    assert rows[0][Fields.meta][META_KEY]["status"] == "captioned"
+    failed = rows[1][Fields.meta][META_KEY]
+    assert failed["status"] == "error" and failed["videos"][0]["error_kind"] == "invalid_prompt"
+    assert rows[1]["text"] == samples[1]["text"]
+
+
+def test_token_video_mismatch_is_a_per_sample_error(qwen3, videos):
+    samples = single_video_samples(videos[:2])
+    samples[1]["videos"] = videos[1:3]  # one token, two videos
+    rows = run_op(make_op(qwen3, keep_original_sample=False), samples)
+    assert len(rows) == 2
+    assert rows[0][Fields.meta][META_KEY]["status"] == "captioned"
+    error = rows[1][Fields.meta][META_KEY]["videos"][0]
+    assert (
+        error["error_kind"] == "token_video_mismatch" and "1 video token" in error["error_message"]
+    )
+
+
+def test_samples_without_videos_pass_through(qwen3, videos):
+    samples = [{"text": "plain text", "videos": []}] + single_video_samples(videos[:1])
+    rows = run_op(make_op(qwen3, keep_original_sample=False), samples)
+    assert [r["text"] for r in rows][0] == "plain text" and len(rows) == 2
+
+
+def test_batched_generation_equals_one_at_a_time(qwen3, videos):
+    samples = single_video_samples(videos)
+    batched = run_op(make_op(qwen3, generation_batch_size=8, keep_original_sample=False), samples)
+    single = run_op(
+        make_op(qwen3, generation_batch_size=1, keep_original_sample=False), samples, batch_size=1
+    )
+    assert [r["text"] for r in batched] == [r["text"] for r in single]
+
+
+def test_fixed_seed_reproduces_sampled_output(qwen3, videos):
+    samples = single_video_samples(videos[:3])
+    params = dict(caption_num=2, keep_candidate_mode="all", keep_original_sample=False, seed=5)
+    first = run_op(make_op(qwen3, **params), samples)
+    again = run_op(make_op(qwen3, **params), samples)
+    other = run_op(make_op(qwen3, **{**params, "seed": 6}), samples)
+    assert [r["text"] for r in first] == [r["text"] for r in again]
+    assert [r["text"] for r in first] != [r["text"] for r in other]
+
+
+def test_two_worker_processes(qwen3, videos):
+    samples = single_video_samples(videos) * 2
+    rows = run_op(make_op(qwen3, keep_original_sample=False), samples, batch_size=2, num_proc=2)
+    assert len(rows) == len(samples)
+    for original, generated in zip(samples, rows):
+        assert_generated(original, generated)
+
+
+def test_qwen2_5_vl_family(tiny_models, videos):
+    samples = single_video_samples(videos[:2])
+    rows = run_op(make_op(tiny_models["qwen2_5_vl"], keep_original_sample=False), samples)
+    for original, generated in zip(samples, rows):
+        assert_generated(original, generated)
+
+
+def test_provenance_record(qwen3, videos):
+    rows = run_op(
+        make_op(
+            qwen3,
+            keep_original_sample=False,
+            max_frames=4,
+            sampling_params={"max_new_tokens": 3, "min_new_tokens": 3},
+        ),
+        single_video_samples(videos[:1]),
+    )
+    record = rows[0][Fields.meta][META_KEY]
+    assert record["model"] == qwen3 and record["backend"] == "transformers"
+    assert '"max_new_tokens": 3' in record["generation"]
+    video = record["videos"][0]
+    assert video["generated_tokens"] == 3 and video["hit_token_limit"] is True
+    assert len(video["timestamps"]) == 4 and video["timestamps"] == sorted(video["timestamps"])
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"keep_candidate_mode": "best"},
+         "Input should be 'random_any', 'similar_one_simhash' or 'all'"),
+        ({"on_error": "ignore"}, "Input should be 'keep', 'drop' or 'raise'"),
+        ({"caption_num": 0}, "Input should be greater than 0"),
+        ({"hf_model": "/no/such/model"}, "hf_model='/no/such/model' cannot be loaded"),
+        ({"backend": "tgi"}, "backend='tgi' is not supported; choose one of"),
+        ({"prompt": "  "}, "prompt is empty"),
+        ({"sampling_params": {"temprature": 1}}, "valid keys are"),
+        ({"frame_strategy": "every"}, "every"),
+    ],
+)
+def test_invalid_parameters_fail_at_construction(qwen3, params, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_op(qwen3, **params)

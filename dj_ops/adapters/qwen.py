@@ -1,11 +1,12 @@
 """Qwen2.5-VL and Qwen3-VL: Qwen's chat format, video placeholder and frame rules.
 
-The vLLM prompt follows vLLM's ``examples/offline_inference/vision_language.py`` (``run_qwen2_5_vl``,
-``run_qwen3_vl``) and equals what the families' chat templates render (tested against the tiny
-checkpoints' templates). Videos go to vLLM as ``(frames, metadata)`` with ``do_sample_frames``
-off, so the engine keeps our frames and Qwen3-VL gets true timestamps; Qwen2.5-VL, which takes
-time from the ``fps`` processor argument instead, gets the frames' sampling rate per request.
-Recommended frame settings are qwen-vl-utils' defaults (``vision_process.py``).
+The vLLM prompt follows vLLM's ``examples/offline_inference/vision_language.py``
+(``run_qwen2_5_vl``, ``run_qwen3_vl``) and equals what the families' chat templates render
+(tested against the tiny checkpoints' templates). Videos go to vLLM as ``(frames, metadata)``
+with ``do_sample_frames`` off, so the engine keeps our frames and Qwen3-VL gets true timestamps;
+Qwen2.5-VL, which takes time from the ``fps`` processor argument instead, gets the frames'
+sampling rate per request. Recommended frame settings are qwen-vl-utils' defaults
+(``vision_process.py``).
 """
 
 from __future__ import annotations

@@ -42,6 +42,9 @@ class CaptionRequest:
         return int(np.prod(self.frames.shape[:3]))
 
 
+# model_params key holding processor options (``videos_kwargs`` / vLLM ``mm_processor_kwargs``).
+PROCESSOR_KWARGS_KEY = "processor_kwargs"
+
 # Kinds of per-request failures that backends record on the sample.
 CONTEXT_LENGTH = "context_length"  # the prompt does not fit the model's context
 INVALID_REQUEST = "invalid_request"  # the engine or server refused the request

@@ -12,6 +12,7 @@ import transformers
 
 from dj_ops.adapters import resolve_adapter, split_adapter_params
 from dj_ops.backends.base import (
+    PROCESSOR_KWARGS_KEY,
     BackendConfig,
     Candidate,
     CaptionBackend,
@@ -25,9 +26,6 @@ from dj_ops.backends.quantization import (
 )
 from dj_ops.captioning.batching import run_in_micro_batches
 from dj_ops.captioning.generation import to_hf_generate_kwargs
-
-# model_params key holding video-processor options; the other keys go to ``from_pretrained``.
-PROCESSOR_KWARGS_KEY = "processor_kwargs"
 
 
 def pick_dtype(device: str) -> torch.dtype:

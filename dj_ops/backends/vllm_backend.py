@@ -18,6 +18,7 @@ from dj_ops.backends.base import BackendConfig, CaptionBackend, CaptionRequest, 
 from dj_ops.backends.vllm_requests import (
     build_request,
     check_context,
+    check_vllm_config,
     classify_engine_error,
     engine_kwargs,
     parse_request_output,
@@ -49,12 +50,7 @@ class VLLMBackend(CaptionBackend):
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
-        adapter = resolve_adapter(config.model, config.model_params)
-        adapter.check(config.model_params)
-        if not adapter.vllm_supported:
-            raise ValueError(f"vLLM does not serve {adapter.name} models; use backend: "
-                             "transformers")
-        engine_kwargs(config, adapter)  # refuses quantization modes vLLM does not offer
+        check_vllm_config(config)
 
     @functools.cached_property
     def _processor(self):

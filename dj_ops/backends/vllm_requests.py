@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dj_ops.adapters import ModelAdapter, split_adapter_params
+from dj_ops.adapters import ModelAdapter, resolve_adapter, split_adapter_params
 from dj_ops.adapters.base import PromptRenderer
 from dj_ops.backends.base import (
     CONTEXT_LENGTH,
@@ -54,6 +54,20 @@ def engine_kwargs(config: BackendConfig, adapter: ModelAdapter) -> dict[str, Any
     if config.seed is not None:
         kwargs.setdefault("seed", config.seed)
     return kwargs
+
+
+def check_vllm_config(config: BackendConfig) -> ModelAdapter:
+    """The model's adapter, once ``config`` is known to suit vLLM.
+
+    :raises ValueError: for a family vLLM does not serve, bad adapter parameters or a
+        quantization mode vLLM does not offer.
+    """
+    adapter = resolve_adapter(config.model, config.model_params)
+    adapter.check(config.model_params)
+    if not adapter.vllm_supported:
+        raise ValueError(f"vLLM does not serve {adapter.name} models; use backend: transformers")
+    engine_kwargs(config, adapter)
+    return adapter
 
 
 def sampling_kwargs(config: BackendConfig) -> dict[str, Any]:

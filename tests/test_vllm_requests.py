@@ -149,7 +149,7 @@ def test_missing_vllm_fails_at_construction_with_the_extra(qwen3, params):
         make_op(qwen3, **params)
 
 
-def test_config_check_refuses_what_vllm_cannot_run(qwen3):
+def test_config_check_refuses_what_vllm_cannot_run():
     assert check_vllm_config(config({"model_type": "qwen3_vl"})).name == "qwen3_vl"
     with pytest.raises(ValueError, match="vLLM does not serve cogvlm2 models"):
         check_vllm_config(config({"model_type": "cogvlm2", "trust_remote_code": True}))

@@ -30,7 +30,7 @@ from aiohttp import web
 
 from dj_ops.backends.base import BackendConfig, CaptionRequest, CaptionResult
 from dj_ops.captioning.generation import parse_sampling_params
-from dj_ops.video import FrameSettings, decode_video
+from dj_ops.video import FrameSettings, VideoError, decode_video
 
 SAMPLING_FIELDS = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k",
                    "repetition_penalty", "stop")
@@ -118,6 +118,7 @@ class CompletionServer:
         self.model, self.host, self.port = model, host, port
         self.api_key, self.faults = api_key, faults
         self.received: list[dict] = []  # every request body, in arrival order
+        self.in_flight = self.max_in_flight = 0  # requests being answered (now, at most)
         self._backends: dict[tuple[str, int], object] = {}
         self._pool = ThreadPoolExecutor(max_workers=1)  # one generate at a time
         self._loop = asyncio.new_event_loop()
@@ -162,9 +163,16 @@ class CompletionServer:
         self.stop()
 
     async def _handle(self, request: web.Request) -> web.Response:
-        payload = await request.json()
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(await request.json(), request.headers)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, payload: dict, headers) -> web.Response:
         self.received.append(payload)
-        if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+        if self.api_key and headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "invalid API key")
         if len(self.received) <= self.faults.fail_first:
             return _error(self.faults.fail_status, "injected failure")
@@ -174,7 +182,7 @@ class CompletionServer:
         loop = asyncio.get_running_loop()
         try:
             body = await loop.run_in_executor(self._pool, self._complete, payload)
-        except (KeyError, TypeError, ValueError) as error:  # VideoError is a ValueError too
+        except (KeyError, TypeError, ValueError, VideoError) as error:
             return _error(400, f"{type(error).__name__}: {error}")
         return web.json_response(body)
 

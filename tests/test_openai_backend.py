@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 
@@ -88,14 +90,17 @@ def test_op_through_the_server_matches_the_transformers_backend(qwen3, videos, s
         assert all(v["generated_tokens"] > 0 for v in record["videos"])
 
 
-def test_dj_process_through_the_server(tmp_path, qwen3, videos, server):
+def test_the_openai_recipe_runs_through_the_server(tmp_path, qwen3, videos, server):
+    """``recipes/caption_openai_server.yaml`` under ``dj-process``, pointed at the tiny model."""
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "caption_openai_server.yaml"
+    params = yaml.safe_load(recipe.read_text())["process"][0]["vlm_video_captioning_mapper"]
+    params.update(hf_model=qwen3, seed=0, **FAST_FRAMES, sampling_params=FAST_SAMPLING)
+    params["model_params"]["api_base"] = server.url
     samples = [{"text": f"{V} clip {i} {E}", "videos": [v]} for i, v in enumerate(videos[:2])]
-    params = {"hf_model": qwen3, "backend": "openai", "keep_original_sample": False,
-              "model_params": {"api_base": server.url, "max_concurrency": 2}, "seed": 0,
-              **FAST_FRAMES, "sampling_params": FAST_SAMPLING}
     rows = run_recipe(tmp_path, samples, params)
     assert len(rows) == 2
     assert all(r[Fields.meta][META_KEY]["status"] == "captioned" for r in rows)
+    assert all(r[Fields.meta][META_KEY]["backend"] == "openai" for r in rows)
 
 
 # ---- faults ----

@@ -7,7 +7,9 @@ implements the part of the contract the backend uses: ``POST /v1/chat/completion
 optional system message and a user message holding one ``video_url`` (an MP4 ``data:`` URL or a
 ``file://`` URL) and the prompt text; ``n``, ``max_tokens``, ``min_tokens``, ``temperature``,
 ``top_p``, ``top_k``, ``repetition_penalty``, ``stop`` and ``seed``. Videos are decoded with
-dj_ops' PyAV decoder, every frame kept. :class:`Faults` injects failures for tests.
+dj_ops' PyAV decoder and sampled as a Qwen-VL server would (2 frames per second, at most 32, at
+most 448x448 pixels), which keeps clips the client already sampled within those bounds whole.
+:class:`Faults` injects failures for tests.
 
 Command line: ``python -m dj_ops.testing.openai_server --model DIR --port 8000``.
 """
@@ -35,8 +37,9 @@ from dj_ops.video import FrameSettings, VideoError, decode_video
 SAMPLING_FIELDS = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k",
                    "repetition_penalty", "stop")
 MAX_BODY_BYTES = 256 * 1024 * 1024
-MAX_FRAMES = 256  # frames kept from one video
-MAX_PIXELS = 1280 * 28 * 28  # per frame; the client has already sized its frames
+SERVER_FPS = 2.0
+MAX_FRAMES = 32
+MAX_PIXELS = 448 * 448
 DATA_URL_PREFIX = "data:video/mp4;base64,"
 
 
@@ -91,8 +94,8 @@ def read_messages(messages: list[dict]) -> tuple[str | None, str, str]:
 
 
 def decode_url(url: str, size_factor: int):
-    """Decode every frame (up to :data:`MAX_FRAMES`) of an MP4 data URL or a file URL."""
-    settings = FrameSettings(fps=1000.0, min_frames=1, max_frames=MAX_FRAMES,
+    """Decode the video of an MP4 data URL or a file URL, sampled as the server samples."""
+    settings = FrameSettings(fps=SERVER_FPS, min_frames=2, max_frames=MAX_FRAMES,
                              min_pixels=size_factor**2, max_pixels=MAX_PIXELS,
                              size_factor=size_factor)
     if url.startswith("file://"):

@@ -67,14 +67,17 @@ class ServerSettings(BaseModel):
         return self.api_base.rstrip("/") + CHAT_COMPLETIONS_PATH
 
 
-def auth_headers(settings: ServerSettings, environ=os.environ) -> dict[str, str]:
+def auth_headers(settings: ServerSettings, environ=None) -> dict[str, str]:
     """The ``Authorization`` header from the variable named by ``api_key_env`` (if any).
+
+    :param environ: the environment (default: ``os.environ`` at call time; some libraries
+        replace that object).
 
     :raises ValueError: naming the variable (never a value) when it is unset or empty.
     """
     if settings.api_key_env is None:
         return {}
-    key = environ.get(settings.api_key_env)
+    key = (os.environ if environ is None else environ).get(settings.api_key_env)
     if not key:
         raise ValueError(f"model_params.api_key_env names the environment variable "
                          f"{settings.api_key_env!r}, which is not set")

@@ -209,3 +209,13 @@ def test_bad_server_settings_fail_at_construction(qwen3):
     with pytest.raises(ValueError, match="Extra inputs are not permitted"):
         make_op(qwen3, backend="openai", model_params={"api_base": "http://h/v1",
                                                        "quantization": "4bit"})
+
+
+def test_a_request_that_cannot_be_built_fails_alone(qwen3, server, request_):
+    without_file = CaptionRequest(request_.frames, request_.metadata, "Describe.")
+    results = backend(qwen3, server.url, video_transport="path").generate(
+        [without_file, request_])
+    assert results[0].error_kind == "invalid_request"
+    assert results[0].error_message == ("cannot build the request: video_transport 'path' "
+                                        "needs the request's video_path")
+    assert results[1].ok

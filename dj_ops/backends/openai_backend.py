@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
+import av
 from loguru import logger
 
 from dj_ops.adapters import resolve_adapter, split_adapter_params
@@ -22,6 +24,7 @@ from dj_ops.backends.base import (
     BAD_RESPONSE,
     CONNECTION_ERROR,
     HTTP_ERROR,
+    INVALID_REQUEST,
     TIMEOUT,
     BackendConfig,
     CaptionBackend,
@@ -129,16 +132,32 @@ class OpenAIBackend(CaptionBackend):
         adapter.check(config.model_params)
 
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
-        to_url = VIDEO_TRANSPORTS[self.server.video_transport]
-        payloads = [build_payload(self.model_name, r, to_url(r), self.sampling,
-                                  self.server.extra_body) for r in requests]
-        return run_sync(self._generate_all(payloads))
+        return run_sync(self._generate_all(requests))
 
-    async def _generate_all(self, payloads: list[dict]) -> list[CaptionResult]:
+    def _payload(self, request: CaptionRequest) -> dict:
+        """The request body of one video (re-encoding its frames for ``mp4``)."""
+        video_url = VIDEO_TRANSPORTS[self.server.video_transport](request)
+        return build_payload(self.model_name, request, video_url, self.sampling,
+                             self.server.extra_body)
+
+    async def _generate_all(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
         timeout = aiohttp.ClientTimeout(total=self.server.timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
-            client = _Client(session, self.server)
-            return list(await asyncio.gather(*(self._caption(client, p) for p in payloads)))
+        workers = min(self.server.max_concurrency, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers) as encoders:
+            async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
+                client = _Client(session, self.server)
+                return list(await asyncio.gather(
+                    *(self._request(client, encoders, r) for r in requests)))
+
+    async def _request(self, client: _Client, encoders, request: CaptionRequest):
+        """Build one video's payload in a worker thread (encoding overlaps the network), then
+        caption it."""
+        loop = asyncio.get_running_loop()
+        try:
+            payload = await loop.run_in_executor(encoders, self._payload, request)
+        except (av.error.FFmpegError, OSError, ValueError) as error:
+            return CaptionResult.failure(INVALID_REQUEST, f"cannot build the request: {error}")
+        return await self._caption(client, payload)
 
     async def _caption(self, client: _Client, payload: dict) -> CaptionResult:
         """All candidates of one video: one request for ``n`` choices, or one per choice."""

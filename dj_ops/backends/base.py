@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dj_ops.captioning.generation import GenerationSettings
+from dj_ops.video.settings import FrameSettings
 
 
 @dataclass(frozen=True)
@@ -26,17 +27,31 @@ class CaptionRequest:
     :param metadata: the frames' metadata for the processor (``fps``, ``frames_indices``, ...).
     :param prompt: the user prompt.
     :param system_prompt: an optional system prompt.
+    :param video_path: the video the frames come from (for backends that can send the file).
     """
 
     frames: np.ndarray
     metadata: dict[str, Any]
     prompt: str
     system_prompt: str | None = None
+    video_path: str | None = None
 
     @property
     def cost(self) -> int:
         """Pixels to encode: how the collator orders requests."""
         return int(np.prod(self.frames.shape[:3]))
+
+
+# model_params key holding processor options (``videos_kwargs`` / vLLM ``mm_processor_kwargs``).
+PROCESSOR_KWARGS_KEY = "processor_kwargs"
+
+# Kinds of per-request failures that backends record on the sample.
+CONTEXT_LENGTH = "context_length"  # the prompt does not fit the model's context
+INVALID_REQUEST = "invalid_request"  # the engine or server refused the request
+TIMEOUT = "timeout"  # no answer in time (after retries)
+HTTP_ERROR = "http_error"  # the server answered with an error status
+CONNECTION_ERROR = "connection_error"  # the server could not be reached
+BAD_RESPONSE = "bad_response"  # the answer does not follow the API
 
 
 @dataclass(frozen=True)
@@ -75,12 +90,15 @@ class BackendConfig:
     batch_size: int = 8
     seed: int | None = None
     model_params: dict[str, Any] = field(default_factory=dict)
+    frame_settings: FrameSettings = field(default_factory=FrameSettings)
 
 
 class CaptionBackend(ABC):
     """Generate ``num_candidates`` captions for each request."""
 
     name: str = ""
+    # The backend's engine takes every GPU it is given: run one worker process (num_proc 1).
+    single_process: bool = False
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         self.config = config
@@ -103,6 +121,8 @@ class CaptionBackend(ABC):
 # name -> ("module:Class", pip extra that provides its optional dependency or "")
 BACKENDS: dict[str, tuple[str, str]] = {
     "transformers": ("dj_ops.backends.transformers_backend:TransformersBackend", ""),
+    "vllm": ("dj_ops.backends.vllm_backend:VLLMBackend", "vllm"),
+    "openai": ("dj_ops.backends.openai_backend:OpenAIBackend", ""),
 }
 
 

@@ -10,18 +10,22 @@ from __future__ import annotations
 import torch
 import transformers
 
+from dj_ops.adapters import resolve_adapter, split_adapter_params
 from dj_ops.backends.base import (
+    PROCESSOR_KWARGS_KEY,
     BackendConfig,
     Candidate,
     CaptionBackend,
     CaptionRequest,
     CaptionResult,
 )
+from dj_ops.backends.quantization import (
+    QUANTIZATION_KEY,
+    check_hf_quantization,
+    hf_quantization_kwargs,
+)
 from dj_ops.captioning.batching import run_in_micro_batches
 from dj_ops.captioning.generation import to_hf_generate_kwargs
-
-# model_params key holding video-processor options; the other keys go to ``from_pretrained``.
-PROCESSOR_KWARGS_KEY = "processor_kwargs"
 
 
 def pick_dtype(device: str) -> torch.dtype:
@@ -32,95 +36,77 @@ def pick_dtype(device: str) -> torch.dtype:
     return torch.bfloat16 if major >= 8 else torch.float16
 
 
-def build_messages(request: CaptionRequest) -> list[dict]:
-    """Chat messages for one request: optional system turn, then the video and the prompt."""
-    messages = []
-    if request.system_prompt:
-        system = [{"type": "text", "text": request.system_prompt}]
-        messages.append({"role": "system", "content": system})
-    messages.append(
-        {
-            "role": "user",
-            "content": [{"type": "video"}, {"type": "text", "text": request.prompt}],
-        }
-    )
-    return messages
-
-
 class TransformersBackend(CaptionBackend):
-    """Captions with ``AutoModelForImageTextToText`` and the model's own processor."""
+    """Captions with the model's own processor and ``transformers`` class (both chosen by the
+    family's adapter: ``AutoProcessor`` and ``AutoModelForImageTextToText`` by default)."""
 
     name = "transformers"
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         super().__init__(config, device)
-        params = dict(config.model_params)
-        # Frames arrive sampled and sized by us: the processor must neither resample them (Qwen3-VL
-        # would index past the frames it was given) nor resize them (its default minimum size
-        # upscales small frames). User options may override.
-        self.videos_kwargs = {"do_sample_frames": False, "do_resize": False,
-                              "cap_pixels_per_frame": False,
+        # The model family's adapter builds inputs; model_params keys it reads stay out of
+        # from_pretrained, as do processor options and the quantization mode.
+        self.adapter = resolve_adapter(config.model, config.model_params)
+        _, params = split_adapter_params(config.model_params)
+        self.videos_kwargs = {**self.adapter.hf_processor_kwargs(),
                               **(params.pop(PROCESSOR_KWARGS_KEY, None) or {})}
+        quantization = params.pop(QUANTIZATION_KEY, None)
         params.setdefault("dtype", pick_dtype(device))
-        self.processor = transformers.AutoProcessor.from_pretrained(config.model)
-        self.processor.tokenizer.padding_side = "left"
-        self.model = transformers.AutoModelForImageTextToText.from_pretrained(
-            config.model, **params
-        ).to(device)
+        params.update(hf_quantization_kwargs(quantization, params["dtype"], device))
+        remote = {"trust_remote_code": params.get("trust_remote_code", False)}
+        self.processor = self.adapter.load_hf_processor(config.model, **remote)
+        self.tokenizer = self.adapter.hf_tokenizer(self.processor)
+        model_class = getattr(transformers, self.adapter.model_class)
+        self.model = model_class.from_pretrained(config.model, **params)
+        if quantization is None:  # a quantized model is placed by device_map and cannot move
+            self.model.to(device)
         self.model.eval()
-        self.generate_kwargs = to_hf_generate_kwargs(config.settings, config.num_candidates)
+        self.generate_kwargs = {**to_hf_generate_kwargs(config.settings, config.num_candidates),
+                                **self.adapter.hf_generate_overrides}
         if "stop_strings" in self.generate_kwargs:
-            self.generate_kwargs["tokenizer"] = self.processor.tokenizer
+            self.generate_kwargs["tokenizer"] = self.tokenizer
         self.eos_ids = self._eos_ids()
-        video_processor = self.processor.video_processor
-        self.size_factor = int(video_processor.patch_size * video_processor.merge_size)
+        self.size_factor = self.adapter.hf_size_factor(self.processor)
+        self.batch_size = min(config.batch_size, self.adapter.max_batch_size or config.batch_size)
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
+        remote = bool(config.model_params.get("trust_remote_code", False))
         try:
-            transformers.AutoConfig.from_pretrained(config.model)
+            transformers.AutoConfig.from_pretrained(config.model, trust_remote_code=remote)
         except (OSError, ValueError) as error:
             raise ValueError(
                 f"hf_model={config.model!r} cannot be loaded: {error}. Give a local checkpoint "
                 "folder or a Hugging Face model id (downloaded or reachable)."
             ) from error
+        resolve_adapter(config.model, config.model_params).check(config.model_params)
+        check_hf_quantization(config.model_params.get(QUANTIZATION_KEY),
+                              torch.cuda.is_available())
 
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [])
-        if self.processor.tokenizer.eos_token_id is not None:
-            eos.append(self.processor.tokenizer.eos_token_id)
+        if self.tokenizer.eos_token_id is not None:
+            eos.append(self.tokenizer.eos_token_id)
         return set(eos)
 
     def to(self, device: str) -> TransformersBackend:
         """Move the model (Data-Juicer's ``free_models`` calls this)."""
-        self.model.to(device)
+        if not getattr(self.model, "is_quantized", False):
+            self.model.to(device)
         return self
 
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
         return run_in_micro_batches(
             requests,
             [r.cost for r in requests],
-            self.config.batch_size,
+            self.batch_size,
             self._generate_micro_batch,
         )
 
-    def encode(self, requests: list[CaptionRequest]) -> dict:
-        """Tokenise prompts and preprocess frames for one micro-batch (left padded)."""
-        texts = [
-            self.processor.apply_chat_template(
-                build_messages(r), tokenize=False, add_generation_prompt=True
-            )
-            for r in requests
-        ]
-        return self.processor(
-            text=texts,
-            videos=[r.frames for r in requests],
-            video_metadata=[r.metadata for r in requests],
-            videos_kwargs=self.videos_kwargs,
-            padding=True,
-            return_tensors="pt",
-        ).to(self.device)
+    def encode(self, requests: list[CaptionRequest]):
+        """Model inputs for one micro-batch (left padded), built by the family's adapter."""
+        return self.adapter.encode_hf(self.processor, self.model, requests, self.videos_kwargs)
 
     @torch.inference_mode()
     def _generate_micro_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
@@ -139,13 +125,13 @@ class TransformersBackend(CaptionBackend):
 
     def _candidate(self, token_ids: torch.Tensor) -> Candidate:
         ids = token_ids.tolist()
-        pad = self.processor.tokenizer.pad_token_id
+        pad = self.generate_kwargs.get("pad_token_id", self.tokenizer.pad_token_id)
         while ids and ids[-1] == pad and pad not in self.eos_ids:
             ids.pop()
         ended = any(t in self.eos_ids for t in ids)
         if ended:
             ids = ids[: next(i for i, t in enumerate(ids) if t in self.eos_ids)]
-        text = self.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
         max_tokens = self.generate_kwargs["max_new_tokens"]
         hit_limit = not ended and len(ids) >= max_tokens
         return Candidate(text, num_tokens=len(ids), hit_token_limit=hit_limit)

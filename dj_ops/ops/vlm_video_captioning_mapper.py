@@ -114,8 +114,9 @@ class VLMVideoCaptioningMapper(Mapper):
             ``max_tokens``, ``min_new_tokens``, ``temperature``, ``top_p``, ``top_k``,
             ``do_sample``, ``repetition_penalty``, ``stop``). Greedy by default; with
             caption_num > 1 and no sampling set, candidates are sampled so that they differ.
-        :param backend: generation backend by name ('transformers'); None means 'transformers',
-            or 'vllm' when enable_vllm.
+        :param backend: generation backend by name: 'transformers', 'vllm' (in-process engine)
+            or 'openai' (an OpenAI-compatible server, ``model_params.api_base``); None means
+            'transformers', or 'vllm' when enable_vllm.
         :param generation_batch_size: videos per generate call (micro-batch).
         :param seed: seed for sampling and 'random_any'; fixed seed, reproducible output.
         :param frame_strategy: frame sampling strategy ('fps' or 'uniform').
@@ -139,9 +140,15 @@ class VLMVideoCaptioningMapper(Mapper):
         # instead drop a whole batch silently on any exception, so it is off for this op: what
         # escapes process_batched (a model that cannot load, on_error='raise') stops the job.
         kwargs["skip_op_error"] = False
-        super().__init__(*args, **kwargs)
         backend = backend or ("vllm" if enable_vllm else "transformers")
         _check_choice("backend", backend, BACKENDS)
+        if backend_class(backend).single_process:
+            # An in-process engine (vLLM) takes the GPUs it is given; several GPUs serve one
+            # engine through model_params.tensor_parallel_size, not through worker processes.
+            if (kwargs.get("num_proc") or 1) > 1:
+                logger.info(f"backend {backend!r} runs in one worker process (num_proc 1)")
+            kwargs["num_proc"] = 1
+        super().__init__(*args, **kwargs)
         if prompt is not None and not prompt.strip():
             raise ValueError("prompt is empty; give a prompt or leave it unset for the default")
         if prompt and prompt_key:
@@ -166,6 +173,7 @@ class VLMVideoCaptioningMapper(Mapper):
         config = BackendConfig(
             model=hf_model, settings=self.settings, num_candidates=caption_num,
             batch_size=generation_batch_size, seed=seed, model_params=dict(model_params or {}),
+            frame_settings=self.frame_settings,
         )
         backend_class(backend).check_config(config)
         # Data-Juicer's model zoo loads this once per worker, on the worker's device.
@@ -199,7 +207,7 @@ class VLMVideoCaptioningMapper(Mapper):
             slots.append((slot, video))
             requests.append(
                 CaptionRequest(video.frames, video.transformers_metadata(), slot.prompt,
-                               self.system_prompt)
+                               self.system_prompt, video_path=slot.path)
             )
         for (slot, video), result in zip(slots, backend.generate(requests), strict=True):
             if result.ok:

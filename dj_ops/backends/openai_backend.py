@@ -1,0 +1,192 @@
+"""OpenAI-compatible HTTP backend: ``vllm serve``, SGLang, hosted APIs.
+
+Every video of a batch is one chat-completions request asking for ``n=caption_num`` choices; the
+requests run concurrently (at most ``max_concurrency`` in flight) with a timeout, and retries
+with exponential backoff on timeouts, lost connections, 429 and 5xx. A server that ignores ``n``
+is detected (fewer choices than asked) and the missing candidates are asked for one by one. A
+request that still fails becomes that video's error record (``timeout``, ``http_error``,
+``connection_error``, ``bad_response``), never the batch's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import aiohttp
+import av
+from loguru import logger
+
+from dj_ops.adapters import resolve_adapter, split_adapter_params
+from dj_ops.backends.base import (
+    BAD_RESPONSE,
+    CONNECTION_ERROR,
+    HTTP_ERROR,
+    INVALID_REQUEST,
+    TIMEOUT,
+    BackendConfig,
+    CaptionBackend,
+    CaptionRequest,
+    CaptionResult,
+)
+from dj_ops.backends.openai_payload import (
+    VIDEO_TRANSPORTS,
+    BadResponse,
+    ServerSettings,
+    auth_headers,
+    backoff_delay,
+    build_payload,
+    is_retryable,
+    parse_completion,
+    sampling_fields,
+    single_choice_payloads,
+)
+
+ERROR_BODY_CHARS = 300  # how much of an error answer goes into the record
+
+
+def server_settings(config: BackendConfig) -> ServerSettings:
+    """The server settings in ``model_params`` (adapter keys such as ``model_type`` aside)."""
+    _, params = split_adapter_params(config.model_params)
+    return ServerSettings(**params)
+
+
+def run_sync(coroutine):
+    """Run ``coroutine`` to completion, also when this thread already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+class _Client:
+    """One session's POSTs, bounded by a semaphore, with retries."""
+
+    def __init__(self, session: aiohttp.ClientSession, settings: ServerSettings):
+        self.session = session
+        self.settings = settings
+        self.slots = asyncio.Semaphore(settings.max_concurrency)
+
+    async def complete(self, payload: dict) -> CaptionResult:
+        """Candidates for ``payload``, or the failure after the last try."""
+        failure = CaptionResult.failure(TIMEOUT, "no try was made")
+        for attempt in range(self.settings.max_retries + 1):
+            retry_after = None
+            try:
+                async with self.slots, self.session.post(self.settings.chat_url,
+                                                         json=payload) as response:
+                    status, body = response.status, await response.text()
+                    retry_after = response.headers.get("Retry-After")
+                if status == 200:
+                    return CaptionResult(parse_completion(_json(body)))
+                failure = CaptionResult.failure(HTTP_ERROR,
+                                                f"HTTP {status}: {body[:ERROR_BODY_CHARS]}")
+                if not is_retryable(status):
+                    return failure
+            except asyncio.TimeoutError:
+                failure = CaptionResult.failure(
+                    TIMEOUT, f"no answer within {self.settings.timeout_s} s "
+                             f"({attempt + 1} tries)")
+            except aiohttp.ClientError as error:
+                failure = CaptionResult.failure(CONNECTION_ERROR, f"{type(error).__name__}: "
+                                                                  f"{error}")
+            except BadResponse as error:
+                return CaptionResult.failure(BAD_RESPONSE, str(error))
+            if attempt < self.settings.max_retries:
+                await asyncio.sleep(backoff_delay(attempt, self.settings, retry_after))
+        return failure
+
+
+def _json(body: str):
+    """The decoded JSON answer, or :class:`BadResponse`."""
+    try:
+        return json.loads(body)
+    except ValueError as error:
+        raise BadResponse(f"the answer is not JSON: {body[:ERROR_BODY_CHARS]!r}") from error
+
+
+class OpenAIBackend(CaptionBackend):
+    """Captions through an OpenAI-compatible ``/v1/chat/completions`` server."""
+
+    name = "openai"
+
+    def __init__(self, config: BackendConfig, device: str = "cpu"):
+        super().__init__(config, device)
+        self.server = server_settings(config)
+        self.headers = auth_headers(self.server)
+        self.model_name = self.server.served_model or config.model
+        self.sampling = sampling_fields(config)
+        self.n_supported = self.server.n_supported
+        # Frames are sized to the family's patch factor when the model is known locally.
+        adapter = resolve_adapter(config.model, config.model_params, local_only=True)
+        self.size_factor = adapter.size_factor
+
+    @classmethod
+    def check_config(cls, config: BackendConfig) -> None:
+        auth_headers(server_settings(config))
+        adapter = resolve_adapter(config.model, config.model_params, local_only=True)
+        adapter.check(config.model_params)
+
+    def generate(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
+        return run_sync(self._generate_all(requests))
+
+    def _payload(self, request: CaptionRequest) -> dict:
+        """The request body of one video (re-encoding its frames for ``mp4``)."""
+        video_url = VIDEO_TRANSPORTS[self.server.video_transport](request)
+        return build_payload(self.model_name, request, video_url, self.sampling,
+                             self.server.extra_body)
+
+    async def _generate_all(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
+        timeout = aiohttp.ClientTimeout(total=self.server.timeout_s)
+        workers = min(self.server.max_concurrency, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers) as encoders:
+            async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
+                client = _Client(session, self.server)
+                return list(await asyncio.gather(
+                    *(self._request(client, encoders, r) for r in requests)))
+
+    async def _request(self, client: _Client, encoders, request: CaptionRequest):
+        """Build one video's payload in a worker thread (encoding overlaps the network), then
+        caption it."""
+        loop = asyncio.get_running_loop()
+        try:
+            payload = await loop.run_in_executor(encoders, self._payload, request)
+        except (av.error.FFmpegError, OSError, ValueError) as error:
+            return CaptionResult.failure(INVALID_REQUEST, f"cannot build the request: {error}")
+        return await self._caption(client, payload)
+
+    async def _caption(self, client: _Client, payload: dict) -> CaptionResult:
+        """All candidates of one video: one request for ``n`` choices, or one per choice."""
+        wanted = payload["n"]
+        if self.n_supported or wanted == 1:
+            result = await client.complete(payload)
+            got = len(result.candidates)
+            if not result.ok or got >= wanted:
+                return self._fill(result, wanted)
+            self._note_n_ignored(wanted, got)
+        else:
+            result, got = CaptionResult(), 0
+        rest = await asyncio.gather(*(client.complete(p) for p in
+                                      single_choice_payloads(payload, wanted - got, got)))
+        failed = next((r for r in rest if not r.ok), None)
+        if failed is not None:
+            return failed
+        return self._fill(CaptionResult(result.candidates + [c for r in rest
+                                                             for c in r.candidates]), wanted)
+
+    def _fill(self, result: CaptionResult, wanted: int) -> CaptionResult:
+        """Keep ``wanted`` candidates; one greedy answer stands for every candidate."""
+        if not result.ok:
+            return result
+        kept = result.candidates[:wanted]
+        return CaptionResult(kept * (self.config.num_candidates // wanted))
+
+    def _note_n_ignored(self, wanted: int, got: int) -> None:
+        if self.n_supported:
+            logger.warning(f"the server answered {got} of n={wanted} choices: it ignores n; "
+                           f"asking for each candidate separately from now on")
+        self.n_supported = False

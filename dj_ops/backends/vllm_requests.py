@@ -1,0 +1,132 @@
+"""Pure request building for the vLLM backend (nothing here imports vLLM).
+
+Engine arguments come from ``model_params`` plus what the frame settings imply; each video is one
+``{"prompt", "multi_modal_data"}`` request built by the family's adapter; all requests of a batch
+share one ``SamplingParams(n=caption_num)``; prompts that cannot fit the context are refused
+before they reach the engine; vLLM's outputs become :class:`CaptionResult` objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dj_ops.adapters import ModelAdapter, resolve_adapter, split_adapter_params
+from dj_ops.adapters.base import PromptRenderer
+from dj_ops.backends.base import (
+    CONTEXT_LENGTH,
+    INVALID_REQUEST,
+    PROCESSOR_KWARGS_KEY,
+    BackendConfig,
+    Candidate,
+    CaptionRequest,
+    CaptionResult,
+)
+from dj_ops.backends.quantization import QUANTIZATION_KEY, vllm_quantization_kwargs
+from dj_ops.captioning.generation import to_vllm_sampling_kwargs
+
+# One engine per worker on one GPU unless model_params say otherwise.
+ENGINE_DEFAULTS: dict[str, Any] = {"tensor_parallel_size": 1}
+# Words of vLLM's error for a prompt longer than the context (``max_model_len``).
+CONTEXT_ERROR_MARKERS = ("maximum model length", "max_model_len")
+
+
+def engine_kwargs(config: BackendConfig, adapter: ModelAdapter) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.LLM``.
+
+    ``model_params`` pass through (``tensor_parallel_size``, ``max_model_len``,
+    ``gpu_memory_utilization``, ``dtype``, ...) and win over the defaults, except the keys read
+    here: ``processor_kwargs`` (merged into ``mm_processor_kwargs``), ``quantization`` and the
+    adapter's keys.
+    """
+    _, params = split_adapter_params(config.model_params)
+    processor_kwargs = params.pop(PROCESSOR_KWARGS_KEY, None) or {}
+    quantization = vllm_quantization_kwargs(params.pop(QUANTIZATION_KEY, None))
+    settings = config.frame_settings
+    kwargs = {
+        "model": config.model,
+        **ENGINE_DEFAULTS,
+        "limit_mm_per_prompt": adapter.vllm_limit_mm_per_prompt(settings),
+        "mm_processor_kwargs": {**adapter.vllm_mm_processor_kwargs(settings),
+                                **processor_kwargs},
+        **quantization,
+        **params,
+    }
+    if config.seed is not None:
+        kwargs.setdefault("seed", config.seed)
+    return kwargs
+
+
+def check_vllm_config(config: BackendConfig) -> ModelAdapter:
+    """The model's adapter, once ``config`` is known to suit vLLM.
+
+    :raises ValueError: for a family vLLM does not serve, bad adapter parameters or a
+        quantization mode vLLM does not offer.
+    """
+    adapter = resolve_adapter(config.model, config.model_params)
+    adapter.check(config.model_params)
+    if not adapter.vllm_supported:
+        raise ValueError(f"vLLM does not serve {adapter.name} models; use backend: transformers")
+    engine_kwargs(config, adapter)
+    return adapter
+
+
+def sampling_kwargs(config: BackendConfig) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.SamplingParams``: ``n=caption_num`` when sampling; greedy
+    decoding asks for one sequence, which stands for every candidate."""
+    kwargs = to_vllm_sampling_kwargs(config.settings, config.num_candidates, config.seed)
+    if not kwargs["temperature"]:
+        kwargs["n"] = 1
+    return kwargs
+
+
+def build_request(adapter: ModelAdapter, request: CaptionRequest,
+                  render: PromptRenderer | None = None) -> dict[str, Any]:
+    """One vLLM prompt dict for one video."""
+    built = {
+        "prompt": adapter.vllm_prompt(request, render),
+        "multi_modal_data": {"video": [adapter.vllm_video(request)]},
+    }
+    per_request = adapter.vllm_request_processor_kwargs(request)
+    if per_request:
+        built["mm_processor_kwargs"] = per_request
+    return built
+
+
+def check_context(adapter: ModelAdapter, request: CaptionRequest, text_tokens: int,
+                  max_model_len: int) -> CaptionResult | None:
+    """A ``context_length`` failure when the prompt cannot leave room for one new token.
+
+    :param text_tokens: tokens of the prompt string, its video placeholder token included.
+    :returns: None when the request may fit (the engine still has the last word).
+    """
+    video_tokens = adapter.video_tokens_lower_bound(request.frames.shape)
+    needed = text_tokens - 1 + max(video_tokens, 1)  # the placeholder becomes the video
+    if needed < max_model_len:
+        return None
+    return CaptionResult.failure(
+        CONTEXT_LENGTH,
+        f"the prompt needs at least {needed} tokens ({video_tokens} for the video of "
+        f"{len(request.frames)} frames of {request.frames.shape[2]}x{request.frames.shape[1]}) "
+        f"but max_model_len is {max_model_len}: lower max_frames / max_pixels / total_pixels "
+        "or raise model_params.max_model_len",
+    )
+
+
+def classify_engine_error(message: str) -> str:
+    """Error kind of an exception vLLM raised for one request."""
+    lowered = message.lower()
+    return CONTEXT_LENGTH if any(m in lowered for m in CONTEXT_ERROR_MARKERS) else INVALID_REQUEST
+
+
+def parse_request_output(output: Any, num_candidates: int) -> CaptionResult:
+    """The candidates in one ``vllm.RequestOutput`` (its ``outputs``: ``text``, ``token_ids``,
+    ``finish_reason``), repeated when one greedy sequence stands for several candidates."""
+    candidates = [
+        Candidate(c.text.strip(), num_tokens=len(c.token_ids),
+                  hit_token_limit=c.finish_reason == "length")
+        for c in output.outputs
+    ]
+    if not candidates or num_candidates % len(candidates):
+        return CaptionResult.failure(
+            INVALID_REQUEST, f"vLLM returned {len(candidates)} of {num_candidates} candidates")
+    return CaptionResult(candidates * (num_candidates // len(candidates)))

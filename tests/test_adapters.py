@@ -1,0 +1,255 @@
+"""Model-family adapters: chosen from the table by config.json, and what each builds, exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from dj_ops.adapters import (
+    GENERIC_ADAPTER,
+    CogVLM2Adapter,
+    Qwen3VLAdapter,
+    Qwen25VLAdapter,
+    read_model_identity,
+    resolve_adapter,
+    split_adapter_params,
+)
+from dj_ops.adapters.cogvlm2 import to_cthw
+from dj_ops.adapters.qwen import qwen_prompt, qwen_video_tokens, sampled_fps
+from dj_ops.backends.base import CaptionRequest
+from dj_ops.video import FrameSettings
+
+FRAMES = np.arange(4 * 64 * 96 * 3, dtype=np.uint32).reshape(4, 64, 96, 3).astype(np.uint8)
+METADATA = {"total_num_frames": 120, "fps": 30.0, "duration": 4.0,
+            "frames_indices": [0, 15, 30, 45], "width": 96, "height": 64, "video_backend": "pyav"}
+
+
+def request(system: str | None = None) -> CaptionRequest:
+    return CaptionRequest(FRAMES, METADATA, "Describe the clip.", system, video_path="/v/a.mp4")
+
+
+def write_config(folder, **config) -> str:
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    return str(folder)
+
+
+# ---- choice from the table ----
+
+def test_tiny_checkpoints_resolve_to_their_family(tiny_models):
+    assert type(resolve_adapter(tiny_models["qwen2_5_vl"])) is Qwen25VLAdapter
+    assert type(resolve_adapter(tiny_models["qwen3_vl"])) is Qwen3VLAdapter
+    assert read_model_identity(tiny_models["qwen3_vl"]) == [
+        "qwen3_vl", "Qwen3VLForConditionalGeneration"]
+
+
+def test_architecture_picks_the_family_when_model_type_is_missing(tmp_path):
+    folder = write_config(tmp_path / "cog", architectures=["CogVLMVideoForCausalLM"])
+    assert type(resolve_adapter(folder)) is CogVLM2Adapter
+
+
+@pytest.mark.parametrize("config", [{"model_type": "llava_next_video"}, {}])
+def test_unknown_or_missing_family_gets_the_generic_adapter(tmp_path, config):
+    assert type(resolve_adapter(write_config(tmp_path / "m", **config))) is GENERIC_ADAPTER
+
+
+def test_model_type_in_model_params_forces_the_family(tmp_path):
+    folder = write_config(tmp_path / "m", model_type="llava")
+    assert type(resolve_adapter(folder, {"model_type": "qwen3_vl"})) is Qwen3VLAdapter
+    with pytest.raises(ValueError, match="model_type='qwen9' has no adapter; choose one of"):
+        resolve_adapter(folder, {"model_type": "qwen9"})
+
+
+def test_local_only_never_looks_a_hub_id_up():
+    assert read_model_identity("Qwen/Qwen3-VL-8B-Instruct", local_only=True) == []
+    assert type(resolve_adapter("Qwen/Qwen3-VL-8B-Instruct", local_only=True)) is GENERIC_ADAPTER
+
+
+def test_adapter_params_are_split_from_loader_params():
+    params = {"model_type": "cogvlm2", "template_version": "base", "dtype": "bfloat16"}
+    assert split_adapter_params(params) == (
+        {"model_type": "cogvlm2", "template_version": "base"}, {"dtype": "bfloat16"})
+
+
+def test_adapter_params_of_another_family_are_refused(qwen3):
+    adapter = resolve_adapter(qwen3, {"template_version": "base"})
+    with pytest.raises(ValueError, match=r"\['template_version'\] do not apply to qwen3_vl"):
+        adapter.check({"template_version": "base"})
+
+
+# ---- Qwen families ----
+
+def test_qwen_prompts_exactly():
+    assert qwen_prompt("Describe.", None) == (
+        "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Describe.<|im_end|>\n"
+        "<|im_start|>assistant\n")
+    assert qwen_prompt("Describe.", "Be brief.") == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n"
+        "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Describe.<|im_end|>\n"
+        "<|im_start|>assistant\n")
+    assert Qwen25VLAdapter().vllm_prompt(request()).startswith(
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
+    assert Qwen3VLAdapter().vllm_prompt(request()).startswith("<|im_start|>user\n")
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+@pytest.mark.parametrize("system", [None, "You caption videos for a dataset."])
+def test_vllm_prompt_equals_the_family_chat_template(tiny_models, family, system):
+    import transformers
+
+    processor = transformers.AutoProcessor.from_pretrained(tiny_models[family])
+    adapter = resolve_adapter(tiny_models[family])
+    rendered = processor.apply_chat_template(adapter.hf_messages(request(system)),
+                                             tokenize=False, add_generation_prompt=True)
+    assert adapter.vllm_prompt(request(system)) == rendered
+
+
+def test_hf_messages_exactly():
+    assert Qwen3VLAdapter().hf_messages(request("Be brief.")) == [
+        {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+        {"role": "user", "content": [{"type": "video"},
+                                     {"type": "text", "text": "Describe the clip."}]},
+    ]
+
+
+def test_qwen_video_goes_to_vllm_with_its_metadata():
+    frames, metadata = Qwen3VLAdapter().vllm_video(request())
+    assert frames is FRAMES
+    assert metadata == {**METADATA, "do_sample_frames": False}
+    assert GENERIC_ADAPTER().vllm_video(request()) is FRAMES
+
+
+def test_qwen2_5_vl_gets_the_sampling_rate_per_request():
+    assert sampled_fps(METADATA) == 4 / 120 * 30.0
+    assert Qwen25VLAdapter().vllm_request_processor_kwargs(request()) == {"fps": 1.0}
+    assert Qwen3VLAdapter().vllm_request_processor_kwargs(request()) == {}
+
+
+def test_processor_kwargs_per_family():
+    assert Qwen25VLAdapter().hf_processor_kwargs() == {"do_sample_frames": False,
+                                                       "do_resize": False}
+    assert Qwen3VLAdapter().vllm_mm_processor_kwargs(FrameSettings()) == {
+        "do_sample_frames": False, "do_resize": False, "cap_pixels_per_frame": False}
+    assert CogVLM2Adapter().hf_processor_kwargs() == {}
+
+
+@pytest.mark.parametrize(
+    "adapter, settings, expected",
+    [
+        # sqrt(200704) = 448 = 14 * 32 = 16 * 28
+        (Qwen3VLAdapter(), FrameSettings(max_pixels=448 * 448, max_frames=32),
+         {"count": 1, "num_frames": 32, "width": 448, "height": 448}),
+        # sqrt(100000) = 316.2 -> 12 * 28 = 336 (never fewer patches than a real frame)
+        (Qwen25VLAdapter(), FrameSettings(min_pixels=784, max_pixels=100_000,
+                                          strategy="uniform", num_frames=8),
+         {"count": 1, "num_frames": 8, "width": 336, "height": 336}),
+        # generic: the op's factor (28 by default); sqrt(50000) = 223.6 -> 8 * 28 = 224
+        (GENERIC_ADAPTER(), FrameSettings(min_pixels=784, max_pixels=50_000, max_frames=16),
+         {"count": 1, "num_frames": 16, "width": 224, "height": 224}),
+    ],
+)
+def test_limit_mm_per_prompt_follows_the_frame_settings(adapter, settings, expected):
+    assert adapter.vllm_limit_mm_per_prompt(settings) == {"image": 0, "video": expected}
+
+
+def test_video_token_counts():
+    assert qwen_video_tokens((4, 224, 336, 3), 28) == 2 * 8 * 12
+    assert qwen_video_tokens((5, 256, 320, 3), 32) == 3 * 8 * 10
+    assert Qwen3VLAdapter().video_tokens_lower_bound((4, 64, 96, 3)) == 2 * 2 * 3
+    assert GENERIC_ADAPTER().video_tokens_lower_bound((4, 64, 96, 3)) == 0
+
+
+def test_recommended_params_are_qwen_vl_utils_defaults():
+    assert Qwen3VLAdapter.recommended_params == {
+        "frame_strategy": "fps", "fps": 2.0, "min_frames": 4, "max_frames": 768,
+        "min_pixels": 131072, "max_pixels": 786432, "total_pixels": 117964800}
+    assert Qwen25VLAdapter.recommended_params["max_pixels"] == 768 * 28 * 28
+    for params in (Qwen3VLAdapter.recommended_params, Qwen25VLAdapter.recommended_params):
+        FrameSettings(**{("strategy" if k == "frame_strategy" else k): v
+                         for k, v in params.items()})  # valid settings
+
+
+@pytest.mark.parametrize("family, factor", [("qwen2_5_vl", 28), ("qwen3_vl", 32)])
+def test_transformers_backend_uses_the_family_adapter(tiny_models, family, factor):
+    from dj_ops.backends.base import BackendConfig
+    from dj_ops.backends.transformers_backend import TransformersBackend
+    from dj_ops.captioning.generation import GenerationSettings
+
+    backend = TransformersBackend(BackendConfig(tiny_models[family], GenerationSettings()))
+    assert backend.adapter.name == family and backend.size_factor == factor
+    assert backend.videos_kwargs == backend.adapter.hf_processor_kwargs()
+
+
+# ---- CogVLM2 (documented interface only: no weights or remote code here) ----
+
+def test_frames_go_to_cogvlm2_in_cthw_order():
+    video = to_cthw(FRAMES)
+    assert tuple(video.shape) == (3, 4, 64, 96) and str(video.dtype) == "torch.uint8"
+    assert int(video[2, 3, 10, 20]) == int(FRAMES[3, 10, 20, 2])
+
+
+class RemoteCodeStandIn:
+    """Records the calls the CogVLM2 adapter makes to the remote ``build_conversation_input_ids``
+    (its documented signature); the real model cannot be downloaded here."""
+
+    import torch
+
+    device, dtype = torch.device("cpu"), torch.bfloat16
+
+    def __init__(self):
+        self.calls = []
+
+    def build_conversation_input_ids(self, tokenizer, *, query, images, history,
+                                     template_version):
+        import torch
+
+        self.calls.append(dict(tokenizer=tokenizer, query=query, images=images,
+                               history=history, template_version=template_version))
+        ids = torch.tensor([5, 6, 7])
+        return {"input_ids": ids, "token_type_ids": torch.zeros_like(ids),
+                "attention_mask": torch.ones_like(ids), "images": [images[0].float()]}
+
+
+def test_cogvlm2_builds_inputs_through_its_remote_code():
+    model, tokenizer = RemoteCodeStandIn(), object()
+    adapter = resolve_adapter("unused", {"model_type": "cogvlm2", "template_version": "base"})
+    batch = adapter.encode_hf(tokenizer, model, [request("Be brief.")], {})
+    call = model.calls[0]
+    assert call["tokenizer"] is tokenizer and call["history"] == []
+    assert call["query"] == "Be brief.\nDescribe the clip." and call["template_version"] == "base"
+    assert tuple(call["images"][0].shape) == (3, 4, 64, 96)
+    assert batch["input_ids"].tolist() == [[5, 6, 7]]
+    assert batch["images"][0][0].dtype == RemoteCodeStandIn.dtype
+    with pytest.raises(ValueError, match="one video per generate call"):
+        adapter.encode_hf(tokenizer, model, [request(), request()], {})
+
+
+def test_cogvlm2_card_settings():
+    adapter = CogVLM2Adapter()
+    assert adapter.hf_generate_overrides == {"pad_token_id": 128002}
+    assert adapter.max_batch_size == 1 and adapter.model_class == "AutoModelForCausalLM"
+    assert adapter.template_version == "chat"
+    assert adapter.recommended_params == {
+        "frame_strategy": "chat", "max_frames": 24,
+        "prompt": "Please describe this video in detail.",
+        "sampling_params": {"do_sample": False, "max_new_tokens": 2048}}
+
+
+def test_cogvlm2_needs_remote_code_and_a_known_template():
+    with pytest.raises(ValueError, match="trust_remote_code: true"):
+        CogVLM2Adapter().check({})
+    with pytest.raises(ValueError, match=r"template_version must be one of \['chat', 'base'\]"):
+        CogVLM2Adapter({"template_version": "video"}).check({"trust_remote_code": True})
+
+
+def test_cogvlm2_preset_carries_the_adapter_recommendations():
+    from pathlib import Path
+
+    preset = Path(__file__).resolve().parents[1] / "configs" / "cogvlm2_llama3_caption.yaml"
+    op = yaml.safe_load(preset.read_text())["process"][0]["vlm_video_captioning_mapper"]
+    assert {k: op[k] for k in CogVLM2Adapter.recommended_params} == (
+        CogVLM2Adapter.recommended_params)
+    assert op["model_params"]["trust_remote_code"] is True

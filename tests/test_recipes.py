@@ -62,6 +62,7 @@ def test_config_checks_catch_a_misspelled_parameter(tmp_path, isolated_config):
 def run_offline(name: str, tmp_path: Path, model: str, samples: list[dict],
                 op_overrides: dict | None = None, top_level: dict | None = None) -> list[dict]:
     """Run recipe ``name`` with the tiny model on ``samples`` through ``dj-process``."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     dataset = tmp_path / "input.jsonl"
     dataset.write_text("".join(json.dumps(s) + "\n" for s in samples))
     export = tmp_path / "out" / "result.jsonl"

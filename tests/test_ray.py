@@ -37,7 +37,7 @@ def free_ports(count: int) -> list[int]:
 def stop_group(process: subprocess.Popen) -> None:
     """Stop the Ray head we started: its process group (gcs, raylet, workers), nothing else.
     ``ray stop`` is not used: it stops every Ray process of the user on the machine."""
-    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+    for sig, wait_s in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
@@ -81,6 +81,7 @@ def comparable(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["videos"], r["text"]))
 
 
+@pytest.mark.slow  # about 80 s: CI runs it in its slow step (.ci/run)
 def test_ray_recipe_equals_the_default_executor(tmp_path, qwen3, ray_address):
     videos = clips(tmp_path, [2.0, 3.0, 2.5, 1.5, 2.0])
     samples = [{"text": f"{V} {E}", "videos": [v]} for v in videos]

@@ -100,8 +100,8 @@ def test_caption_recipe_offline(tmp_path, qwen3):
         assert record(row)["status"] == "captioned"
 
 
-@pytest.mark.parametrize("video_key", ["videos", "video"])  # Data-Juicer's, DataFlow-MM's
-def test_caption_field_recipe_offline(tmp_path, qwen3, video_key):
+def test_caption_field_recipe_offline_in_dataflow_mm_layout(tmp_path, qwen3):
+    video_key = "video"  # DataFlow-MM's field name (Data-Juicer's default is "videos")
     videos = clips(tmp_path, [2.0, 3.0])
     # Data-Juicer requires a text field in every row; it may be empty.
     samples = [{"text": "", video_key: [v]} for v in videos] + [{"text": "", video_key: videos}]

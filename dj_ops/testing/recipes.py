@@ -3,8 +3,9 @@
 A recipe names a real model (``Qwen/Qwen3-VL-8B-Instruct``) and paths of its own. Its offline
 variant keeps every op and setting but points the captioning op at a local (tiny) model, reads
 another dataset and writes elsewhere; ``op_overrides`` can lower frame and token counts so the
-variant runs on CPU in seconds. Tests run the variants; ``python -m dj_ops.demo offline RECIPE``
-writes one beside the demo data.
+variant runs on CPU in seconds. Tests run the variants. (By hand, Data-Juicer's command-line
+overrides do the same: ``dj-process --config RECIPE --vlm_video_captioning_mapper.hf_model
+outputs/demo/model``.)
 """
 
 from __future__ import annotations

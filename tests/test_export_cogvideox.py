@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 
@@ -25,6 +26,7 @@ from dj_ops.export.cogvideox import (
     relative_video_path,
     row_captions,
 )
+from dj_ops.export.dj_output import read_rows
 from tests.conftest import make_op, run_op
 
 V, E = SpecialTokens.video, SpecialTokens.eoc
@@ -120,3 +122,11 @@ def test_command_exports_what_the_op_wrote(tmp_path, qwen3, videos):
     assert list(zip(lines(tmp_path / "d/prompt.txt"), lines(tmp_path / "d/videos.txt"))) == [
         (c, os.path.abspath(v)) for c, v in expected]
     assert all(c for c, _ in expected)
+
+
+def test_reading_an_export_that_is_not_there_fails_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no dj-process export"):
+        list(read_rows(tmp_path / "missing.jsonl"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no"):
+        list(read_rows(tmp_path / "empty"))

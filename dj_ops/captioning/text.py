@@ -135,3 +135,18 @@ def chunk_reference_texts(
         for index in chunk.video_indices:
             references[index] = plain.strip()
     return references
+
+
+def captions_after_video_tokens(
+    text: str, video_token: str, special_tokens: list[str]
+) -> list[str]:
+    """Read captions back from a generated text: for each ``video_token``, in order, the text
+    up to the next special token, stripped (the inverse of :func:`render_text`).
+
+    >>> captions_after_video_tokens("<v> a cat <e><v> a dog", "<v>", ["<v>", "<e>"])
+    ['a cat', 'a dog']
+    """
+    ordered = sorted(set(special_tokens) | {video_token}, key=len, reverse=True)
+    parts = re.split("(" + "|".join(re.escape(token) for token in ordered) + ")", text)
+    # re.split with one group alternates plain text (even indices) and tokens (odd indices).
+    return [parts[i + 1].strip() for i in range(1, len(parts), 2) if parts[i] == video_token]

@@ -121,29 +121,38 @@ class SampleBuilder:
         self.rows[slot.row].candidates[slot.video] = (list(candidates), tuple(timestamps))
 
     def build(self, *, run: RunInfo, mode: str, keep_original: bool,
-              on_error: str, rng: random.Random) -> dict:
+              on_error: str, rng: random.Random, caption_key: str | None = None) -> dict:
         """The output batch as a dict of lists (the input's keys plus the meta field).
 
         Per input row, in input order: a row without videos passes through unchanged; a
         failed row is kept with an error record, dropped or raised, per ``on_error``; a
         captioned row yields its original (when ``keep_original``) then its generated rows.
+
+        With ``caption_key`` (caption-field output) each row stays one row: its captions are
+        written into that field instead (see :meth:`_field_row`), ``keep_original`` does not
+        apply, and rows without videos or failed rows get empty captions in the field.
         """
         out: list[dict] = []
         for row in self.rows:
             if not self._videos(row):
-                out.append(row.sample)
+                out.append(self._with_field(row.sample, caption_key, []))
                 continue
-            generated = None if row.failed else self._generate_rows(row, run, mode, rng)
-            if generated is None:
-                out.extend(self._failure_rows(row, run, on_error))
+            picks = None if row.failed else self._pick(row, mode, rng)
+            if picks is None:
+                out.extend(self._with_field(r, caption_key, self._no_captions(row, mode))
+                           for r in self._failure_rows(row, run, on_error))
+            elif caption_key:
+                out.append(self._field_row(row, picks, run, mode, caption_key))
             else:
-                out.extend(([row.sample] if keep_original else []) + generated)
-        return self._to_columns(out)
+                out.extend(([row.sample] if keep_original else [])
+                           + self._text_rows(row, picks, run, mode))
+        return self._to_columns(out, caption_key)
 
-    def _generate_rows(self, row: _Row, run: RunInfo, mode: str,
-                       rng: random.Random) -> list[dict] | None:
+    def _pick(self, row: _Row, mode: str, rng: random.Random) -> list[list[int]] | None:
+        """``picks[s][v]``: the candidate of video ``v`` kept for new sample ``s``; None (and
+        failures recorded) when a video has no usable caption."""
         videos = self._videos(row)
-        texts = [[c.text for c in row.candidates[v][0]] for v in range(len(videos))]
+        texts = self._texts(row)
         empty = [v for v, cands in enumerate(texts) if not any(cands)
                  or (mode == "all" and not all(cands))]
         if empty:
@@ -157,9 +166,17 @@ class SampleBuilder:
         references = chunk_reference_texts(row.chunks, len(videos), self.special_tokens)
         picks = select_per_sample(mode, [[texts[v][i] for i in usable[v]] for v in
                                          range(len(videos))], references, rng)
+        return [[usable[v][i] for v, i in enumerate(per_video)] for per_video in picks]
+
+    def _texts(self, row: _Row) -> list[list[str]]:
+        return [[c.text for c in row.candidates[v][0]] for v in range(len(self._videos(row)))]
+
+    def _text_rows(self, row: _Row, picks: list[list[int]], run: RunInfo,
+                   mode: str) -> list[dict]:
+        """One new sample per pick: the original's text layout with the kept captions."""
+        videos, texts = self._videos(row), self._texts(row)
         rows = []
-        for s, per_video in enumerate(picks):
-            chosen = [usable[v][i] for v, i in enumerate(per_video)]
+        for s, chosen in enumerate(picks):
             captions = [texts[v][chosen[v]] for v in range(len(videos))]
             outcomes = [self._outcome(row, v, videos[v], chosen[v]) for v in range(len(videos))]
             record = build_record(STATUS_CAPTIONED, run, row.prompt, outcomes,
@@ -170,6 +187,30 @@ class SampleBuilder:
             new[self.meta_key] = with_record(row.sample.get(self.meta_key), record)
             rows.append(new)
         return rows
+
+    def _field_row(self, row: _Row, picks: list[list[int]], run: RunInfo, mode: str,
+                   caption_key: str) -> dict:
+        """The sample itself with ``caption_key`` holding one caption per video (mode 'all':
+        the list of every candidate per video). The record lists the kept candidates video
+        by video (mode 'all': candidate ``i`` of video ``v`` at ``v * len(picks) + i``)."""
+        videos, texts = self._videos(row), self._texts(row)
+        kept = [[texts[v][chosen[v]] for chosen in picks] for v in range(len(videos))]
+        outcomes = [self._outcome(row, v, videos[v], chosen[v])
+                    for v in range(len(videos)) for chosen in picks]
+        record = build_record(STATUS_CAPTIONED, run, row.prompt, outcomes, -1)
+        new = dict(row.sample)
+        new[caption_key] = kept if mode == "all" else [k[0] for k in kept]
+        new[self.meta_key] = with_record(row.sample.get(self.meta_key), record)
+        return new
+
+    def _no_captions(self, row: _Row, mode: str) -> list:
+        """The caption field of a failed sample: no candidates ('all') or "" per video; the
+        reason is in its error record."""
+        return [[] if mode == "all" else "" for _ in self._videos(row)]
+
+    @staticmethod
+    def _with_field(sample: dict, caption_key: str | None, value: list) -> dict:
+        return {**sample, caption_key: value} if caption_key else sample
 
     @staticmethod
     def _outcome(row: _Row, video: int, path: str, index: int) -> VideoOutcome:
@@ -190,6 +231,7 @@ class SampleBuilder:
         kept[self.meta_key] = with_record(row.sample.get(self.meta_key), record)
         return [kept]
 
-    def _to_columns(self, rows: list[dict]) -> dict:
-        keys = self.keys + ([self.meta_key] if self.meta_key not in self.keys else [])
+    def _to_columns(self, rows: list[dict], caption_key: str | None = None) -> dict:
+        extra = [k for k in (self.meta_key, caption_key) if k and k not in self.keys]
+        keys = self.keys + extra
         return {k: [r.get(k, {} if k == self.meta_key else None) for r in rows] for k in keys}

@@ -16,6 +16,7 @@ from data_juicer.ops.base_op import OPERATORS, Mapper
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 from data_juicer.utils.model_utils import get_model
+from data_juicer.utils.resource_utils import is_cuda_available
 from loguru import logger
 from pydantic import PositiveFloat, PositiveInt, validate_call
 
@@ -69,6 +70,7 @@ class VLMVideoCaptioningMapper(Mapper):
         caption_num: PositiveInt = 1,
         keep_candidate_mode: Literal["random_any", "similar_one_simhash", "all"] = "random_any",
         keep_original_sample: bool = True,
+        caption_key: str | None = None,
         prompt: str | None = None,
         prompt_key: str | None = None,
         system_prompt: str | None = None,
@@ -103,6 +105,11 @@ class VLMVideoCaptioningMapper(Mapper):
             samples the op yields N new samples for 'random_any' and 'similar_one_simhash'
             and N * caption_num for 'all', plus the N originals when keep_original_sample.
         :param keep_original_sample: keep each original sample before its generated ones.
+        :param caption_key: caption-field output: instead of adding generated samples, write
+            the captions into this field of each sample (row count unchanged, text untouched):
+            a list with one caption per video, or for 'all' one list of caption_num candidates
+            per video. keep_original_sample does not apply. A sample without videos gets [],
+            a failed sample "" per video ([] for 'all') and its error record.
         :param prompt: the prompt for all samples; None uses the default prompt.
         :param prompt_key: the field holding a per-sample prompt; it takes precedence over
             ``prompt``. A sample whose field is missing or not a non-empty string gets an error
@@ -148,7 +155,13 @@ class VLMVideoCaptioningMapper(Mapper):
             if (kwargs.get("num_proc") or 1) > 1:
                 logger.info(f"backend {backend!r} runs in one worker process (num_proc 1)")
             kwargs["num_proc"] = 1
+        elif is_cuda_available():  # one model replica per GPU (Ray actors, default-executor procs)
+            kwargs.setdefault("num_gpus", 1)
         super().__init__(*args, **kwargs)
+        if caption_key is not None and caption_key in ("", self.text_key, self.video_key,
+                                                      Fields.meta):
+            raise ValueError(f"caption_key={caption_key!r} must name a new field, not empty nor "
+                             "the text, videos or meta field")
         if prompt is not None and not prompt.strip():
             raise ValueError("prompt is empty; give a prompt or leave it unset for the default")
         if prompt and prompt_key:
@@ -157,6 +170,7 @@ class VLMVideoCaptioningMapper(Mapper):
         self.caption_num = caption_num
         self.keep_candidate_mode = keep_candidate_mode
         self.keep_original_sample = keep_original_sample
+        self.caption_key = caption_key
         self.prompt = prompt or DEFAULT_PROMPT
         self.prompt_key = prompt_key
         self.system_prompt = system_prompt
@@ -217,4 +231,5 @@ class VLMVideoCaptioningMapper(Mapper):
         return builder.build(
             run=self.run_info, mode=self.keep_candidate_mode,
             keep_original=self.keep_original_sample, on_error=self.on_error, rng=self._rng,
+            caption_key=self.caption_key,
         )

@@ -1,0 +1,1 @@
+"""Readers of what ``dj-process`` writes and exporters to training-data formats."""

@@ -1,0 +1,81 @@
+"""``dj-ops-caption``: a folder or list of videos to a jsonl in one command, run as users do."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from data_juicer.utils.constant import Fields
+
+from dj_ops.captioning.records import META_KEY
+from dj_ops.commands.caption import find_videos, op_params, parse_args
+from dj_ops.testing.clips import make_clip, write_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+SUMMARY = re.compile(r"captioned: (\d+)  failed: (\d+)  time: ([\d.]+) s  videos/s: ([\d.]+)")
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    videos = tmp_path / "videos"
+    (videos / "sub").mkdir(parents=True)
+    make_clip(videos / "b.mp4", 2.0, 10, 64, 48)
+    make_clip(videos / "sub" / "a.MOV", 1.5, 10, 48, 64)
+    write_bytes(videos / "broken.mp4", b"not a video")
+    write_bytes(videos / "notes.txt", b"not listed")
+    return videos
+
+
+def run_command(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "dj_ops.commands.caption", *args],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_find_videos_in_a_folder_and_a_list_file(folder, tmp_path):
+    expected = [str(folder / "b.mp4"), str(folder / "broken.mp4"), str(folder / "sub/a.MOV")]
+    assert find_videos(folder) == expected
+    listing = folder / "list.txt"
+    listing.write_text("b.mp4\n\n  sub/a.MOV \n")
+    assert find_videos(listing) == [expected[0], expected[2]]
+    with pytest.raises(FileNotFoundError):
+        find_videos(tmp_path / "missing")
+
+
+def test_options_map_to_op_parameters():
+    args = parse_args(["v", "-o", "o.jsonl", "--model", "m", "--caption-num", "3", "--keep",
+                       "all", "--max-new-tokens", "64"])
+    assert op_params(args) == {
+        "hf_model": "m", "caption_key": "caption", "caption_num": 3,
+        "keep_candidate_mode": "all", "seed": 0, "generation_batch_size": 8,
+        "sampling_params": {"max_new_tokens": 64}}
+
+
+def test_command_captions_a_folder(folder, tmp_path, qwen3):
+    out = tmp_path / "out" / "captions.jsonl"
+    proc = run_command(str(folder), "-o", str(out), "--model", qwen3, "--caption-num", "2",
+                       "--keep", "all", "--max-frames", "4", "--max-new-tokens", "8",
+                       "--num-proc", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    captioned, failed, seconds, rate = SUMMARY.search(proc.stdout).groups()
+    assert (int(captioned), int(failed)) == (2, 1) and float(seconds) > 0 and float(rate) > 0
+    assert "%" in proc.stderr  # the progress bar
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["videos"] for r in rows] == [[str(folder / n)] for n in
+                                           ("b.mp4", "broken.mp4", "sub/a.MOV")]
+    statuses = [r[Fields.meta][META_KEY]["status"] for r in rows]
+    assert statuses == ["captioned", "error", "captioned"]
+    # mode 'all': per video the list of its candidates; none for the broken video
+    assert [len(r["caption"][0]) for r in rows] == [2, 0, 2]
+    assert all(c for r in rows for c in r["caption"][0])
+
+
+def test_command_fails_clearly_without_videos(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = run_command(str(tmp_path / "empty"), "-o", str(tmp_path / "o.jsonl"))
+    assert proc.returncode == 1 and "no video found" in proc.stderr

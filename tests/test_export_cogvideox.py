@@ -1,0 +1,132 @@
+"""Export to CogVideoX's prompt.txt / videos.txt pair, checked line by line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from data_juicer.utils.constant import Fields
+from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
+
+from dj_ops.captioning.records import META_KEY
+from dj_ops.captioning.text import captions_after_video_tokens
+from dj_ops.export.cogvideox import (
+    SKIP_ERROR,
+    SKIP_NO_CAPTION,
+    SKIP_NO_VIDEOS,
+    SKIP_TOKEN_MISMATCH,
+    Layout,
+    count_shared_stems,
+    export_cogvideox,
+    flatten_caption,
+    relative_video_path,
+    row_captions,
+)
+from dj_ops.export.dj_output import read_rows
+from tests.conftest import make_op, run_op
+
+V, E = SpecialTokens.video, SpecialTokens.eoc
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def meta(status: str) -> dict:
+    return {META_KEY: {"status": status}}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").split("\n")[:-1]
+
+
+def test_flatten_caption():
+    assert flatten_caption("  A dog\nruns.\r\n\tThen  it stops. ") == "A dog runs. Then it stops."
+
+
+def test_row_captions_from_text_and_from_a_field():
+    row = {"text": f"{V} a cat {E} no video {E}{V} a\ndog {E}", "videos": ["a.mp4", "b.mp4"]}
+    assert row_captions(row, Layout()) == [["a cat"], ["a\ndog"]]
+    field_row = {"videos": ["a.mp4", "b.mp4"], "caption": ["one", ["x", "y"]]}
+    assert row_captions(field_row, Layout(caption_key="caption")) == [["one"], ["x", "y"]]
+    assert row_captions({"videos": ["a.mp4"]}, Layout(caption_key="caption")) == SKIP_NO_CAPTION
+    assert row_captions({"text": "t", "videos": []}, Layout()) == SKIP_NO_VIDEOS
+    assert row_captions({**row, Fields.meta: meta("error")}, Layout()) == SKIP_ERROR
+    assert row_captions({"text": f"{V} a", "videos": ["a.mp4", "b.mp4"]},
+                        Layout()) == SKIP_TOKEN_MISMATCH
+
+
+def test_video_paths_relative_to_the_data_root_else_absolute(tmp_path):
+    root = tmp_path / "data"
+    assert relative_video_path(str(root / "videos/a.mp4"), root, tmp_path) == "videos/a.mp4"
+    assert relative_video_path("data/videos/b.mp4", root, tmp_path) == "videos/b.mp4"
+    assert relative_video_path("/elsewhere/c.mp4", root, tmp_path) == "/elsewhere/c.mp4"
+    assert relative_video_path("../x/d.mp4", root, tmp_path) == str(tmp_path.parent / "x/d.mp4")
+
+
+def test_count_shared_stems():
+    assert count_shared_stems(["a/x.mp4", "b/x.mp4", "a/x.mp4", "c/y.mp4", "d/y.webm"]) == 4
+    assert count_shared_stems(["a/x.mp4", "a/y.mp4"]) == 0
+
+
+def test_export_line_by_line_with_skips(tmp_path):
+    root = tmp_path / "dataset"
+    rows = [
+        {"text": f"{V} A red car\ndrives. {E}", "videos": [str(root / "videos/1.mp4")]},
+        {"text": f"{V}{V} first {V}", "videos": ["/abs/2.mp4"]},  # mismatch
+        {"text": f"{V} ignored {E}", "videos": ["/abs/3.mp4"], Fields.meta: meta("error")},
+        {"text": "no video", "videos": []},
+        {"text": f"{V}  {E}{V} second  clip {E}", "videos": ["/abs/4.mp4", "/abs/5.mp4"],
+         Fields.meta: meta("captioned")},
+    ]
+    source = write_jsonl(tmp_path / "captions.jsonl", rows)
+    summary = export_cogvideox(source, root)
+    assert lines(root / "prompt.txt") == ["A red car drives.", "second clip"]
+    assert lines(root / "videos.txt") == ["videos/1.mp4", "/abs/5.mp4"]
+    assert (summary.rows, summary.written) == (5, 2)
+    assert summary.skipped == {SKIP_TOKEN_MISMATCH: 1, SKIP_ERROR: 1, SKIP_NO_VIDEOS: 1,
+                               SKIP_NO_CAPTION: 1}
+
+
+def test_export_reads_a_ray_directory_of_shards_and_caption_fields(tmp_path):
+    shards = tmp_path / "ray_export"
+    write_jsonl(shards / "b_000001.json", [{"videos": ["/v/b.mp4"], "caption": [["b1", "b2"]]}])
+    write_jsonl(shards / "a_000000.json", [{"videos": ["/v/a.mp4", "/w/a.mp4"],
+                                            "caption": ["a", "a too"]}])
+    summary = export_cogvideox(shards, tmp_path / "out", Layout(caption_key="caption"))
+    assert lines(tmp_path / "out/prompt.txt") == ["a", "a too", "b1", "b2"]
+    assert lines(tmp_path / "out/videos.txt") == ["/v/a.mp4", "/w/a.mp4", "/v/b.mp4", "/v/b.mp4"]
+    assert summary.shared_stems == 2
+
+
+def test_command_exports_what_the_op_wrote(tmp_path, qwen3, videos):
+    samples = [{"text": f"{V} {E}", "videos": [v]} for v in videos[:3]]
+    samples.append({"text": f"{V} first {E}{V} second {E}", "videos": videos[3:5]})
+    rows = run_op(make_op(qwen3, keep_original_sample=False), samples)
+    source = write_jsonl(tmp_path / "captions.jsonl", rows)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-m", "dj_ops.export.cogvideox", str(source), "-o", str(tmp_path / "d")],
+        capture_output=True, text=True, env=env, check=True)
+    assert "pairs written: 5" in out.stdout
+    special = list(get_special_tokens().values())
+    expected = [(flatten_caption(c), v) for r in rows
+                for c, v in zip(captions_after_video_tokens(r["text"], V, special), r["videos"])]
+    assert list(zip(lines(tmp_path / "d/prompt.txt"), lines(tmp_path / "d/videos.txt"))) == [
+        (c, os.path.abspath(v)) for c, v in expected]
+    assert all(c for c, _ in expected)
+
+
+def test_reading_an_export_that_is_not_there_fails_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no dj-process export"):
+        list(read_rows(tmp_path / "missing.jsonl"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no"):
+        list(read_rows(tmp_path / "empty"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import transformers
+from loguru import logger
 
 from dj_ops.backends.base import (
     BackendConfig,
@@ -17,11 +18,18 @@ from dj_ops.backends.base import (
     CaptionRequest,
     CaptionResult,
 )
-from dj_ops.captioning.batching import run_in_micro_batches
+from dj_ops.backends.memory import OUT_OF_MEMORY, free_memory, is_out_of_memory
+from dj_ops.captioning.batching import run_in_micro_batches, run_splitting
 from dj_ops.captioning.generation import to_hf_generate_kwargs
 
 # model_params key holding video-processor options; the other keys go to ``from_pretrained``.
 PROCESSOR_KWARGS_KEY = "processor_kwargs"
+# ``from_pretrained`` options accepted in model_params (anything else is a typo or unsupported).
+FROM_PRETRAINED_KEYS = frozenset({
+    "attn_implementation", "cache_dir", "device_map", "dtype", "local_files_only",
+    "low_cpu_mem_usage", "max_memory", "offload_folder", "quantization_config", "revision",
+    "subfolder", "torch_dtype", "trust_remote_code", "use_safetensors", "variant",
+})
 
 
 def pick_dtype(device: str) -> torch.dtype:
@@ -47,10 +55,17 @@ def build_messages(request: CaptionRequest) -> list[dict]:
     return messages
 
 
+def _after_out_of_memory(batch_size: int, message: str) -> None:
+    free_memory()
+    then = "splitting it in two" if batch_size > 1 else "recording an out_of_memory error"
+    logger.warning(f"out of memory generating {batch_size} request(s), {then}: {message}")
+
+
 class TransformersBackend(CaptionBackend):
     """Captions with ``AutoModelForImageTextToText`` and the model's own processor."""
 
     name = "transformers"
+    model_param_keys = FROM_PRETRAINED_KEYS | {PROCESSOR_KWARGS_KEY}
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         super().__init__(config, device)
@@ -77,6 +92,7 @@ class TransformersBackend(CaptionBackend):
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
+        super().check_config(config)
         try:
             transformers.AutoConfig.from_pretrained(config.model)
         except (OSError, ValueError) as error:
@@ -102,7 +118,17 @@ class TransformersBackend(CaptionBackend):
             requests,
             [r.cost for r in requests],
             self.config.batch_size,
+            self._generate_splitting_on_oom,
+        )
+
+    def _generate_splitting_on_oom(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
+        """One micro-batch; out of memory, its halves, down to a per-request error."""
+        return run_splitting(
+            requests,
             self._generate_micro_batch,
+            is_out_of_memory,
+            lambda _, message: CaptionResult.failure(OUT_OF_MEMORY, message),
+            _after_out_of_memory,
         )
 
     def encode(self, requests: list[CaptionRequest]) -> dict:

@@ -24,6 +24,7 @@ class VideoOutcome:
     hit_token_limit: bool = False
     error_kind: str = ""
     error_message: str = ""
+    repetition_trimmed: bool = False  # a trailing repetition loop was cut from the caption
 
     def as_dict(self) -> dict:
         return {
@@ -33,6 +34,7 @@ class VideoOutcome:
             "hit_token_limit": bool(self.hit_token_limit),
             "error_kind": self.error_kind,
             "error_message": self.error_message,
+            "repetition_trimmed": bool(self.repetition_trimmed),
         }
 
 

@@ -9,12 +9,13 @@ original with an error record. Every input row is accounted for.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from data_juicer.ops.base_op import convert_dict_list_to_list_dict
 
 from dj_ops.backends.base import Candidate
 from dj_ops.captioning.records import (
+    META_KEY,
     STATUS_CAPTIONED,
     STATUS_ERROR,
     RunInfo,
@@ -22,6 +23,7 @@ from dj_ops.captioning.records import (
     build_record,
     with_record,
 )
+from dj_ops.captioning.repetition import trim_repetition
 from dj_ops.captioning.selection import select_per_sample
 from dj_ops.captioning.text import (
     Chunk,
@@ -74,6 +76,9 @@ class SampleBuilder:
         self.video_token, self.eoc_token = video_token, eoc_token
         self.special_tokens = special_tokens
         self.rows = [_Row(s) for s in convert_dict_list_to_list_dict(samples)] if samples else []
+        # After build(): per input row, its record (a generated row's, or the error record, also
+        # for a dropped row), None for a row without videos. What the op's run summary counts.
+        self.records: list[dict | None] = []
         for row in self.rows:
             self._plan(row, prompt_key, default_prompt)
 
@@ -118,7 +123,8 @@ class SampleBuilder:
 
     def set_candidates(self, slot: VideoSlot, candidates: list[Candidate],
                        timestamps: list[float]) -> None:
-        self.rows[slot.row].candidates[slot.video] = (list(candidates), tuple(timestamps))
+        kept = [_without_loop(c) for c in candidates]
+        self.rows[slot.row].candidates[slot.video] = (kept, tuple(timestamps))
 
     def build(self, *, run: RunInfo, mode: str, keep_original: bool,
               on_error: str, rng: random.Random) -> dict:
@@ -129,15 +135,18 @@ class SampleBuilder:
         captioned row yields its original (when ``keep_original``) then its generated rows.
         """
         out: list[dict] = []
+        self.records = []
         for row in self.rows:
             if not self._videos(row):
                 out.append(row.sample)
+                self.records.append(None)
                 continue
             generated = None if row.failed else self._generate_rows(row, run, mode, rng)
             if generated is None:
                 out.extend(self._failure_rows(row, run, on_error))
             else:
                 out.extend(([row.sample] if keep_original else []) + generated)
+                self.records.append(generated[0][self.meta_key][META_KEY])
         return self._to_columns(out)
 
     def _generate_rows(self, row: _Row, run: RunInfo, mode: str,
@@ -175,7 +184,8 @@ class SampleBuilder:
     def _outcome(row: _Row, video: int, path: str, index: int) -> VideoOutcome:
         candidates, timestamps = row.candidates[video]
         kept = candidates[index]
-        return VideoOutcome(path, timestamps, kept.num_tokens, kept.hit_token_limit)
+        return VideoOutcome(path, timestamps, kept.num_tokens, kept.hit_token_limit,
+                            repetition_trimmed=kept.repetition_trimmed)
 
     def _failure_rows(self, row: _Row, run: RunInfo, on_error: str) -> list[dict]:
         failures = [row.failures[k] for k in sorted(row.failures)]
@@ -183,9 +193,10 @@ class SampleBuilder:
             details = "; ".join(f"{f.path or 'sample'}: {f.error_kind}: {f.error_message}"
                                 for f in failures)
             raise CaptioningError(f"captioning failed for a sample: {details}")
+        record = build_record(STATUS_ERROR, run, row.prompt, failures, -1)
+        self.records.append(record)
         if on_error == "drop":
             return []
-        record = build_record(STATUS_ERROR, run, row.prompt, failures, -1)
         kept = dict(row.sample)
         kept[self.meta_key] = with_record(row.sample.get(self.meta_key), record)
         return [kept]
@@ -193,3 +204,11 @@ class SampleBuilder:
     def _to_columns(self, rows: list[dict]) -> dict:
         keys = self.keys + ([self.meta_key] if self.meta_key not in self.keys else [])
         return {k: [r.get(k, {} if k == self.meta_key else None) for r in rows] for k in keys}
+
+
+def _without_loop(candidate: Candidate) -> Candidate:
+    """The candidate with a trailing repetition loop cut (and flagged), else unchanged."""
+    trimmed = trim_repetition(candidate.text)
+    if not trimmed.trimmed:
+        return candidate
+    return replace(candidate, text=trimmed.text, repetition_trimmed=True)

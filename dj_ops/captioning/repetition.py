@@ -3,8 +3,8 @@
 A model stuck in a loop repeats the same sentence or n-gram until the token limit:
 ``"A dog runs. A dog runs. A dog runs. A dog"``. :func:`trim_repetition` finds the longest
 periodic tail of the text (a unit of tokens repeated at least ``min_repeats`` times, the last
-copy possibly cut short) and keeps the text before it plus one copy of the unit, ending on a
-sentence boundary when the unit holds one.
+copy possibly cut short) and keeps the text before it plus one copy of the unit, or, when the
+unit holds a sentence end, the text through the first sentence end inside the loop.
 
 Tokens are whitespace-separated words (punctuation attached), and single characters for
 scripts written without spaces (Chinese, Japanese, Korean), so loops are found in both.
@@ -78,9 +78,10 @@ def find_loop(
 
 
 def _cut_index(tokens: list[str], start: int, period: int) -> int:
-    """Tokens to keep: up to one copy of the unit after ``start``, extended (by less than a
-    period) to the first sentence end so the caption does not stop mid-sentence."""
-    for cut in range(start + period, min(start + 2 * period, len(tokens)) + 1):
+    """Tokens to keep: through the first sentence end within the loop's first period (the
+    sentence the loop started in is complete, no copy of the loop is left), else one copy of
+    the unit."""
+    for cut in range(start + 1, start + period + 1):
         if tokens[cut - 1].endswith(SENTENCE_END):
             return cut
     return start + period

@@ -133,6 +133,8 @@ def _scan_packets(path: str) -> tuple[int, list[int] | None, list[int]]:
 def _probe(container: av.container.InputContainer, path: str) -> tuple[object, _StreamInfo]:
     """First video stream and its frame count, rate, duration (scanned when needed)."""
     if not container.streams.video:
+        if not container.streams and looks_like_video_container(path):  # index destroyed
+            raise VideoError(DECODE_ERROR, "the container lists no streams (corrupt index?)")
         raise VideoError(NOT_A_VIDEO, "the file has no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"

@@ -10,7 +10,7 @@ import pytest
 from dj_ops.captioning.summary import record_of, summarize_records
 from dj_ops.ops.sample_builder import CaptioningError
 from dj_ops.testing.faults import CAPTIONED, PROMPT_FIELD, UNTOUCHED, build_fault_corpus
-from dj_ops.video import FrameSettings, decode_video
+from dj_ops.video import FrameSettings, VideoError, decode_video
 from tests.conftest import FAST_FRAMES, make_op, run_op
 from tests.test_dj_process import run_recipe
 
@@ -126,3 +126,12 @@ def test_a_first_batch_of_failures_does_not_fix_a_wrong_schema(qwen3, corpus, vi
     assert [record_of(r)["status"] for r in rows] == ["error", "error", "captioned"]
     assert record_of(rows[0])["videos"][0]["timestamps"] == []
     assert len(record_of(rows[2])["videos"][0]["timestamps"]) >= 2
+
+
+@pytest.mark.parametrize("method", ["sequential", "seek"])
+def test_a_truncated_file_is_an_error_even_when_only_its_last_frame_is_wanted(corpus, method):
+    # Frames the container counts but never delivers at the very end are excused; a stream
+    # that stops halfway is not, even when the one missing wanted frame is the last.
+    truncated = next(c for c in corpus if c.name == "truncated_faststart").videos[0]
+    with pytest.raises(VideoError, match=r"first missing: 49 of 50, stream ended after frame"):
+        decode_video(truncated, FrameSettings(strategy="uniform", num_frames=2), method=method)

@@ -17,7 +17,7 @@ import psutil
 
 from dj_ops.captioning.summary import OutcomeSummary, record_of
 from dj_ops.testing.clips import make_clip
-from dj_ops.testing.faults import build_fault_corpus
+from dj_ops.testing.faults import FILE_FAULTS, build_fault_corpus
 
 # Small frames and few tokens: the run measures bookkeeping and resources, not the model.
 SOAK_PARAMS = {
@@ -31,7 +31,7 @@ GOOD_CLIPS = 12  # distinct good clips; every request links to one under its own
 def _inputs(folder: Path, requests: int, bad_every: int) -> list[tuple[dict, str]]:
     """``(sample, expected kind)`` per request, each good one with a path of its own."""
     bad = [c for c in build_fault_corpus(folder / "faults")
-           if c.expected_kind and c.prompt and len(c.videos) == 1 and c.text is None]
+           if c.expected_kind and c.name in FILE_FAULTS and len(c.videos) == 1]
     clips = [make_clip(folder / f"clip{i}.mp4", 1 + i % 3, 6, 32 + 16 * (i % 3), 32)
              for i in range(GOOD_CLIPS)]
     inputs = []

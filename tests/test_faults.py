@@ -3,11 +3,12 @@ accounted for, captioned or recorded with the expected error kind, and nothing i
 
 from __future__ import annotations
 
+import gzip
 from collections import Counter
 
 import pytest
 
-from dj_ops.captioning.summary import record_of, summarize_records
+from dj_ops.captioning.summary import record_of, summarize, summarize_records
 from dj_ops.ops.sample_builder import CaptioningError
 from dj_ops.testing.faults import CAPTIONED, PROMPT_FIELD, UNTOUCHED, build_fault_corpus
 from dj_ops.video import FrameSettings, VideoError, decode_video
@@ -110,11 +111,20 @@ def test_raise_stops_with_the_error_kind(qwen3, corpus):
         run_op(corpus_op(qwen3, on_error="raise"), [c.sample() for c in cases])
 
 
+def dj_logs(work_dir) -> str:
+    """Everything Data-Juicer logged into its work folder (gzipped files)."""
+    return "".join(gzip.open(p, "rt").read() for p in sorted(work_dir.glob("**/logs/**/*.gz")))
+
+
 def test_the_corpus_through_dj_process(tmp_path, qwen3, corpus):
     params = {"hf_model": qwen3, "prompt_key": PROMPT_FIELD, "keep_original_sample": False,
               "seed": 0, **FAST_FRAMES, "sampling_params": {"max_new_tokens": 8}}
     rows = run_recipe(tmp_path, [c.sample() for c in corpus], params, np=2)
     check_output(corpus, rows)
+    # the driver logs the counts over the output of both workers; each worker its batches
+    logs = dj_logs(tmp_path / "work")
+    assert f"vlm_video_captioning_mapper output: {summarize(rows).format()}" in logs
+    assert "vlm_video_captioning_mapper batch 1: " in logs
 
 
 def test_a_first_batch_of_failures_does_not_fix_a_wrong_schema(qwen3, corpus, videos):

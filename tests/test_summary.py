@@ -111,3 +111,15 @@ def test_a_copy_in_another_process_counts_from_zero():
     tally._pid = -1  # as a worker's unpickled copy sees it
     tally.add_batch([None])
     assert tally.batches == 1 and tally.total.rows == 1
+
+
+def test_dataset_outcomes_are_counted_over_the_whole_output(log_lines):
+    from datasets import Dataset
+
+    dataset = Dataset.from_list([row(captioned((True, False))), row(failed("timeout")),
+                                 row(None)])
+    summary = outcome_log.log_dataset_outcomes("op", dataset, META, " (note)")
+    assert summary.as_dict()["by_status"] == {"captioned": 1, "error": 1, "no_record": 1}
+    assert log_lines[-1] == ("INFO", f"op output: {summary.format()} (note)")
+    without_meta = outcome_log.log_dataset_outcomes("op", Dataset.from_list([{"a": 1}]), META)
+    assert without_meta.as_dict()["by_status"] == {"no_record": 1}

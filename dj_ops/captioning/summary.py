@@ -95,13 +95,18 @@ def record_of(row: dict, meta_field: str = Fields.meta) -> dict | None:
     return (row.get(meta_field) or {}).get(META_KEY) or None
 
 
+def summarize(rows: Iterable[dict], meta_field: str = Fields.meta) -> OutcomeSummary:
+    """The counts over output rows (dicts)."""
+    summary = OutcomeSummary()
+    for row in rows:
+        summary.add(record_of(row, meta_field))
+    return summary
+
+
 def summarize_records(rows: Iterable[dict], meta_field: str = Fields.meta) -> dict:
     """Counts by status and error kind over output rows (list of dicts), as a plain dict.
 
     In ``all`` mode a captioned sample appears once per candidate, and kept originals (no
     record) are counted under ``no_record``.
     """
-    summary = OutcomeSummary()
-    for row in rows:
-        summary.add(record_of(row, meta_field))
-    return summary.as_dict()
+    return summarize(rows, meta_field).as_dict()

@@ -2,8 +2,9 @@
 
 Each process keeps its own counts (a worker receives a copy of the op and starts from zero):
 a DEBUG line per batch, an INFO line with the totals every ``every`` batches and when the
-process exits normally (the driver, ``np: 1``; pool workers are terminated by their pool, so
-their last totals are the latest periodic line).
+process exits normally (pool workers, which Data-Juicer uses even with ``np: 1``, are
+terminated by their pool: their last totals are the latest periodic line). After a
+Data-Juicer run, :func:`log_dataset_outcomes` logs the counts over the whole output.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import weakref
 
 from loguru import logger
 
-from dj_ops.captioning.summary import OutcomeSummary
+from dj_ops.captioning.summary import OutcomeSummary, summarize
 
 DEFAULT_LOG_EVERY = 50  # batches between two INFO lines with the totals
 
@@ -75,3 +76,17 @@ class OutcomeLog:
             return
         self._pid, self.total, self.batches = pid, OutcomeSummary(), 0
         _LIVE.add(self)
+
+
+def log_dataset_outcomes(name: str, dataset, meta_field: str, note: str = "") -> OutcomeSummary:
+    """Log at INFO the counts over a whole output dataset (every worker's rows).
+
+    :param dataset: a Hugging Face ``Dataset`` (Data-Juicer's default executor).
+    :param note: appended to the line (e.g. that dropped rows are not in the output).
+    """
+    if meta_field in dataset.column_names:
+        summary = summarize(dataset.select_columns([meta_field]), meta_field)
+    else:
+        summary = summarize({} for _ in range(len(dataset)))
+    logger.info(f"{name} output: {summary.format()}{note}")
+    return summary

@@ -28,7 +28,7 @@ from dj_ops.backends.base import (
 )
 from dj_ops.captioning.generation import parse_sampling_params
 from dj_ops.captioning.records import RunInfo
-from dj_ops.ops.outcome_log import OutcomeLog
+from dj_ops.ops.outcome_log import OutcomeLog, log_dataset_outcomes
 from dj_ops.ops.sample_builder import SampleBuilder
 from dj_ops.video import FrameSettings, VideoError, decode_video
 
@@ -182,6 +182,14 @@ class VLMVideoCaptioningMapper(Mapper):
         self.model_key = functools.partial(build_backend, backend, config)
         self._rng = random.Random(seed)
         self.outcome_log = OutcomeLog(OP_NAME)
+
+    def run(self, dataset, *, exporter=None, tracer=None):
+        """Data-Juicer's run, then one INFO line counting the outcomes over the whole output."""
+        dataset = super().run(dataset, exporter=exporter, tracer=tracer)
+        dropped = self.on_error == "drop"
+        note = " (failed rows were dropped: see the workers' counts)" if dropped else ""
+        log_dataset_outcomes(OP_NAME, dataset, Fields.meta, note)
+        return dataset
 
     def process_batched(self, samples: dict[str, list], rank: int | None = None):
         backend = get_model(self.model_key, rank, self.use_cuda())

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 from data_juicer.utils.constant import Fields
 
-from dj_ops.backends.base import check_model_params
+from dj_ops.backends.base import BackendConfig, check_model_params
 from dj_ops.backends.transformers_backend import FROM_PRETRAINED_KEYS, TransformersBackend
+from dj_ops.captioning.generation import parse_sampling_params
 from dj_ops.captioning.records import META_KEY
 from tests.conftest import make_op, run_op
 
@@ -42,6 +44,13 @@ def test_accepted_model_params_reach_the_model(qwen3, videos):
                                "low_cpu_mem_usage": True, "processor_kwargs": {}})
     rows = run_op(op, [{"text": "", "videos": videos[:1]}])
     assert rows[0][Fields.meta][META_KEY]["status"] == "captioned"
+
+
+@pytest.mark.parametrize("key", ["dtype", "torch_dtype"])
+def test_dtype_under_either_spelling_reaches_the_model(qwen3, key):
+    config = BackendConfig(model=qwen3, settings=parse_sampling_params(None, 1),
+                           model_params={key: "bfloat16"})
+    assert TransformersBackend(config).model.dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("system_prompt", ["", "  \n\t"])

@@ -76,6 +76,8 @@ class TransformersBackend(CaptionBackend):
         self.videos_kwargs = {"do_sample_frames": False, "do_resize": False,
                               "cap_pixels_per_frame": False,
                               **(params.pop(PROCESSOR_KWARGS_KEY, None) or {})}
+        if "torch_dtype" in params:  # the old spelling, else ignored beside our default dtype
+            params.setdefault("dtype", params.pop("torch_dtype"))
         params.setdefault("dtype", pick_dtype(device))
         self.processor = transformers.AutoProcessor.from_pretrained(config.model)
         self.processor.tokenizer.padding_side = "left"

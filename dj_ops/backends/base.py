@@ -61,6 +61,7 @@ class Candidate:
     text: str
     num_tokens: int
     hit_token_limit: bool
+    repetition_trimmed: bool = False
 
 
 @dataclass
@@ -93,12 +94,28 @@ class BackendConfig:
     frame_settings: FrameSettings = field(default_factory=FrameSettings)
 
 
+def check_model_params(backend: str, params: dict[str, Any], valid: frozenset[str]) -> None:
+    """Refuse ``model_params`` keys the backend does not know, naming the valid ones.
+
+    :raises ValueError: on unknown keys (a typo must not be ignored silently).
+    """
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise ValueError(
+            f"unknown model_params key(s) {unknown} for the {backend!r} backend; "
+            f"valid keys are {sorted(valid)}"
+        )
+
+
 class CaptionBackend(ABC):
     """Generate ``num_candidates`` captions for each request."""
 
     name: str = ""
     # The backend's engine takes every GPU it is given: run one worker process (num_proc 1).
     single_process: bool = False
+    # The ``model_params`` keys this backend understands; others are refused at construction.
+    # None: the backend checks them itself (vLLM hands them to its engine arguments).
+    model_param_keys: frozenset[str] | None = frozenset()
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         self.config = config
@@ -107,7 +124,10 @@ class CaptionBackend(ABC):
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
         """Fail at the op's construction, with the fix in the message, when ``config`` cannot
-        work (a model that cannot be found, ...). Called in the driver, before any worker."""
+        work (unknown ``model_params`` keys, a model that cannot be found, ...). Called in the
+        driver, before any worker; subclasses extend it and call ``super().check_config``."""
+        if cls.model_param_keys is not None:
+            check_model_params(cls.name, config.model_params, cls.model_param_keys)
 
     @abstractmethod
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionResult]:

@@ -113,6 +113,7 @@ class OpenAIBackend(CaptionBackend):
     """Captions through an OpenAI-compatible ``/v1/chat/completions`` server."""
 
     name = "openai"
+    model_param_keys = None  # ServerSettings (pydantic, unknown keys refused) checks them
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         super().__init__(config, device)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import torch
 import transformers
+from loguru import logger
 
 from dj_ops.adapters import resolve_adapter, split_adapter_params
+from dj_ops.adapters.registry import ADAPTER_PARAM_KEYS
 from dj_ops.backends.base import (
     PROCESSOR_KWARGS_KEY,
     BackendConfig,
@@ -19,13 +21,21 @@ from dj_ops.backends.base import (
     CaptionRequest,
     CaptionResult,
 )
+from dj_ops.backends.memory import OUT_OF_MEMORY, free_memory, is_out_of_memory
 from dj_ops.backends.quantization import (
     QUANTIZATION_KEY,
     check_hf_quantization,
     hf_quantization_kwargs,
 )
-from dj_ops.captioning.batching import run_in_micro_batches
+from dj_ops.captioning.batching import run_in_micro_batches, run_splitting
 from dj_ops.captioning.generation import to_hf_generate_kwargs
+
+# ``from_pretrained`` options accepted in model_params (anything else is a typo or unsupported).
+FROM_PRETRAINED_KEYS = frozenset({
+    "attn_implementation", "cache_dir", "device_map", "dtype", "local_files_only",
+    "low_cpu_mem_usage", "max_memory", "offload_folder", "quantization_config", "revision",
+    "subfolder", "torch_dtype", "trust_remote_code", "use_safetensors", "variant",
+})
 
 
 def pick_dtype(device: str) -> torch.dtype:
@@ -36,11 +46,19 @@ def pick_dtype(device: str) -> torch.dtype:
     return torch.bfloat16 if major >= 8 else torch.float16
 
 
+def _after_out_of_memory(batch_size: int, message: str) -> None:
+    free_memory()
+    then = "splitting it in two" if batch_size > 1 else "recording an out_of_memory error"
+    logger.warning(f"out of memory generating {batch_size} request(s), {then}: {message}")
+
+
 class TransformersBackend(CaptionBackend):
     """Captions with the model's own processor and ``transformers`` class (both chosen by the
     family's adapter: ``AutoProcessor`` and ``AutoModelForImageTextToText`` by default)."""
 
     name = "transformers"
+    model_param_keys = FROM_PRETRAINED_KEYS | ADAPTER_PARAM_KEYS | {
+        PROCESSOR_KWARGS_KEY, QUANTIZATION_KEY}
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         super().__init__(config, device)
@@ -51,6 +69,8 @@ class TransformersBackend(CaptionBackend):
         self.videos_kwargs = {**self.adapter.hf_processor_kwargs(),
                               **(params.pop(PROCESSOR_KWARGS_KEY, None) or {})}
         quantization = params.pop(QUANTIZATION_KEY, None)
+        if "torch_dtype" in params:  # the old spelling, else ignored beside our default dtype
+            params.setdefault("dtype", params.pop("torch_dtype"))
         params.setdefault("dtype", pick_dtype(device))
         params.update(hf_quantization_kwargs(quantization, params["dtype"], device))
         remote = {"trust_remote_code": params.get("trust_remote_code", False)}
@@ -71,6 +91,7 @@ class TransformersBackend(CaptionBackend):
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
+        super().check_config(config)
         remote = bool(config.model_params.get("trust_remote_code", False))
         try:
             transformers.AutoConfig.from_pretrained(config.model, trust_remote_code=remote)
@@ -101,7 +122,17 @@ class TransformersBackend(CaptionBackend):
             requests,
             [r.cost for r in requests],
             self.batch_size,
+            self._generate_splitting_on_oom,
+        )
+
+    def _generate_splitting_on_oom(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
+        """One micro-batch; out of memory, its halves, down to a per-request error."""
+        return run_splitting(
+            requests,
             self._generate_micro_batch,
+            is_out_of_memory,
+            lambda _, message: CaptionResult.failure(OUT_OF_MEMORY, message),
+            _after_out_of_memory,
         )
 
     def encode(self, requests: list[CaptionRequest]):

@@ -38,6 +38,7 @@ class VLLMBackend(CaptionBackend):
 
     name = "vllm"
     single_process = True
+    model_param_keys = None  # every key but the adapter's is a vLLM engine argument
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         super().__init__(config, device)

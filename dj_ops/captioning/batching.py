@@ -3,6 +3,10 @@
 Requests are sorted most expensive first (so an out-of-memory error shows at once, and videos of
 similar size share a micro-batch and waste little padding), then every result is written back to
 the slot of its request; a slot left empty or filled twice is a bug and raises.
+
+:func:`run_splitting` retries a micro-batch that fails with a recoverable error (out of memory)
+as two halves, down to single requests, which then get a per-request failure: a bounded number
+of calls (at most ``2 * len(batch) - 1``), never an endless retry.
 """
 
 from __future__ import annotations
@@ -47,3 +51,36 @@ def run_in_micro_batches(
     if missing:
         raise RuntimeError(f"requests {missing} received no result")
     return results  # type: ignore[return-value]
+
+
+def run_splitting(
+    batch: list[T],
+    run_batch: Callable[[list[T]], list[R]],
+    should_split: Callable[[BaseException], bool],
+    fail_item: Callable[[T, str], R],
+    on_failure: Callable[[int, str], None] | None = None,
+) -> list[R]:
+    """``run_batch(batch)``; when it raises an error ``should_split`` accepts, run each half
+    the same way, and give a request that fails alone ``fail_item(request, message)``.
+
+    :param should_split: which errors to recover from (others propagate unchanged).
+    :param on_failure: called with the failed batch's size and the error message after the
+        error is released (its traceback may hold large tensors): free memory, log.
+    :return: one result per request, in the order of ``batch``.
+    """
+    try:
+        return run_batch(batch)
+    except Exception as error:  # noqa: BLE001 - filtered by should_split, re-raised otherwise
+        if not should_split(error):
+            raise
+        message = f"{type(error).__name__}: {error}"
+    # Out of the except block: the error and its traceback are released here.
+    if on_failure is not None:
+        on_failure(len(batch), message)
+    if len(batch) == 1:
+        return [fail_item(batch[0], message)]
+    half = (len(batch) + 1) // 2
+    return [
+        *run_splitting(batch[:half], run_batch, should_split, fail_item, on_failure),
+        *run_splitting(batch[half:], run_batch, should_split, fail_item, on_failure),
+    ]

@@ -1,12 +1,15 @@
 """Pure builders of what the op writes under ``Fields.meta``: provenance and error records.
 
 Every record has the same fields with the same types whatever happened (errors are empty
-strings, not missing keys), so Arrow infers one schema for all rows and batches.
+strings, not missing keys, timestamps a float64 array even when empty), so Arrow infers one
+schema for all rows and batches, whichever batch comes first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 META_KEY = "vlm_video_captioning"
 
@@ -24,16 +27,28 @@ class VideoOutcome:
     hit_token_limit: bool = False
     error_kind: str = ""
     error_message: str = ""
+    repetition_trimmed: bool = False  # a trailing repetition loop was cut from the caption
 
     def as_dict(self) -> dict:
         return {
             "path": self.path,
-            "timestamps": [round(float(t), 3) for t in self.timestamps],
+            "timestamps": _timestamps(self.timestamps),
             "generated_tokens": int(self.generated_tokens),
             "hit_token_limit": bool(self.hit_token_limit),
             "error_kind": self.error_kind,
             "error_message": self.error_message,
+            "repetition_trimmed": bool(self.repetition_trimmed),
         }
+
+
+def _timestamps(timestamps: tuple[float, ...]) -> np.ndarray:
+    """Seconds rounded to the millisecond, as a float64 array (a list once in the dataset).
+
+    Not a Python list: Arrow types an empty list (a failed video's) as a list of nulls, and a
+    first batch made only of failures would fix that type for the whole dataset and reject
+    later timestamps; and datasets stores a column mixing arrays and lists as JSON.
+    """
+    return np.round(np.asarray(timestamps, dtype=np.float64), 3)
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,13 @@ original with an error record. Every input row is accounted for.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from data_juicer.ops.base_op import convert_dict_list_to_list_dict
 
 from dj_ops.backends.base import Candidate
 from dj_ops.captioning.records import (
+    META_KEY,
     STATUS_CAPTIONED,
     STATUS_ERROR,
     RunInfo,
@@ -22,6 +23,7 @@ from dj_ops.captioning.records import (
     build_record,
     with_record,
 )
+from dj_ops.captioning.repetition import trim_repetition
 from dj_ops.captioning.selection import select_per_sample
 from dj_ops.captioning.text import (
     Chunk,
@@ -74,6 +76,9 @@ class SampleBuilder:
         self.video_token, self.eoc_token = video_token, eoc_token
         self.special_tokens = special_tokens
         self.rows = [_Row(s) for s in convert_dict_list_to_list_dict(samples)] if samples else []
+        # After build(): per input row, its record (a generated row's, or the error record, also
+        # for a dropped row), None for a row without videos. What the op's run summary counts.
+        self.records: list[dict | None] = []
         for row in self.rows:
             self._plan(row, prompt_key, default_prompt)
 
@@ -118,7 +123,8 @@ class SampleBuilder:
 
     def set_candidates(self, slot: VideoSlot, candidates: list[Candidate],
                        timestamps: list[float]) -> None:
-        self.rows[slot.row].candidates[slot.video] = (list(candidates), tuple(timestamps))
+        kept = [_without_loop(c) for c in candidates]
+        self.rows[slot.row].candidates[slot.video] = (kept, tuple(timestamps))
 
     def build(self, *, run: RunInfo, mode: str, keep_original: bool,
               on_error: str, rng: random.Random, caption_key: str | None = None) -> dict:
@@ -133,9 +139,11 @@ class SampleBuilder:
         apply, and rows without videos or failed rows get empty captions in the field.
         """
         out: list[dict] = []
+        self.records = []
         for row in self.rows:
             if not self._videos(row):
                 out.append(self._with_field(row.sample, caption_key, []))
+                self.records.append(None)
                 continue
             picks = None if row.failed else self._pick(row, mode, rng)
             if picks is None:
@@ -146,6 +154,8 @@ class SampleBuilder:
             else:
                 out.extend(([row.sample] if keep_original else [])
                            + self._text_rows(row, picks, run, mode))
+            if picks is not None:
+                self.records.append(out[-1][self.meta_key][META_KEY])
         return self._to_columns(out, caption_key)
 
     def _pick(self, row: _Row, mode: str, rng: random.Random) -> list[list[int]] | None:
@@ -216,7 +226,8 @@ class SampleBuilder:
     def _outcome(row: _Row, video: int, path: str, index: int) -> VideoOutcome:
         candidates, timestamps = row.candidates[video]
         kept = candidates[index]
-        return VideoOutcome(path, timestamps, kept.num_tokens, kept.hit_token_limit)
+        return VideoOutcome(path, timestamps, kept.num_tokens, kept.hit_token_limit,
+                            repetition_trimmed=kept.repetition_trimmed)
 
     def _failure_rows(self, row: _Row, run: RunInfo, on_error: str) -> list[dict]:
         failures = [row.failures[k] for k in sorted(row.failures)]
@@ -224,9 +235,10 @@ class SampleBuilder:
             details = "; ".join(f"{f.path or 'sample'}: {f.error_kind}: {f.error_message}"
                                 for f in failures)
             raise CaptioningError(f"captioning failed for a sample: {details}")
+        record = build_record(STATUS_ERROR, run, row.prompt, failures, -1)
+        self.records.append(record)
         if on_error == "drop":
             return []
-        record = build_record(STATUS_ERROR, run, row.prompt, failures, -1)
         kept = dict(row.sample)
         kept[self.meta_key] = with_record(row.sample.get(self.meta_key), record)
         return [kept]
@@ -235,3 +247,11 @@ class SampleBuilder:
         extra = [k for k in (self.meta_key, caption_key) if k and k not in self.keys]
         keys = self.keys + extra
         return {k: [r.get(k, {} if k == self.meta_key else None) for r in rows] for k in keys}
+
+
+def _without_loop(candidate: Candidate) -> Candidate:
+    """The candidate with a trailing repetition loop cut (and flagged), else unchanged."""
+    trimmed = trim_repetition(candidate.text)
+    if not trimmed.trimmed:
+        return candidate
+    return replace(candidate, text=trimmed.text, repetition_trimmed=True)

@@ -29,6 +29,7 @@ from dj_ops.backends.base import (
 )
 from dj_ops.captioning.generation import parse_sampling_params
 from dj_ops.captioning.records import RunInfo
+from dj_ops.ops.outcome_log import OutcomeLog, log_dataset_outcomes
 from dj_ops.ops.sample_builder import SampleBuilder
 from dj_ops.video import FrameSettings, VideoError, decode_video
 
@@ -114,9 +115,11 @@ class VLMVideoCaptioningMapper(Mapper):
         :param prompt_key: the field holding a per-sample prompt; it takes precedence over
             ``prompt``. A sample whose field is missing or not a non-empty string gets an error
             record.
-        :param system_prompt: an optional system prompt.
+        :param system_prompt: an optional system prompt (None for none; an empty or
+            whitespace-only one is refused).
         :param model_params: options for loading the model (e.g. ``dtype``, ``attn_implementation``,
-            ``processor_kwargs``); passed to the backend.
+            ``processor_kwargs``); passed to the backend. Each backend declares the keys it
+            accepts; an unknown key is refused at construction with the list of valid ones.
         :param sampling_params: generation settings, HF or vLLM names (``max_new_tokens`` or
             ``max_tokens``, ``min_new_tokens``, ``temperature``, ``top_p``, ``top_k``,
             ``do_sample``, ``repetition_penalty``, ``stop``). Greedy by default; with
@@ -136,9 +139,14 @@ class VLMVideoCaptioningMapper(Mapper):
         :param min_pixels: fewest pixels per frame after resizing.
         :param max_pixels: most pixels per frame after resizing (aspect ratio kept).
         :param total_pixels: optional pixel budget for all frames of one video.
-        :param on_error: what to do with a sample whose video fails: 'keep' the original with
-            an error record under the meta field (default, loses nothing), 'drop' it, or
-            'raise'.
+        :param on_error: what to do with a sample that cannot be captioned (a video that is
+            missing, empty, not a video, corrupt, a remote URL, out of memory even alone; an
+            invalid per-sample prompt; video tokens that do not match the videos): 'keep' (the
+            default, loses nothing) keeps the original row with an error record under the meta
+            field (``status: error``, each failed video's ``error_kind`` and
+            ``error_message``); 'drop' leaves the row out of the output; 'raise' stops the job
+            with the errors. Other samples of the batch are captioned either way, and every
+            process logs its counts of captioned and failed rows by error kind.
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -164,6 +172,8 @@ class VLMVideoCaptioningMapper(Mapper):
                              "the text, videos or meta field")
         if prompt is not None and not prompt.strip():
             raise ValueError("prompt is empty; give a prompt or leave it unset for the default")
+        if system_prompt is not None and not system_prompt.strip():
+            raise ValueError("system_prompt is empty; give a system prompt or leave it unset")
         if prompt and prompt_key:
             logger.warning("Both `prompt` and `prompt_key` are set; `prompt_key` takes precedence.")
 
@@ -193,6 +203,15 @@ class VLMVideoCaptioningMapper(Mapper):
         # Data-Juicer's model zoo loads this once per worker, on the worker's device.
         self.model_key = functools.partial(build_backend, backend, config)
         self._rng = random.Random(seed)
+        self.outcome_log = OutcomeLog(OP_NAME)
+
+    def run(self, dataset, *, exporter=None, tracer=None):
+        """Data-Juicer's run, then one INFO line counting the outcomes over the whole output."""
+        dataset = super().run(dataset, exporter=exporter, tracer=tracer)
+        dropped = self.on_error == "drop"
+        note = " (failed rows were dropped: see the workers' counts)" if dropped else ""
+        log_dataset_outcomes(OP_NAME, dataset, Fields.meta, note)
+        return dataset
 
     def process_batched(self, samples: dict[str, list], rank: int | None = None):
         backend = get_model(self.model_key, rank, self.use_cuda())
@@ -228,8 +247,10 @@ class VLMVideoCaptioningMapper(Mapper):
                 builder.set_candidates(slot, result.candidates, video.timestamps)
             else:
                 builder.fail_video(slot, result.error_kind, result.error_message)
-        return builder.build(
+        output = builder.build(
             run=self.run_info, mode=self.keep_candidate_mode,
             keep_original=self.keep_original_sample, on_error=self.on_error, rng=self._rng,
             caption_key=self.caption_key,
         )
+        self.outcome_log.add_batch(builder.records)
+        return output

@@ -133,6 +133,8 @@ def _scan_packets(path: str) -> tuple[int, list[int] | None, list[int]]:
 def _probe(container: av.container.InputContainer, path: str) -> tuple[object, _StreamInfo]:
     """First video stream and its frame count, rate, duration (scanned when needed)."""
     if not container.streams.video:
+        if not container.streams and looks_like_video_container(path):  # index destroyed
+            raise VideoError(DECODE_ERROR, "the container lists no streams (corrupt index?)")
         raise VideoError(NOT_A_VIDEO, "the file has no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
@@ -238,10 +240,12 @@ def _frame_to_array(frame, settings: FrameSettings, max_pixels: int) -> np.ndarr
     return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns)) if quarter_turns else rgb
 
 
-def _collect(frames, wanted, convert, info, deadline) -> dict[int, tuple]:
-    """Keep the first frame seen at each wanted index; stop once all are kept."""
-    wanted_set, kept = set(wanted), {}
+def _collect(frames, wanted, convert, info, deadline) -> tuple[dict[int, tuple], int]:
+    """Keep the first frame seen at each wanted index; stop once all are kept. Also returns
+    the highest index decoded (how far the stream could be read)."""
+    wanted_set, kept, last = set(wanted), {}, -1
     for index, frame in frames:
+        last = max(last, index)
         if deadline is not None and time.monotonic() > deadline:
             done = f"{len(kept)} of {len(wanted_set)} frames done"
             raise VideoError(TIMEOUT, f"decoding took longer than allowed ({done})")
@@ -250,18 +254,22 @@ def _collect(frames, wanted, convert, info, deadline) -> dict[int, tuple]:
             kept[index] = (convert(frame), frame.rotation, seconds)
             if len(kept) == len(wanted_set):
                 break
-    return kept
+    return kept, last
 
 
-def _check_complete(kept: dict, wanted: list[int], info: _StreamInfo) -> list[int]:
-    """Wanted indices actually decoded; raise when more than the last few are missing."""
+def _check_complete(kept: dict, wanted: list[int], info: _StreamInfo, last: int) -> list[int]:
+    """Wanted indices actually decoded; raise when more than the last few are missing, or
+    when the stream ended well before its last frames (a truncated file)."""
     missing = [index for index in wanted if index not in kept]
-    tolerable = all(index >= info.total_frames - EOF_SLACK_FRAMES for index in missing)
+    near_end = info.total_frames - EOF_SLACK_FRAMES
+    # Excused: wanted frames among the last few, when the stream did reach its last few.
+    tolerable = not missing or (missing[0] >= near_end and last >= near_end - 1)
     if not kept or not tolerable:
         raise VideoError(
             DECODE_ERROR,
             f"decoded {len(kept)} of {len(wanted)} wanted frames (first missing: "
-            f"{missing[0]} of {info.total_frames}); truncated or corrupt stream?",
+            f"{missing[0]} of {info.total_frames}, stream ended after frame {last}); "
+            "truncated or corrupt stream?",
         )
     return [index for index in wanted if index in kept]
 
@@ -313,10 +321,10 @@ def _decode_open(container, path, settings, method, deadline) -> DecodedVideo:
     else:
         frames = _numbered(container.decode(stream), info)
     max_pixels = frame_pixel_budget(settings, len(wanted))
-    kept = _collect(
+    kept, last = _collect(
         frames, wanted, lambda f: _frame_to_array(f, settings, max_pixels), info, deadline
     )
-    indices = _pad_to_factor(_check_complete(kept, wanted, info), settings.temporal_factor)
+    indices = _pad_to_factor(_check_complete(kept, wanted, info, last), settings.temporal_factor)
     return DecodedVideo(
         path=path,
         frames=np.stack([kept[i][0] for i in indices]),

@@ -1,0 +1,92 @@
+"""The captioning op's running tally of outcomes, logged so that no failure goes unnoticed.
+
+Each process keeps its own counts (a worker receives a copy of the op and starts from zero):
+a DEBUG line per batch, an INFO line with the totals every ``every`` batches and when the
+process exits normally (pool workers, which Data-Juicer uses even with ``np: 1``, are
+terminated by their pool: their last totals are the latest periodic line). After a
+Data-Juicer run, :func:`log_dataset_outcomes` logs the counts over the whole output.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import weakref
+
+from loguru import logger
+
+from dj_ops.captioning.summary import OutcomeSummary, summarize
+
+DEFAULT_LOG_EVERY = 50  # batches between two INFO lines with the totals
+
+# Tallies alive in this process that counted something; their totals are logged at exit.
+_LIVE: weakref.WeakSet[OutcomeLog] = weakref.WeakSet()
+
+
+@atexit.register
+def _log_totals_at_exit() -> None:
+    for tally in list(_LIVE):
+        tally.log_at_exit()
+
+
+class OutcomeLog:
+    """Counts the records of every batch of one op instance, per process.
+
+    :param name: shown in the log lines (the op's name).
+    :param every: log the totals at INFO every this many batches.
+    """
+
+    def __init__(self, name: str, every: int = DEFAULT_LOG_EVERY):
+        self.name = name
+        self.every = every
+        self.total = OutcomeSummary()
+        self.batches = 0
+        self._pid: int | None = None
+
+    def add_batch(self, records: list[dict | None]) -> OutcomeSummary:
+        """Count one batch (one record or None per input row) and log it; returns its counts."""
+        self._start_in_this_process()
+        batch = OutcomeSummary()
+        for record in records:
+            batch.add(record)
+        self.total.merge(batch)
+        self.batches += 1
+        logger.debug(f"{self.name} batch {self.batches}: {batch.format()}")
+        if self.batches % self.every == 0:
+            self.log_total()
+        return batch
+
+    def log_total(self) -> None:
+        """Log the totals of this process at INFO."""
+        logger.info(
+            f"{self.name} totals in process {os.getpid()} after {self.batches} batches: "
+            f"{self.total.format()}"
+        )
+
+    def log_at_exit(self) -> None:
+        """Log the totals if this process counted batches (a forked child inherits the
+        parent's tallies: only the owner logs)."""
+        if self._pid == os.getpid() and self.batches:
+            self.log_total()
+
+    def _start_in_this_process(self) -> None:
+        """On the first batch in a process: count from zero, log the totals at exit."""
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        self._pid, self.total, self.batches = pid, OutcomeSummary(), 0
+        _LIVE.add(self)
+
+
+def log_dataset_outcomes(name: str, dataset, meta_field: str, note: str = "") -> OutcomeSummary:
+    """Log at INFO the counts over a whole output dataset (every worker's rows).
+
+    :param dataset: a Hugging Face ``Dataset`` (Data-Juicer's default executor).
+    :param note: appended to the line (e.g. that dropped rows are not in the output).
+    """
+    if meta_field in dataset.column_names:
+        summary = summarize(dataset.select_columns([meta_field]), meta_field)
+    else:
+        summary = summarize({} for _ in range(len(dataset)))
+    logger.info(f"{name} output: {summary.format()}{note}")
+    return summary

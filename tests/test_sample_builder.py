@@ -1,0 +1,138 @@
+"""The op's per-batch SampleBuilder with synthetic candidates (no model): for any batch of
+texts, chunks and videos, every input row is accounted for and every generated text keeps
+the special-token layout of its original."""
+
+from __future__ import annotations
+
+import random
+import re
+
+from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dj_ops.backends.base import Candidate
+from dj_ops.captioning.records import META_KEY, RunInfo
+from dj_ops.captioning.repetition import trim_repetition
+from dj_ops.captioning.text import special_tokens_only
+from dj_ops.ops.sample_builder import SampleBuilder
+
+V, E, IMG = SpecialTokens.video, SpecialTokens.eoc, SpecialTokens.image
+SPECIAL = list(get_special_tokens().values())
+SPECIAL_PATTERN = "|".join(re.escape(t) for t in sorted(SPECIAL, key=len, reverse=True))
+META = "__dj__meta__"
+RUN = RunInfo("model", "transformers", "{}", "mode")
+
+WORDS = st.text(alphabet="abc xyz.", max_size=8)
+PIECE = st.lists(st.one_of(WORDS, st.just(V), st.just(IMG)), max_size=4).map("".join)
+TEXT = st.tuples(st.lists(PIECE, min_size=1, max_size=4), st.booleans()).map(
+    lambda t: E.join(t[0]) + (E if t[1] else ""))
+# extra videos: 0 (one per token), -1 (one missing: a mismatch), or a bare list of 1-2 videos
+VIDEO_PLAN = st.sampled_from([0, 0, 0, -1, "bare"])
+CAPTION = st.lists(st.text(alphabet="abcxyz.", min_size=1, max_size=5), min_size=1,
+                   max_size=8).map(" ".join)
+
+
+@st.composite
+def samples(draw):
+    text, plan = draw(TEXT), draw(VIDEO_PLAN)
+    count = text.count(V)
+    if plan == "bare":
+        text, count = text.replace(V, ""), draw(st.integers(1, 2))
+    elif plan == -1 and count:
+        count -= 1
+    return {"text": text, "videos": [f"v{i}.mp4" for i in range(count)]}
+
+
+def captions_in(text):
+    return [m.strip() for m in
+            re.findall(rf"{re.escape(V)}(.*?)(?={SPECIAL_PATTERN}|$)", text, flags=re.S)]
+
+
+def expected_layout(sample):
+    layout = special_tokens_only(sample["text"], SPECIAL)
+    if V not in sample["text"]:
+        layout += V * len(sample["videos"]) + E
+    return layout
+
+
+def build(batch, candidates, mode, keep_original):
+    builder = SampleBuilder(
+        {k: [s[k] for s in batch] for k in ("text", "videos")}, text_key="text",
+        video_key="videos", meta_key=META, video_token=V, eoc_token=E, special_tokens=SPECIAL,
+        prompt_key=None, default_prompt="Describe.")
+    for slot in builder.video_slots():
+        builder.set_candidates(slot, candidates[slot.row][slot.video], [0.0, 0.5])
+    out = builder.build(run=RUN, mode=mode, keep_original=keep_original, on_error="keep",
+                        rng=random.Random(0))
+    rows = [dict(zip(out, values)) for values in zip(*out.values())]
+    return builder, rows
+
+
+def check_generated(sample, row, candidates, index):
+    """The layout is the original's; each caption is its video's candidate (loops trimmed)."""
+    assert special_tokens_only(row["text"], SPECIAL) == expected_layout(sample)
+    kept = [[trim_repetition(c.text).text for c in per_video] for per_video in candidates]
+    captions = captions_in(row["text"])
+    assert len(captions) == len(sample["videos"])
+    for video, caption in enumerate(captions):
+        assert caption in kept[video] if index is None else caption == kept[video][index]
+    assert row[META][META_KEY]["status"] == "captioned"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(samples(), min_size=1, max_size=5), st.integers(1, 3),
+       st.sampled_from(["random_any", "similar_one_simhash", "all"]), st.booleans(), st.data())
+def test_every_row_is_accounted_for_with_its_layout(batch, k, mode, keep_original, data):
+    candidates = [[[Candidate(data.draw(CAPTION), 4, False) for _ in range(k)]
+                   for _ in s["videos"]] for s in batch]
+    builder, rows = build(batch, candidates, mode, keep_original)
+    new_per_row = k if mode == "all" else 1
+    position = 0
+    for sample, cands in zip(batch, candidates):
+        # a sample without videos passes through, even if its text has video tokens
+        mismatch = bool(sample["videos"]) and sample["text"].count(V) not in (
+            0, len(sample["videos"]))
+        if not sample["videos"] or mismatch:
+            row = rows[position]
+            assert (row["text"], row["videos"]) == (sample["text"], sample["videos"])
+            record = row[META].get(META_KEY)
+            assert (record is not None) == mismatch
+            if mismatch:
+                assert record["videos"][0]["error_kind"] == "token_video_mismatch"
+            position += 1
+            continue
+        if keep_original:
+            assert rows[position]["text"] == sample["text"]
+            position += 1
+        for s in range(new_per_row):
+            check_generated(sample, rows[position], cands, s if mode == "all" else None)
+            assert rows[position]["videos"] == sample["videos"]
+            position += 1
+    assert position == len(rows)
+    assert len(builder.records) == len(batch)
+
+
+def test_a_repetition_loop_is_trimmed_and_flagged():
+    batch = [{"text": f"{V} original {E}", "videos": ["a.mp4"]}]
+    looping = Candidate("A dog runs. A dog runs. A dog runs. A dog", 12, True)
+    builder, rows = build(batch, [[[looping]]], "random_any", keep_original=False)
+    assert rows[0]["text"] == f"{V} A dog runs. {E}"
+    video = rows[0][META][META_KEY]["videos"][0]
+    assert (video["repetition_trimmed"], video["hit_token_limit"], video["generated_tokens"]) == (
+        True, True, 12)
+
+
+def test_dropped_rows_are_still_counted():
+    batch = [{"text": f"{V}{V} one video {E}", "videos": ["a.mp4"]},
+             {"text": f"{V} ok {E}", "videos": ["b.mp4"]}]
+    builder = SampleBuilder(
+        {k: [s[k] for s in batch] for k in ("text", "videos")}, text_key="text",
+        video_key="videos", meta_key=META, video_token=V, eoc_token=E, special_tokens=SPECIAL,
+        prompt_key=None, default_prompt="Describe.")
+    for slot in builder.video_slots():
+        builder.set_candidates(slot, [Candidate("a cat", 2, False)], [0.0])
+    out = builder.build(run=RUN, mode="random_any", keep_original=False, on_error="drop",
+                        rng=random.Random(0))
+    assert out["videos"] == [["b.mp4"]]
+    assert [r["status"] for r in builder.records] == ["error", "captioned"]

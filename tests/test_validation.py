@@ -8,6 +8,7 @@ import pytest
 import torch
 from data_juicer.utils.constant import Fields
 
+from dj_ops.adapters.registry import ADAPTER_PARAM_KEYS
 from dj_ops.backends.base import BackendConfig, check_model_params
 from dj_ops.backends.transformers_backend import FROM_PRETRAINED_KEYS, TransformersBackend
 from dj_ops.captioning.generation import parse_sampling_params
@@ -26,7 +27,9 @@ def test_unknown_model_params_are_refused_naming_the_valid_keys(qwen3):
 
 
 def test_the_transformers_backend_declares_from_pretrained_keys_and_processor_kwargs():
-    assert TransformersBackend.model_param_keys == FROM_PRETRAINED_KEYS | {"processor_kwargs"}
+    assert TransformersBackend.model_param_keys == FROM_PRETRAINED_KEYS | ADAPTER_PARAM_KEYS | {
+        "processor_kwargs", "quantization"}
+    assert {"model_type", "template_version"} <= ADAPTER_PARAM_KEYS
     assert {"dtype", "torch_dtype", "device_map", "quantization_config"} <= FROM_PRETRAINED_KEYS
 
 

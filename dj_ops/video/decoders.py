@@ -14,8 +14,9 @@ import itertools
 import os
 
 from dj_ops.lazy_import import load_entry
-from dj_ops.video.pool import DecodePool, Decoder, Outcome, run_decoder
+from dj_ops.video.pool import DecodePool
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.worker import Decoder, Outcome, run_decoder
 
 # name -> ("module:function", pip extra that provides its optional dependency or "")
 DECODERS: dict[str, tuple[str, str]] = {

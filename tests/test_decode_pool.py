@@ -171,3 +171,16 @@ def test_op_records_hang_and_crash_per_sample_and_captions_the_rest(qwen3, clip_
     assert [r["status"] for r in records] == ["captioned", "error", "error", "captioned"]
     kinds = [r["videos"][0]["error_kind"] for r in records]
     assert kinds == ["", "timeout", "decode_error", ""]
+
+
+@pytest.mark.parametrize(("decoder", "module"), [("pyav", "av"), ("torchcodec", "torchcodec"),
+                                                 ("decord", "decord")])
+def test_op_with_each_decoder_and_cogvlm2_strategy(qwen3, videos, decoder, module):
+    pytest.importorskip(module)
+    op = make_op(qwen3, decoder=decoder, frame_strategy="chat", keep_original_sample=False)
+    rows = run_op(op, [{"text": "", "videos": [path]} for path in videos[:2]])
+    for row in rows:
+        record = row[Fields.meta][META_KEY]
+        assert record["status"] == "captioned"
+        timestamps = record["videos"][0]["timestamps"]
+        assert 2 <= len(timestamps) <= 24 and timestamps[0] == 0.0

@@ -15,7 +15,7 @@ import numpy as np
 
 from dj_ops.video.decode import DecodedVideo
 from dj_ops.video.errors import DECODE_ERROR, VideoError, check_local_path, open_error
-from dj_ops.video.frames import assemble, timestamps_if_variable
+from dj_ops.video.frames import assemble, fetch_resized, timestamps_if_variable
 from dj_ops.video.sampling import sample_frame_indices
 from dj_ops.video.settings import FrameSettings
 
@@ -41,14 +41,15 @@ def decode_video(path: str, settings: FrameSettings, *, timeout_s: float | None 
             raise VideoError(DECODE_ERROR, "the video stream holds no frames", path)
         starts = reader.get_frame_timestamp(np.arange(total))[:, 0].astype(float).tolist()
         wanted = sample_frame_indices(total, fps, timestamps_if_variable(starts, fps), settings)
-        unique = sorted(set(wanted))
-        frames = reader.get_batch(unique).asnumpy()
+        images, seconds, (height, width) = fetch_resized(
+            lambda indices: (reader.get_batch(indices).asnumpy(),
+                             [starts[i] - starts[0] for i in indices]),
+            sorted(set(wanted)), settings, len(wanted),
+        )
     except DECORD_ERRORS as error:
         raise VideoError(DECODE_ERROR, str(error), path) from error
-    height, width = frames.shape[1:3]
     return assemble(
-        path, wanted, dict(zip(unique, frames)),
-        {i: starts[i] - starts[0] for i in unique}, settings,
+        path, wanted, images, seconds, settings,
         source_fps=fps, total_frames=total, duration=total / fps,
         width=width, height=height, method="get_batch", decoder=NAME,
     )

@@ -16,7 +16,7 @@ from torchcodec.decoders import VideoDecoder
 
 from dj_ops.video.decode import DecodedVideo
 from dj_ops.video.errors import DECODE_ERROR, VideoError, check_local_path, open_error
-from dj_ops.video.frames import assemble
+from dj_ops.video.frames import assemble, fetch_resized
 from dj_ops.video.sampling import sample_frame_indices
 from dj_ops.video.settings import FrameSettings
 
@@ -38,15 +38,17 @@ def decode_video(path: str, settings: FrameSettings, *, timeout_s: float | None 
     meta = decoder.metadata
     if not meta.num_frames or not meta.average_fps:
         raise VideoError(DECODE_ERROR, "the video stream holds no frames", path)
+    start = meta.begin_stream_seconds or 0.0
+
+    def fetch(indices: list[int]):
+        batch = decoder.get_frames_at(indices)
+        return batch.data.numpy(), [t - start for t in batch.pts_seconds.tolist()]
+
     try:
         wanted = sample_frame_indices(meta.num_frames, meta.average_fps, None, settings)
-        unique = sorted(set(wanted))
-        batch = decoder.get_frames_at(unique)
+        images, seconds, _ = fetch_resized(fetch, sorted(set(wanted)), settings, len(wanted))
     except (RuntimeError, ValueError, IndexError) as error:
         raise VideoError(DECODE_ERROR, str(error), path) from error
-    start = meta.begin_stream_seconds or 0.0
-    images = dict(zip(unique, batch.data.numpy()))
-    seconds = {i: float(t) - start for i, t in zip(unique, batch.pts_seconds.tolist())}
     return assemble(
         path, wanted, images, seconds, settings,
         source_fps=meta.average_fps, total_frames=meta.num_frames,

@@ -1,10 +1,10 @@
-"""Steps every decoder shares once it has RGB frames: resize to the ``smart_resize`` size
-(with FFmpeg's scaler, as the PyAV path), repeat the last frame up to the temporal factor,
-and pack the result as a :class:`DecodedVideo`."""
+"""Steps the batch decoders (torchcodec, decord) share: fetch frames a few at a time, resize
+each to its ``smart_resize`` size (with FFmpeg's scaler, as the PyAV path), repeat the last
+frame up to the temporal factor, and pack the result as a :class:`DecodedVideo`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import av
 import numpy as np
@@ -15,6 +15,11 @@ from dj_ops.video.settings import FrameSettings
 
 # Timestamps further than this many frame durations from index / fps: variable frame rate.
 VFR_SLACK_FRAMES = 0.5
+# Frames a batch decoder (torchcodec, decord) returns at full size per call: 4 4K frames are
+# 100 MB, where all 32 frames of a video at once would be 800 MB.
+FETCH_CHUNK = 4
+
+Fetch = Callable[[list[int]], tuple[np.ndarray, Sequence[float]]]
 
 
 def timestamps_if_variable(times: Sequence[float], fps: float) -> list[float] | None:
@@ -39,20 +44,39 @@ def resize_rgb(image: np.ndarray, settings: FrameSettings, max_pixels: int) -> n
                           interpolation=RESIZE_INTERPOLATION).to_ndarray()
 
 
+def fetch_resized(fetch: Fetch, indices: list[int], settings: FrameSettings, n_wanted: int
+                  ) -> tuple[dict[int, np.ndarray], dict[int, float], tuple[int, int]]:
+    """Decode the distinct ``indices`` with ``fetch`` a few at a time, resizing each frame at
+    once, so that at most :data:`FETCH_CHUNK` full-size frames (4K ones included) are held.
+
+    :param fetch: ``indices -> ((N, H, W, 3) uint8 frames, N times in seconds)``.
+    :param n_wanted: how many frames the video will have (for the ``total_pixels`` budget).
+    :returns: the resized frame and the time of each index, and the source ``(height, width)``.
+    """
+    max_pixels = frame_pixel_budget(settings, n_wanted)
+    images, seconds, size = {}, {}, (0, 0)
+    for start in range(0, len(indices), FETCH_CHUNK):
+        chunk = indices[start : start + FETCH_CHUNK]
+        frames, times = fetch(chunk)
+        size = frames.shape[1:3]
+        for index, frame, time in zip(chunk, frames, times):
+            images[index] = resize_rgb(frame, settings, max_pixels)
+            seconds[index] = float(time)
+    return images, seconds, size
+
+
 def assemble(path: str, wanted: list[int], images: dict[int, np.ndarray],
              seconds: dict[int, float], settings: FrameSettings, **metadata) -> DecodedVideo:
     """A :class:`DecodedVideo` of the ``wanted`` frames (repeats allowed), given each distinct
-    frame's full-size ``images[index]`` and ``seconds[index]``.
+    frame's resized ``images[index]`` and ``seconds[index]``.
 
     :param metadata: the remaining :class:`DecodedVideo` fields (``source_fps``,
         ``total_frames``, ``duration``, ``width``, ``height``, ``method``, ``decoder``).
     """
-    max_pixels = frame_pixel_budget(settings, len(wanted))
-    resized = {index: resize_rgb(image, settings, max_pixels) for index, image in images.items()}
     indices = pad_to_factor(list(wanted), settings.temporal_factor)
     return DecodedVideo(
         path=path,
-        frames=np.stack([resized[index] for index in indices]),
+        frames=np.stack([images[index] for index in indices]),
         frame_indices=indices,
         timestamps=[seconds[index] for index in indices],
         **metadata,

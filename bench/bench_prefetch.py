@@ -86,7 +86,8 @@ def prefetch_speedup(paths: list[str], batch: int, model_dir: Path) -> dict:
             times[prefetch].append(run_seconds(op, paths))
     off, on = min(times[0]), min(times[1])
     ideal = (decode_s + generate_s) / max(decode_s, generate_s)
-    note = (f"{len(paths)} videos, micro-batch {batch}, {workers} decoding worker(s), torch on "
+    note = (f"{len(paths)} videos of up to {FRAMES['max_frames']} frames, micro-batch {batch}, "
+            f"{workers} decoding worker(s), torch on "
             f"1 thread, {tokens} tokens; per micro-batch decode {decode_s:.2f} s, generate "
             f"{generate_s:.2f} s, ideal x{ideal:.2f}")
     print(f"prefetch: off {off:.1f} s, on {on:.1f} s: x{off / on:.2f} ({note})")

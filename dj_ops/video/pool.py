@@ -132,8 +132,12 @@ class DecodePool:
                 if worker is None:
                     self._workers[slot] = WorkerProcess(self.decoder)
                 elif worker.idle and self._queue:
-                    ticket, path, settings = self._queue.popleft()
-                    worker.start(ticket, path, settings, self.timeout_s, KILL_GRACE_S)
+                    job = self._queue.popleft()
+                    try:
+                        worker.start(*job, self.timeout_s, KILL_GRACE_S)
+                    except OSError:  # it died while idle: replace it, keep the job
+                        self._queue.appendleft(job)
+                        self._replace(worker, kill=True)
 
     def _collect(self, worker: WorkerProcess) -> None:
         """Read a worker's message: ready, or an outcome; a worker that died is replaced."""

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import psutil
 
 from dj_ops.testing.clips import make_clip, sample_video_paths
 from dj_ops.video import FrameSettings, decode_video
@@ -135,16 +136,31 @@ def preprocessing(videos: list[str], settings: FrameSettings, repeats: int) -> d
     return {"per_video_s": rows, "total_s": totals, "ratio_to_floor": ratios}
 
 
-def pool_throughput(paths: list[str], workers: int, settings: FrameSettings) -> float:
-    """Videos per second through a warm :class:`DecodePool` of ``workers`` processes."""
+def children_cpu_seconds() -> float:
+    """CPU seconds used so far by this process's live children (the decoding workers)."""
+    total = 0.0
+    for child in psutil.Process().children():
+        try:
+            times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def pool_throughput(paths: list[str], workers: int, settings: FrameSettings) -> dict:
+    """Videos per second through a warm :class:`DecodePool` of ``workers`` processes, and the
+    share of all cores its workers kept busy."""
     pool = DecodePool(decode_video, workers, timeout_s=None)
     try:
         for ticket in [pool.submit(paths[0], settings) for _ in range(workers)]:
             pool.result(ticket)  # warm: every worker started
-        start = time.perf_counter()
+        cpu, start = children_cpu_seconds(), time.perf_counter()
         for ticket in [pool.submit(path, settings) for path in paths]:
             pool.result(ticket)
-        return len(paths) / (time.perf_counter() - start)
+        wall = time.perf_counter() - start
+        busy = (children_cpu_seconds() - cpu) / (wall * available_cores())
+        return {"videos_per_s": len(paths) / wall, "core_utilisation": busy}
     finally:
         pool.close()
 
@@ -180,10 +196,11 @@ def main() -> None:
     paths = requests_of(videos, args.requests, work / "requests")
     one = pool_throughput(paths, 1, FrameSettings())
     every = pool_throughput(paths, cores, FrameSettings())
-    report["pool"] = {"videos_per_s_1_worker": one, f"videos_per_s_{cores}_workers": every,
-                      "speedup": every / one, "ideal": cores}
-    print(f"decoding pool: {one:.2f} videos/s with 1 worker, {every:.2f} with {cores}: "
-          f"x{every / one:.2f} (ideal x{cores})")
+    report["pool"] = {"1_worker": one, f"{cores}_workers": every,
+                      "speedup": every["videos_per_s"] / one["videos_per_s"], "ideal": cores}
+    print(f"decoding pool: 1 worker {one['videos_per_s']:.2f} videos/s, cores "
+          f"{one['core_utilisation']:.0%} busy; {cores} workers {every['videos_per_s']:.2f} "
+          f"videos/s, cores {every['core_utilisation']:.0%} busy")
     from bench.bench_prefetch import prefetch_speedup  # loads torch: only now
 
     report["prefetch"] = prefetch_speedup(paths, args.batch, work / "model")
@@ -205,11 +222,21 @@ def write_results(report: dict) -> None:
     for title, result in report["preprocessing"].items():
         lines.append(f"| {title}: time / floor | " + " | ".join(
             f"{v:.2f}x" for v in result["ratio_to_floor"].values()) + " |")
+    lines += ["", "| clip | " + " | ".join(f"PyAV / floor, {t}" for t in report["preprocessing"])
+              + " |", "|---|" + "---|" * len(report["preprocessing"])]
+    for clip in next(iter(report["preprocessing"].values()))["per_video_s"]:
+        cells = [f"{r['per_video_s'][clip]['pyav'] / r['per_video_s'][clip]['floor']:.2f}x "
+                 f"({r['per_video_s'][clip]['pyav_method']})"
+                 for r in report["preprocessing"].values()]
+        lines.append(f"| {clip} | " + " | ".join(cells) + " |")
     pool, prefetch = report["pool"], report["prefetch"]
-    lines += ["", f"Pool with {report['cores']} workers vs 1: x{pool['speedup']:.2f} "
-                  f"(ideal x{pool['ideal']}).",
-              f"Op throughput, prefetch on (1 micro-batch ahead, the default) vs off: "
-              f"x{prefetch['speedup']:.2f}; 2 ahead vs off: x{prefetch['speedup_prefetch_2']:.2f} "
+    every = pool[f"{report['cores']}_workers"]
+    lines += ["", f"Decoding pool, {report['cores']} workers vs 1: x{pool['speedup']:.2f} "
+                  f"videos/s; cores busy {pool['1_worker']['core_utilisation']:.0%} with 1 "
+                  f"worker (FFmpeg frame threads), {every['core_utilisation']:.0%} with "
+                  f"{report['cores']}.",
+              f"Op throughput, prefetch on (2 micro-batches ahead, the default) vs off: "
+              f"x{prefetch['speedup']:.2f}; 1 ahead vs off: x{prefetch['speedup_prefetch_1']:.2f} "
               f"({prefetch['note']}).", ""]
     (RESULTS / "decode.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -149,3 +149,8 @@ def test_a_failing_model_leaves_no_decoded_video_behind(qwen3, clips):
     while pool._discarded and time.monotonic() < deadline:  # jobs running when it raised
         time.sleep(0.05)
     assert pool._results == {} and pool._discarded == set()
+
+
+@pytest.mark.parametrize(("value", "depth"), [(True, 2), (False, 0), (0, 0), (3, 3)])
+def test_prefetch_parameter(qwen3, value, depth):
+    assert make_op(qwen3, prefetch=value).prefetch == depth

@@ -36,6 +36,7 @@ OP_NAME = "vlm_video_captioning_mapper"
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 DEFAULT_PROMPT = "Describe the input video in 1-2 sentences."
+DEFAULT_PREFETCH = 2
 
 
 def _check_choice(name: str, value, allowed) -> None:
@@ -93,7 +94,7 @@ class VLMVideoCaptioningMapper(Mapper):
         decoder: str = DEFAULT_DECODER,
         decode_workers: NonNegativeInt | None = None,
         decode_timeout: PositiveFloat | None = 120.0,
-        prefetch: bool | NonNegativeInt = 1,
+        prefetch: bool | NonNegativeInt = DEFAULT_PREFETCH,
         *args,
         **kwargs,
     ):
@@ -147,8 +148,9 @@ class VLMVideoCaptioningMapper(Mapper):
         :param decode_timeout: seconds one video may take to decode; past it the decoding
             process is killed and the sample gets a 'timeout' error record. None: no limit.
         :param prefetch: micro-batches of videos decoded ahead while the model captions the
-            current one (True = 1, False = 0); at most (prefetch + 1) *
-            generation_batch_size decoded videos are held in memory.
+            current one (True: the default, 2; False or 0: none); at most (prefetch + 1) *
+            generation_batch_size decoded videos are held in memory. Two ahead absorb the
+            uneven decoding times of different videos.
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -183,8 +185,9 @@ class VLMVideoCaptioningMapper(Mapper):
         resolve_decoder(decoder)  # unknown name or missing package: fail here, not in a worker
         self.decoder = decoder
         self.decode_workers = decode_workers
+        self._workers: int | None = None  # decode_workers, resolved in each worker process
         self.decode_timeout = decode_timeout
-        self.prefetch = int(prefetch)
+        self.prefetch = DEFAULT_PREFETCH if prefetch is True else int(prefetch)
         self.generation_batch_size = generation_batch_size
         self.run_info = RunInfo(hf_model, backend, self.settings.to_json(), keep_candidate_mode)
         config = BackendConfig(
@@ -208,11 +211,12 @@ class VLMVideoCaptioningMapper(Mapper):
         settings = self.frame_settings
         if factor:  # the model's patch factor (28 for Qwen2.5-VL, 32 for Qwen3-VL)
             settings = replace(settings, size_factor=factor)
-        workers = self.decode_workers
-        if workers is None:
-            workers = default_workers(self.runtime_np())
+        if self._workers is None:  # once per process: runtime_np() may query the GPUs
+            self._workers = self.decode_workers
+            if self._workers is None:
+                self._workers = default_workers(self.runtime_np())
         caption_batch(
-            builder, backend, decode_source(self.decoder, workers, self.decode_timeout),
+            builder, backend, decode_source(self.decoder, self._workers, self.decode_timeout),
             settings, batch_size=self.generation_batch_size, prefetch=self.prefetch,
             system_prompt=self.system_prompt,
         )

@@ -221,7 +221,10 @@ def main() -> None:
           f"videos/s, cores {every['core_utilisation']:.0%} busy (busy loops get {ceiling:.0%})")
     from bench.bench_prefetch import prefetch_speedup  # loads torch: only now
 
+    share = available_share(cores)
     report["prefetch"] = prefetch_speedup(paths, args.batch, work / "model")
+    report["prefetch"]["busy_loop_share_before"] = share
+    report["prefetch"]["busy_loop_share_after"] = available_share(cores)
     report["load_average_end"] = os.getloadavg()
     write_results(report)
 
@@ -256,7 +259,9 @@ def write_results(report: dict) -> None:
                   f"{pool['busy_loop_share']:.0%} (the rest goes to other users).",
               f"Op throughput, prefetch on (2 micro-batches ahead, the default) vs off: "
               f"x{prefetch['speedup']:.2f}; 1 ahead vs off: x{prefetch['speedup_prefetch_1']:.2f} "
-              f"({prefetch['note']}).", ""]
+              f"({prefetch['note']}; busy-looping processes got "
+              f"{prefetch['busy_loop_share_before']:.0%} of the cores before, "
+              f"{prefetch['busy_loop_share_after']:.0%} after).", ""]
     (RESULTS / "decode.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

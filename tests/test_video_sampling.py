@@ -133,7 +133,7 @@ def test_uniform_with_window():
 
 
 def test_registry_dispatch():
-    assert set(SAMPLERS) == {"fps", "uniform"}
+    assert set(SAMPLERS) == {"fps", "uniform", "chat", "base"}
     assert sample_frame_indices(100, 10.0, None, uniform(8)) == sample_uniform(
         100, 10.0, None, uniform(8)
     )
@@ -201,7 +201,10 @@ def test_choose_decode_method_seeks_across_gaps_over_half_an_interval():
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"strategy": "bogus"}, r"strategy must be one of \['fps', 'uniform'\], got 'bogus'"),
+        (
+            {"strategy": "bogus"},
+            r"strategy must be one of \['base', 'chat', 'fps', 'uniform'\], got 'bogus'",
+        ),
         ({"fps": 0}, "fps must be > 0"),
         ({"min_frames": 10, "max_frames": 4}, r"min_frames \(10\) must be <= max_frames \(4\)"),
         ({"min_frames": 0}, "min_frames must be >= 1"),

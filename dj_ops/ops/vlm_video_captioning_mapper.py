@@ -18,25 +18,27 @@ from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 from data_juicer.utils.model_utils import get_model
 from data_juicer.utils.resource_utils import is_cuda_available
 from loguru import logger
-from pydantic import PositiveFloat, PositiveInt, validate_call
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, validate_call
 
 from dj_ops.backends.base import (
     BACKENDS,
     BackendConfig,
-    CaptionRequest,
     backend_class,
     build_backend,
 )
 from dj_ops.captioning.generation import parse_sampling_params
 from dj_ops.captioning.records import RunInfo
 from dj_ops.ops.outcome_log import OutcomeLog, log_dataset_outcomes
+from dj_ops.ops.pipeline import caption_batch
 from dj_ops.ops.sample_builder import SampleBuilder
-from dj_ops.video import FrameSettings, VideoError, decode_video
+from dj_ops.video import FrameSettings
+from dj_ops.video.decoders import DEFAULT_DECODER, decode_source, default_workers, resolve_decoder
 
 OP_NAME = "vlm_video_captioning_mapper"
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 DEFAULT_PROMPT = "Describe the input video in 1-2 sentences."
+DEFAULT_PREFETCH = 2
 
 
 def _check_choice(name: str, value, allowed) -> None:
@@ -53,9 +55,10 @@ class VLMVideoCaptioningMapper(Mapper):
     split into chunks by ``SpecialTokens.eoc``; the videos of each chunk (one
     ``SpecialTokens.video`` token each) are captioned; each new sample keeps the special tokens of
     the original with each video's caption right after its token. A sample whose text has no
-    video token is captioned as one chunk holding all its videos. All videos of a batch are
-    decoded once and generated together in micro-batches. Failures are recorded per sample under
-    ``Fields.meta`` and never cost the rest of the batch."""
+    video token is captioned as one chunk holding all its videos. Each video of a batch is
+    decoded once, in worker processes, while the model captions the previous micro-batch.
+    Failures are recorded per sample under ``Fields.meta`` and never cost the rest of the
+    batch."""
 
     _accelerator = "cuda"
     _batched_op = True
@@ -91,6 +94,10 @@ class VLMVideoCaptioningMapper(Mapper):
         max_pixels: PositiveInt = 448 * 448,
         total_pixels: PositiveInt | None = None,
         on_error: Literal["keep", "drop", "raise"] = "keep",
+        decoder: str = DEFAULT_DECODER,
+        decode_workers: NonNegativeInt | None = None,
+        decode_timeout: PositiveFloat | None = 120.0,
+        prefetch: bool | NonNegativeInt = DEFAULT_PREFETCH,
         *args,
         **kwargs,
     ):
@@ -129,7 +136,9 @@ class VLMVideoCaptioningMapper(Mapper):
             'transformers', or 'vllm' when enable_vllm.
         :param generation_batch_size: videos per generate call (micro-batch).
         :param seed: seed for sampling and 'random_any'; fixed seed, reproducible output.
-        :param frame_strategy: frame sampling strategy ('fps' or 'uniform').
+        :param frame_strategy: frame sampling strategy: 'fps' (Qwen-VL style), 'uniform'
+            (``num_frames`` evenly spread), or CogVLM2-Llama3-Caption's 'chat' (the frame
+            nearest each whole second, at most 24) and 'base' (24 frames over the first 60 s).
         :param fps: frames per second to sample with the 'fps' strategy.
         :param min_frames: fewest frames per video with the 'fps' strategy.
         :param max_frames: most frames per video with the 'fps' strategy.
@@ -147,6 +156,17 @@ class VLMVideoCaptioningMapper(Mapper):
             ``error_message``); 'drop' leaves the row out of the output; 'raise' stops the job
             with the errors. Other samples of the batch are captioned either way, and every
             process logs its counts of captioned and failed rows by error kind.
+        :param decoder: video decoder by name: 'pyav' (default), 'torchcodec' or 'decord'
+            (extras ``dj-ops[torchcodec]`` / ``dj-ops[decord]``).
+        :param decode_workers: decoding processes per op process; None: the cores divided
+            among the op's processes; 0: decode in the op's own thread (no prefetch overlap,
+            no hard timeout).
+        :param decode_timeout: seconds one video may take to decode; past it the decoding
+            process is killed and the sample gets a 'timeout' error record. None: no limit.
+        :param prefetch: micro-batches of videos decoded ahead while the model captions the
+            current one (True: the default, 2; False or 0: none); at most (prefetch + 1) *
+            generation_batch_size decoded videos are held in memory. Two ahead absorb the
+            uneven decoding times of different videos.
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -193,6 +213,13 @@ class VLMVideoCaptioningMapper(Mapper):
             min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=total_pixels,
         )
         self.backend_name = backend
+        resolve_decoder(decoder)  # unknown name or missing package: fail here, not in a worker
+        self.decoder = decoder
+        self.decode_workers = decode_workers
+        self._workers: int | None = None  # decode_workers, resolved in each worker process
+        self.decode_timeout = decode_timeout
+        self.prefetch = DEFAULT_PREFETCH if prefetch is True else int(prefetch)
+        self.generation_batch_size = generation_batch_size
         self.run_info = RunInfo(hf_model, backend, self.settings.to_json(), keep_candidate_mode)
         config = BackendConfig(
             model=hf_model, settings=self.settings, num_candidates=caption_num,
@@ -225,28 +252,15 @@ class VLMVideoCaptioningMapper(Mapper):
         settings = self.frame_settings
         if factor:  # the model's patch factor (28 for Qwen2.5-VL, 32 for Qwen3-VL)
             settings = replace(settings, size_factor=factor)
-        decoded = {}
-        for path in builder.unique_paths():
-            try:
-                decoded[path] = decode_video(path, settings)
-            except VideoError as error:
-                decoded[path] = error
-        slots, requests = [], []
-        for slot in builder.video_slots():
-            video = decoded[slot.path]
-            if isinstance(video, VideoError):
-                builder.fail_video(slot, video.kind, video.message)
-                continue
-            slots.append((slot, video))
-            requests.append(
-                CaptionRequest(video.frames, video.transformers_metadata(), slot.prompt,
-                               self.system_prompt, video_path=slot.path)
-            )
-        for (slot, video), result in zip(slots, backend.generate(requests), strict=True):
-            if result.ok:
-                builder.set_candidates(slot, result.candidates, video.timestamps)
-            else:
-                builder.fail_video(slot, result.error_kind, result.error_message)
+        if self._workers is None:  # once per process: runtime_np() may query the GPUs
+            self._workers = self.decode_workers
+            if self._workers is None:
+                self._workers = default_workers(self.runtime_np())
+        caption_batch(
+            builder, backend, decode_source(self.decoder, self._workers, self.decode_timeout),
+            settings, batch_size=self.generation_batch_size, prefetch=self.prefetch,
+            system_prompt=self.system_prompt,
+        )
         output = builder.build(
             run=self.run_info, mode=self.keep_candidate_mode,
             keep_original=self.keep_original_sample, on_error=self.on_error, rng=self._rng,

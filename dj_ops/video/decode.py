@@ -21,6 +21,7 @@ from dj_ops.video.errors import (
     VideoError,
     check_local_path,
     looks_like_video_container,
+    open_error,
 )
 from dj_ops.video.sampling import (
     choose_decode_method,
@@ -57,6 +58,7 @@ class DecodedVideo:
     height: int
     rotation: int = 0  # counter-clockwise degrees from the display matrix, already applied
     method: str = "sequential"  # how the frames were reached
+    decoder: str = VIDEO_BACKEND  # the registered decoder that produced the frames
 
     def transformers_metadata(self) -> dict:
         """The ``video_metadata`` that transformers' video processors take with frames."""
@@ -67,7 +69,7 @@ class DecodedVideo:
             "frames_indices": list(self.frame_indices),
             "width": self.width,
             "height": self.height,
-            "video_backend": VIDEO_BACKEND,
+            "video_backend": self.decoder,
         }
 
 
@@ -115,8 +117,7 @@ def _open(path: str) -> av.container.InputContainer:
     try:
         return av.open(path, metadata_errors="ignore")
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        kind = DECODE_ERROR if looks_like_video_container(path) else NOT_A_VIDEO
-        raise VideoError(kind, f"cannot open the container: {exc}", path) from exc
+        raise open_error(path, exc) from exc
 
 
 def _scan_packets(path: str) -> tuple[int, list[int] | None, list[int]]:
@@ -274,7 +275,7 @@ def _check_complete(kept: dict, wanted: list[int], info: _StreamInfo, last: int)
     return [index for index in wanted if index in kept]
 
 
-def _pad_to_factor(items: list, factor: int) -> list:
+def pad_to_factor(items: list, factor: int) -> list:
     """Repeat the last item until the length is a multiple of ``factor``."""
     return items + [items[-1]] * (-len(items) % factor)
 
@@ -317,14 +318,15 @@ def _decode_open(container, path, settings, method, deadline) -> DecodedVideo:
     if method == "auto":
         method = choose_decode_method(wanted, interval)
     if method == "seek":
-        frames = _seeking_frames(container, stream, info, wanted, max_ahead, interval)
+        targets = sorted(set(wanted))  # a strategy may pick a frame twice
+        frames = _seeking_frames(container, stream, info, targets, max_ahead, interval)
     else:
         frames = _numbered(container.decode(stream), info)
     max_pixels = frame_pixel_budget(settings, len(wanted))
     kept, last = _collect(
         frames, wanted, lambda f: _frame_to_array(f, settings, max_pixels), info, deadline
     )
-    indices = _pad_to_factor(_check_complete(kept, wanted, info, last), settings.temporal_factor)
+    indices = pad_to_factor(_check_complete(kept, wanted, info, last), settings.temporal_factor)
     return DecodedVideo(
         path=path,
         frames=np.stack([kept[i][0] for i in indices]),

@@ -51,6 +51,10 @@ class VideoError(Exception):
         self.message = message
         self.path = path
 
+    def __reduce__(self):
+        """Pickle by the constructor's arguments (it travels back from decoding processes)."""
+        return (type(self), (self.kind, self.message, self.path))
+
 
 def check_local_path(path: str) -> None:
     """Raise :class:`VideoError` for a URL, a missing, non-regular or empty file."""
@@ -74,3 +78,10 @@ def looks_like_video_container(path: str) -> bool:
     with open(path, "rb") as file:
         head = file.read(16)
     return any(head[at : at + len(magic)] == magic for at, magic in CONTAINER_SIGNATURES)
+
+
+def open_error(path: str, error: Exception) -> VideoError:
+    """The error for a file no decoder can open: ``decode_error`` when it starts like a video
+    container (damaged), else ``not_a_video``."""
+    kind = DECODE_ERROR if looks_like_video_container(path) else NOT_A_VIDEO
+    return VideoError(kind, f"cannot open the container: {error}", path)

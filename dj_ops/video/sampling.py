@@ -1,9 +1,11 @@
 """Pure frame-sampling and resizing math for video captioning (no I/O).
 
 A sampler picks which frames of a video to decode. Every sampler has the signature
-``(num_frames_total, fps, timestamps, settings) -> list[int]`` and returns sorted, unique
-frame indices; samplers are chosen by name from :data:`SAMPLERS`. The rules follow
-qwen-vl-utils (``smart_nframes`` / ``smart_resize``), with the defaults Qwen-VL models use.
+``(num_frames_total, fps, timestamps, settings) -> list[int]`` and returns sorted frame
+indices inside the ``video_start``/``video_end`` window; samplers are chosen by name from
+:data:`SAMPLERS`. ``fps`` and ``uniform`` follow qwen-vl-utils (``smart_nframes`` /
+``smart_resize``, unique indices, the defaults Qwen-VL models use); ``chat`` and ``base`` are
+the CogVLM2-Llama3-Caption model card's (24 frames at most, repeats possible).
 The choice between seeking and decoding through (:func:`choose_decode_method`) lives here
 too, being pure arithmetic on frame indices.
 """
@@ -35,6 +37,9 @@ MAX_ASPECT_RATIO = 200
 TIME_EPSILON = 1e-6
 # Seek to a wanted frame lying more than this many keyframe intervals past the last one.
 SEEK_GAP_RATIO = 0.5
+# The two strategies of the CogVLM2-Llama3-Caption model card's ``load_video``.
+COGVLM2_NUM_FRAMES = 24
+COGVLM2_BASE_SECONDS = 60
 
 Sampler = Callable[[int, float, "Sequence[float] | None", "FrameSettings"], list[int]]
 
@@ -199,6 +204,52 @@ def sample_uniform(
     return _spread(times, first, last, n, by_time=timestamps is not None)
 
 
+def _nearest_index(times: list[float], target: float) -> int:
+    """Index of the time nearest to ``target``; on a tie the earlier one, and of equal times
+    the first (what ``times.index(min(times, key=lambda t: abs(t - target)))`` gives)."""
+    after = bisect_left(times, target)
+    if after == len(times):
+        after -= 1
+    elif after > 0 and target - times[after - 1] <= times[after] - target:
+        after -= 1
+    return bisect_left(times, times[after])
+
+
+def sample_chat(
+    num_frames_total: int,
+    fps: float,
+    timestamps: Sequence[float] | None,
+    settings: FrameSettings,
+) -> list[int]:
+    """CogVLM2-Llama3-Caption's ``chat`` strategy: for each whole second ``s`` from 0 to
+    ``round(last frame time) + 1`` (exclusive), the frame whose time is nearest to ``s``;
+    at most 24 frames. A frame may be picked twice (variable frame rate), as in the card.
+
+    Times count from ``video_start`` when set; frames outside the window are never picked.
+    """
+    times = _frame_times(num_frames_total, fps, timestamps)
+    first, last = _window(times, settings)
+    origin = settings.video_start or 0.0
+    window = [t - origin for t in times[first : last + 1]]
+    seconds = min(round(window[-1]) + 1, COGVLM2_NUM_FRAMES)
+    return [first + _nearest_index(window, second) for second in range(seconds)]
+
+
+def sample_base(
+    num_frames_total: int,
+    fps: float,
+    timestamps: Sequence[float] | None,
+    settings: FrameSettings,
+) -> list[int]:
+    """CogVLM2-Llama3-Caption's ``base`` strategy: 24 frame indices spread over the first 60
+    seconds (``int(60 * fps)`` frames) of the window, ``linspace(..., dtype=int)``; shorter
+    videos get repeated frames, as in the card."""
+    times = _frame_times(num_frames_total, fps, timestamps)
+    first, last = _window(times, settings)
+    end = min(last + 1, first + int(COGVLM2_BASE_SECONDS * fps))
+    return np.linspace(first, end - 1, COGVLM2_NUM_FRAMES, dtype=int).tolist()
+
+
 def keyframe_interval(keyframe_seconds: Sequence[float], fps: float, total_frames: int) -> int:
     """Longest run of frames from a keyframe to the next (or to the end); the whole video
     when fewer than two keyframes are known (so that seeking is never chosen)."""
@@ -224,6 +275,8 @@ def choose_decode_method(wanted: Sequence[int], interval: int) -> str:
 SAMPLERS: dict[str, Sampler] = {
     "fps": sample_fps,
     "uniform": sample_uniform,
+    "chat": sample_chat,
+    "base": sample_base,
 }
 
 

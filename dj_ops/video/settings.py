@@ -25,7 +25,9 @@ def _require(condition: bool, message: str) -> None:
 class FrameSettings:
     """How to pick and resize the frames of one video.
 
-    :param strategy: name of a sampler in ``dj_ops.video.sampling.SAMPLERS``.
+    :param strategy: name of a sampler in ``dj_ops.video.sampling.SAMPLERS``: ``fps``,
+        ``uniform``, or CogVLM2-Llama3-Caption's ``chat`` (one frame per second, at most 24)
+        and ``base`` (24 frames over the first 60 s), which ignore the frame counts below.
     :param fps: frames per second to sample (strategy ``fps``).
     :param min_frames: fewest frames to sample (strategy ``fps``).
     :param max_frames: most frames to sample (strategy ``fps``).

@@ -1,0 +1,270 @@
+"""Decoding benchmark (not a test): ratios measured in one process, against baselines run in
+the same process.
+
+1. CPU preprocessing per video (decode + sample + resize) of each decoder, against the floor:
+   bare PyAV decoding exactly the wanted frames, already known, at the already known size (the
+   better of decoding through and seeking to each frame). The ``ffmpeg`` command line is
+   timed for reference (its start-up makes it slower).
+2. Decoding spread over the cores: the decoding pool's throughput with 1 worker and with one
+   per core.
+3. Op throughput with prefetch on vs off, generation and decoding taking about as long: torch
+   on one thread stands for the accelerator, the other cores decode.
+
+Writes ``bench/results/decode.json`` and ``decode.md``. Usage::
+
+    python -m bench.bench_decode [--repeats 5] [--requests 48] [--batch 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import psutil
+
+from dj_ops.testing.clips import make_clip, sample_video_paths
+from dj_ops.video import FrameSettings, decode_video
+from dj_ops.video.decoders import DECODERS, available_cores, resolve_decoder
+from dj_ops.video.pool import DecodePool
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SHARED = ROOT.parent / "shared" / "data" / "videos"
+SCENARIOS = {
+    "fps 2/s, up to 32 frames": FrameSettings(),
+    "uniform, 8 frames": FrameSettings(strategy="uniform", num_frames=8),
+}
+# (name, seconds, fps, width, height, keyframe interval): short GOPs, where seeking pays.
+GENERATED = [("gop12_640x360.mp4", 20.0, 30, 640, 360, 12),
+             ("gop30_1280x720.mp4", 10.0, 30, 1280, 720, 30)]
+
+
+def best_times(repeats: int, runs: dict) -> dict[str, float]:
+    """Fastest of ``repeats`` calls of each ``runs[name] = (function, *args)``, in seconds. The
+    runs take turns within each round, so that load from other users hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, (function, *args) in runs.items():
+            start = time.perf_counter()
+            function(*args)
+            times[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in times.items()}
+
+
+def floor_sequential(path: str, wanted: list[int], size: tuple[int, int]) -> list[np.ndarray]:
+    """Bare PyAV: decode from the start, convert only the wanted frames, stop after the last."""
+    height, width = size
+    targets, last, out = set(wanted), wanted[-1], []
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for index, frame in enumerate(container.decode(stream)):
+            if index in targets:
+                out.append(frame.reformat(width=width, height=height, format="rgb24",
+                                          interpolation="BICUBIC").to_ndarray())
+            if index >= last:
+                break
+    return out
+
+
+def floor_seek(path: str, wanted: list[int], size: tuple[int, int]) -> list[np.ndarray]:
+    """Bare PyAV: seek to the keyframe before each wanted frame, decode on to it."""
+    height, width = size
+    out = []
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        start, rate, base = stream.start_time or 0, stream.average_rate, stream.time_base
+        for index in wanted:
+            pts = start + round(index / rate / base)
+            container.seek(pts, stream=stream, backward=True, any_frame=False)
+            frame = next(f for f in container.decode(stream) if f.pts >= pts)
+            out.append(frame.reformat(width=width, height=height, format="rgb24",
+                                      interpolation="BICUBIC").to_ndarray())
+    return out
+
+
+def ffmpeg_cli(path: str, wanted: list[int], size: tuple[int, int]) -> None:
+    """The ``ffmpeg`` command line selecting the wanted frames, raw RGB to a pipe."""
+    pick = "+".join(f"eq(n\\,{i})" for i in wanted)
+    scale = f"scale={size[1]}:{size[0]}:flags=bicubic"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-vf", f"select='{pick}',{scale}",
+                    "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def measure_video(path: str, settings: FrameSettings, decoders: dict, repeats: int) -> dict:
+    """Best seconds of each decoder, of the floor and of the ffmpeg command on one video."""
+    reference = decode_video(path, settings)
+    wanted, size = sorted(set(reference.frame_indices)), reference.frames.shape[1:3]
+    runs = {name: (decoder, path, settings) for name, decoder in decoders.items()}
+    runs["floor_sequential"] = (floor_sequential, path, wanted, size)
+    runs["floor_seek"] = (floor_seek, path, wanted, size)
+    if shutil.which("ffmpeg"):
+        runs["ffmpeg_cli"] = (ffmpeg_cli, path, wanted, size)
+    row: dict = best_times(repeats, runs)
+    row["floor"] = min(row["floor_sequential"], row["floor_seek"])
+    row["pyav_method"], row["frames"] = reference.method, len(wanted)
+    return row
+
+
+def preprocessing(videos: list[str], settings: FrameSettings, repeats: int) -> dict:
+    """Seconds per video for each decoder, the floor and (if installed) the ffmpeg command,
+    and each one's total over the videos divided by the floor's."""
+    decoders = {}
+    for name, (_, extra) in DECODERS.items():
+        try:
+            decoders[name] = resolve_decoder(name)
+        except ModuleNotFoundError:
+            print(f"  {name}: not installed (pip install 'dj-ops[{extra}]'), skipped")
+    rows = {}
+    for path in videos:
+        rows[Path(path).name] = row = measure_video(path, settings, decoders, repeats)
+        print(f"  {Path(path).name}: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)))
+    totals = {k: sum(r[k] for r in rows.values()) for k in (*decoders, "floor", "ffmpeg_cli")
+              if all(k in r for r in rows.values())}
+    ratios = {k: totals[k] / totals["floor"] for k in totals if k != "floor"}
+    return {"per_video_s": rows, "total_s": totals, "ratio_to_floor": ratios}
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds used so far by this process's live children (the decoding workers)."""
+    total = 0.0
+    for child in psutil.Process().children():
+        try:
+            times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def available_share(cores: int, seconds: float = 2.0) -> float:
+    """Share of all cores that ``cores`` busy-looping processes get now: what other users'
+    load leaves, the ceiling for the pool's core utilisation."""
+    code = (f"import time\nend = time.perf_counter() + {seconds}\n"
+            "while time.perf_counter() < end: pass")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    for process in [subprocess.Popen([sys.executable, "-c", code]) for _ in range(cores)]:
+        process.wait()
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return used / (wall * cores)
+
+
+def pool_throughput(paths: list[str], workers: int, settings: FrameSettings) -> dict:
+    """Videos per second through a warm :class:`DecodePool` of ``workers`` processes, and the
+    share of all cores its workers kept busy."""
+    pool = DecodePool(decode_video, workers, timeout_s=None)
+    try:
+        for ticket in [pool.submit(paths[0], settings) for _ in range(workers)]:
+            pool.result(ticket)  # warm: every worker started
+        cpu, start = children_cpu_seconds(), time.perf_counter()
+        for ticket in [pool.submit(path, settings) for path in paths]:
+            pool.result(ticket)
+        wall = time.perf_counter() - start
+        busy = (children_cpu_seconds() - cpu) / (wall * available_cores())
+        return {"videos_per_s": len(paths) / wall, "core_utilisation": busy}
+    finally:
+        pool.close()
+
+
+def requests_of(videos: list[str], count: int, folder: Path) -> list[str]:
+    """``count`` distinct paths (links) cycling over ``videos``: the op decodes each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        link = folder / f"r{i:04d}_{Path(videos[i % len(videos)]).name}"
+        if not link.exists():
+            link.symlink_to(os.path.abspath(videos[i % len(videos)]))
+        paths.append(str(link))
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--batch", type=int, default=4)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dj_ops_bench_"))
+    videos = [str(p) for p in sample_video_paths(SHARED, work / "generated")]
+    videos += [str(make_clip(work / name, s, fps, w, h, gop)) for name, s, fps, w, h, gop
+               in GENERATED]
+    cores = available_cores()
+    report = {"cores": cores, "load_average_start": os.getloadavg(), "videos": videos}
+    for title, settings in SCENARIOS.items():
+        print(f"preprocessing per video, {title} (best of {args.repeats}, seconds):")
+        report.setdefault("preprocessing", {})[title] = preprocessing(videos, settings,
+                                                                      args.repeats)
+    paths = requests_of(videos, args.requests, work / "requests")
+    ceiling = available_share(cores)
+    one = pool_throughput(paths, 1, FrameSettings())
+    every = pool_throughput(paths, cores, FrameSettings())
+    report["pool"] = {"1_worker": one, f"{cores}_workers": every, "busy_loop_share": ceiling,
+                      "speedup": every["videos_per_s"] / one["videos_per_s"], "ideal": cores}
+    print(f"decoding pool: 1 worker {one['videos_per_s']:.2f} videos/s, cores "
+          f"{one['core_utilisation']:.0%} busy; {cores} workers {every['videos_per_s']:.2f} "
+          f"videos/s, cores {every['core_utilisation']:.0%} busy (busy loops get {ceiling:.0%})")
+    from bench.bench_prefetch import prefetch_speedup  # loads torch: only now
+
+    share = available_share(cores)
+    report["prefetch"] = prefetch_speedup(paths, args.batch, work / "model")
+    report["prefetch"]["busy_loop_share_before"] = share
+    report["prefetch"]["busy_loop_share_after"] = available_share(cores)
+    report["load_average_end"] = os.getloadavg()
+    write_results(report)
+
+
+def write_results(report: dict) -> None:
+    """``decode.json`` (everything) and ``decode.md`` (the ratios)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "decode.json").write_text(json.dumps(report, indent=2, default=float))
+    lines = ["# Decoding benchmark", "",
+             f"{report['cores']} cores; load average {report['load_average_start'][0]:.1f} at "
+             f"start, {report['load_average_end'][0]:.1f} at end (shared machine: noisy).", "",
+             "| preprocessing per video, total over the clips | " + " | ".join(
+                 next(iter(report["preprocessing"].values()))["ratio_to_floor"]) + " |",
+             "|---|" + "---|" * len(next(iter(report["preprocessing"].values()))
+                                    ["ratio_to_floor"])]
+    for title, result in report["preprocessing"].items():
+        lines.append(f"| {title}: time / floor | " + " | ".join(
+            f"{v:.2f}x" for v in result["ratio_to_floor"].values()) + " |")
+    lines += ["", "| clip | " + " | ".join(f"PyAV / floor, {t}" for t in report["preprocessing"])
+              + " |", "|---|" + "---|" * len(report["preprocessing"])]
+    for clip in next(iter(report["preprocessing"].values()))["per_video_s"]:
+        cells = [f"{r['per_video_s'][clip]['pyav'] / r['per_video_s'][clip]['floor']:.2f}x "
+                 f"({r['per_video_s'][clip]['pyav_method']})"
+                 for r in report["preprocessing"].values()]
+        lines.append(f"| {clip} | " + " | ".join(cells) + " |")
+    pool, prefetch = report["pool"], report["prefetch"]
+    every = pool[f"{report['cores']}_workers"]
+    lines += ["", f"Decoding pool, {report['cores']} workers vs 1: x{pool['speedup']:.2f} "
+                  f"videos/s; cores busy {pool['1_worker']['core_utilisation']:.0%} with 1 "
+                  f"worker (FFmpeg frame threads), {every['core_utilisation']:.0%} with "
+                  f"{report['cores']}, where {report['cores']} busy-looping processes get "
+                  f"{pool['busy_loop_share']:.0%} (the rest goes to other users).",
+              f"Op throughput, prefetch on (2 micro-batches ahead, the default) vs off: "
+              f"x{prefetch['speedup']:.2f}; 1 ahead vs off: x{prefetch['speedup_prefetch_1']:.2f} "
+              f"({prefetch['note']}; busy-looping processes got "
+              f"{prefetch['busy_loop_share_before']:.0%} of the cores before, "
+              f"{prefetch['busy_loop_share_after']:.0%} after).", ""]
+    (RESULTS / "decode.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

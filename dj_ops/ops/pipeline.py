@@ -1,0 +1,85 @@
+"""Decode and caption the videos of one batch, decoding ahead while the model generates.
+
+The batch's distinct video paths (each decoded once, however many samples list it) are cut into
+groups of ``batch_size``. Groups ``0..prefetch`` are handed to the decoding pool at once; then,
+for each group in turn, its decoded videos are collected, captioned in one backend call and
+dropped, and the group ``prefetch + 1`` places further on is handed to the pool. So while the
+model captions group ``k``, groups ``k+1..k+prefetch`` are being decoded, and at most
+``(prefetch + 1) * batch_size`` decoded videos are held in memory. ``prefetch=0`` decodes a group
+only once the previous one is captioned. Groups are fixed by path order alone, never by timing:
+the output is the same whatever ``prefetch`` and the number of decoding workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dj_ops.backends.base import CaptionBackend, CaptionRequest
+from dj_ops.ops.sample_builder import SampleBuilder, VideoSlot
+from dj_ops.video.decode import DecodedVideo
+from dj_ops.video.errors import VideoError
+from dj_ops.video.settings import FrameSettings
+
+
+def plan_groups(paths: Sequence[str], batch_size: int) -> list[list[str]]:
+    """``paths`` cut into consecutive groups of at most ``batch_size``.
+
+    >>> plan_groups(["a", "b", "c"], 2)
+    [['a', 'b'], ['c']]
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return [list(paths[start : start + batch_size]) for start in range(0, len(paths), batch_size)]
+
+
+def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, settings: FrameSettings,
+                  *, batch_size: int, prefetch: int, system_prompt: str | None = None) -> None:
+    """Caption every video slot of ``builder``, recording candidates or failures in it.
+
+    :param source: where videos are decoded (``submit(path, settings) -> ticket``,
+        ``result(ticket)``, ``discard(tickets)``): a ``DecodePool`` or an ``InlineDecoder``.
+    :param batch_size: distinct videos per group (one backend call each).
+    :param prefetch: groups decoded ahead of the one being captioned (0: none).
+    """
+    slots: dict[str, list[VideoSlot]] = {}
+    for slot in builder.video_slots():
+        slots.setdefault(slot.path, []).append(slot)
+    groups = plan_groups(list(slots), batch_size)
+    tickets: dict[str, int] = {}
+
+    def hand_over(index: int) -> None:
+        for path in groups[index] if index < len(groups) else []:
+            tickets[path] = source.submit(path, settings)
+
+    for index in range(prefetch + 1):
+        hand_over(index)
+    try:
+        for index, group in enumerate(groups):
+            videos = {path: source.result(tickets.pop(path)) for path in group}
+            _caption_group(builder, backend, videos, slots, system_prompt)
+            del videos  # before the next group is decoded: the memory bound
+            hand_over(index + prefetch + 1)
+    finally:
+        source.discard(tickets.values())  # left over only when captioning raised
+
+
+def _caption_group(builder: SampleBuilder, backend: CaptionBackend,
+                   videos: dict[str, DecodedVideo | VideoError],
+                   slots: dict[str, list[VideoSlot]], system_prompt: str | None) -> None:
+    """One backend call for every slot of the decoded ``videos``; failures are recorded."""
+    captioned, requests = [], []
+    for path, video in videos.items():
+        for slot in slots[path]:
+            if isinstance(video, VideoError):
+                builder.fail_video(slot, video.kind, video.message)
+                continue
+            captioned.append((slot, video))
+            requests.append(CaptionRequest(video.frames, video.transformers_metadata(),
+                                           slot.prompt, system_prompt, video_path=slot.path))
+    if not requests:
+        return
+    for (slot, video), result in zip(captioned, backend.generate(requests), strict=True):
+        if result.ok:
+            builder.set_candidates(slot, result.candidates, video.timestamps)
+        else:
+            builder.fail_video(slot, result.error_kind, result.error_message)

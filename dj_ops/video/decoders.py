@@ -1,0 +1,99 @@
+"""The decoders by name, and where they run: worker processes (:class:`DecodePool`, the
+default) or the calling thread (:class:`InlineDecoder`, ``workers=0``).
+
+A decoder is a module-level function ``(path, settings, *, timeout_s=None) -> DecodedVideo``
+raising :class:`VideoError`; it returns the frames picked by ``settings.strategy``, resized,
+with their metadata. Decoders are registered as lazy ``module:function`` paths so that decord
+or torchcodec load only when chosen.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+
+from dj_ops.lazy_import import load_entry
+from dj_ops.video.pool import DecodePool
+from dj_ops.video.settings import FrameSettings
+from dj_ops.video.worker import Decoder, Outcome, run_decoder
+
+# name -> ("module:function", pip extra that provides its optional dependency or "")
+DECODERS: dict[str, tuple[str, str]] = {
+    "pyav": ("dj_ops.video.decode:decode_video", ""),
+    "torchcodec": ("dj_ops.video.decode_torchcodec:decode_video", "torchcodec"),
+    "decord": ("dj_ops.video.decode_decord:decode_video", "decord"),
+}
+DEFAULT_DECODER = "pyav"
+
+
+def resolve_decoder(name: str) -> Decoder:
+    """Import the decoder registered as ``name``.
+
+    :raises ValueError: for an unknown name (listing the registered ones).
+    :raises ModuleNotFoundError: when its optional package is missing, naming the pip extra.
+    """
+    if name not in DECODERS:
+        raise ValueError(f"unknown decoder {name!r}; choose one of {sorted(DECODERS)}")
+    path, extra = DECODERS[name]
+    return load_entry(path, what=f"the {name!r} decoder", extra=extra)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def default_workers(processes: int) -> int:
+    """Decoding processes per op process: the cores shared among ``processes`` op processes."""
+    return max(1, available_cores() // max(1, processes))
+
+
+class InlineDecoder:
+    """The pool's interface, decoding in the calling thread when a result is asked for: no
+    processes, no overlap with generation, only the decoder's own timeout check."""
+
+    def __init__(self, decoder: Decoder, timeout_s: float | None):
+        self.decoder, self.timeout_s = decoder, timeout_s
+        self._jobs: dict[int, tuple[str, FrameSettings]] = {}
+        self._tickets = itertools.count()
+
+    def submit(self, path: str, settings: FrameSettings) -> int:
+        """Remember ``path``; returns the ticket to collect it with."""
+        ticket = next(self._tickets)
+        self._jobs[ticket] = (path, settings)
+        return ticket
+
+    def result(self, ticket: int) -> Outcome:
+        """Decode the ticket's video now."""
+        return run_decoder(self.decoder, *self._jobs.pop(ticket), self.timeout_s)
+
+    def discard(self, tickets) -> None:
+        """Forget ``tickets``."""
+        for ticket in tickets:
+            self._jobs.pop(ticket, None)
+
+    def close(self) -> None:
+        self._jobs.clear()
+
+
+_SOURCES: dict[tuple, DecodePool | InlineDecoder] = {}
+
+
+def decode_source(decoder: str, workers: int, timeout_s: float | None):
+    """Where the videos of ``decoder`` are decoded: a pool of ``workers`` processes, or the
+    calling thread for ``workers=0``. One per process and configuration, reused across batches
+    and closed at exit (a forked process makes its own: the key holds the process id)."""
+    key = (os.getpid(), decoder, workers, timeout_s)
+    if key not in _SOURCES:
+        function = resolve_decoder(decoder)
+        _SOURCES[key] = (DecodePool(function, workers, timeout_s) if workers
+                         else InlineDecoder(function, timeout_s))
+    return _SOURCES[key]
+
+
+@atexit.register
+def close_sources() -> None:
+    """Stop this process's decoding workers."""
+    for key in [key for key in _SOURCES if key[0] == os.getpid()]:
+        _SOURCES.pop(key).close()

@@ -1,0 +1,130 @@
+"""One decoding worker process: both ends of it.
+
+The worker is a fresh interpreter (``subprocess``, not ``multiprocessing``): ``fork`` is unsafe
+in a process holding threads (torch, Ray, the pool's own), ``forkserver`` breaks in a process
+forked from one that already started its server (Data-Juicer forks its ``num_proc`` workers),
+and ``spawn`` re-runs the parent's main script (a few seconds under ``dj-process``, and an
+error for a script without an ``if __name__ == "__main__"`` guard). A fresh interpreter with
+the parent's ``sys.path`` starts in about 0.3 s and imports only the decoder's module. It talks
+over a socket with :class:`multiprocessing.connection.Connection` (pickled messages):
+decoder function in, ``None`` (ready) out, then ``(path, settings, timeout_s)`` in and
+a :class:`DecodedVideo` or :class:`VideoError` out per video, until ``None`` or end of file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+
+from dj_ops.video.decode import DecodedVideo
+from dj_ops.video.errors import DECODE_ERROR, VideoError
+from dj_ops.video.settings import FrameSettings
+
+STOP_WAIT_S = 2.0
+STARTUP_TIMEOUT_S = 120.0  # a worker not ready by then means a broken environment
+# The command a worker runs: the parent's import path, then the loop below.
+BOOTSTRAP = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+             "from dj_ops.video.worker import serve; serve(int(sys.argv[2]))")
+
+Decoder = Callable[..., DecodedVideo]
+Outcome = DecodedVideo | VideoError
+
+
+def run_decoder(decoder: Decoder, path: str, settings: FrameSettings,
+                timeout_s: float | None) -> Outcome:
+    """Decode one video; a failure becomes a :class:`VideoError` (``decode_error`` unless the
+    decoder chose the kind)."""
+    try:
+        return decoder(path, settings, timeout_s=timeout_s)
+    except VideoError as error:
+        return error
+    except (ValueError, OSError, RuntimeError, MemoryError) as error:
+        return VideoError(DECODE_ERROR, f"{type(error).__name__}: {error}", path)
+
+
+def serve(fd: int) -> None:
+    """The worker's loop (child side), on the connected socket ``fd``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    conn = Connection(fd)
+    decoder = conn.recv()
+    conn.send(None)
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        conn.send(run_decoder(decoder, *job))
+
+
+class WorkerProcess:
+    """The parent's handle on one worker process and the video it is decoding.
+
+    :param decoder: a module-level function, sent to the worker by reference.
+    """
+
+    def __init__(self, decoder: Decoder):
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", BOOTSTRAP, json.dumps(sys.path), str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+            )
+        self.conn = Connection(ours.detach())
+        self.conn.send(decoder)
+        self.ready = False  # until its first message: time limits count from then
+        self.ticket: int | None = None
+        self.path = ""
+        self.deadline = time.monotonic() + STARTUP_TIMEOUT_S
+
+    @property
+    def idle(self) -> bool:
+        return self.ready and self.ticket is None
+
+    @property
+    def waited_on(self) -> bool:
+        """Starting up or decoding: a message is due."""
+        return not self.ready or self.ticket is not None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.poll()
+
+    def mark_ready(self) -> None:
+        self.ready, self.deadline = True, math.inf
+
+    def start(self, ticket: int, path: str, settings: FrameSettings,
+              timeout_s: float | None, grace_s: float) -> None:
+        """Send a video; it must come back within ``timeout_s + grace_s`` seconds."""
+        self.conn.send((path, settings, timeout_s))
+        self.ticket, self.path = ticket, path
+        self.deadline = time.monotonic() + timeout_s + grace_s if timeout_s else math.inf
+
+    def finish(self) -> int:
+        """Mark the video done; returns its ticket."""
+        ticket, self.ticket, self.deadline = self.ticket, None, math.inf
+        return ticket
+
+    def stop(self, kill: bool) -> None:
+        """End the process: ask it to exit (or kill it), then reap it."""
+        if not kill:
+            try:
+                self.conn.send(None)
+            except OSError:
+                kill = True
+        if kill:
+            self.process.kill()
+        try:
+            self.process.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.conn.close()

@@ -24,6 +24,9 @@ from dj_ops.video.worker import Decoder, Outcome, WorkerProcess
 
 # The decoder's own deadline check gets this long past the timeout to report before the kill.
 KILL_GRACE_S = 1.0
+# Worker starts that may fail in a row (a worker killed while starting) before the pool gives
+# up: a broken environment fails the job instead of respawning processes forever.
+MAX_START_FAILURES = 3
 
 
 class DecodePool:
@@ -47,6 +50,7 @@ class DecodePool:
         self._cond = threading.Condition()
         self._wake_r, self._wake_w = Pipe(duplex=False)
         self._failure: BaseException | None = None
+        self._start_failures = 0
         self._closed = False
         self._thread = threading.Thread(target=self._run, daemon=True, name="dj_ops-decode")
         self._thread.start()
@@ -147,12 +151,17 @@ class DecodePool:
             self._replace(worker, kill=True)
             code = worker.exitcode
             if not worker.ready:
-                message = f"a decoder process failed to start (exit code {code})"
-                raise RuntimeError(message) from error
+                self._start_failures += 1
+                if self._start_failures >= MAX_START_FAILURES:
+                    message = (f"{self._start_failures} decoder processes in a row failed to "
+                               f"start (last exit code {code})")
+                    raise RuntimeError(message) from error
+                return  # restarted when next needed
             outcome = VideoError(DECODE_ERROR, f"the decoder process died (exit code {code})",
                                  worker.path)
         if not worker.ready:
             worker.mark_ready()
+            self._start_failures = 0
             return
         self._deliver(worker.finish(), outcome)
 

@@ -2,7 +2,7 @@
 
 All requests of an op batch are cut into micro-batches (most expensive first); each micro-batch
 is one processor call and one ``generate`` call that yields the ``num_candidates`` candidates of
-every video at once (``num_return_sequences``).
+every video at once, from one prefill per video (``shared_prefill``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dj_ops.backends.base import (
     CaptionRequest,
     CaptionResult,
 )
+from dj_ops.backends.shared_prefill import generate_with_shared_prefill, supports_shared_prefill
 from dj_ops.captioning.batching import run_in_micro_batches
 from dj_ops.captioning.generation import to_hf_generate_kwargs
 
@@ -72,6 +73,8 @@ class TransformersBackend(CaptionBackend):
         if "stop_strings" in self.generate_kwargs:
             self.generate_kwargs["tokenizer"] = self.processor.tokenizer
         self.eos_ids = self._eos_ids()
+        # Candidates of a video share one prefill (see shared_prefill) where the model allows.
+        self.share_prefill = supports_shared_prefill(self.model)
         video_processor = self.processor.video_processor
         self.size_factor = int(video_processor.patch_size * video_processor.merge_size)
 
@@ -127,9 +130,12 @@ class TransformersBackend(CaptionBackend):
         inputs = self.encode(requests)
         if self.config.seed is not None:
             torch.manual_seed(self.config.seed)
-        output = self.model.generate(**inputs, **self.generate_kwargs)
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
         k = self.generate_kwargs["num_return_sequences"]
+        if k > 1 and self.share_prefill:
+            output = generate_with_shared_prefill(self.model, inputs, k, self.generate_kwargs)
+        else:
+            output = self.model.generate(**inputs, **self.generate_kwargs)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
         repeat = self.config.num_candidates // k  # greedy: one sequence stands for all candidates
         return [
             CaptionResult([self._candidate(row) for row in new_tokens[i * k : (i + 1) * k]]

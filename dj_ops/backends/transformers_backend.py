@@ -1,8 +1,8 @@
 """Hugging Face transformers backend: batched, left-padded ``generate`` on CPU or GPU.
 
-All requests of an op batch are cut into micro-batches (most expensive first); each micro-batch
-is one processor call and one ``generate`` call that yields the ``num_candidates`` candidates of
-every video at once, from one prefill per video (``shared_prefill``).
+All requests of an op batch are cut into micro-batches (most expensive first); in each, every
+video is preprocessed and prefilled alone, once (``prefill``), then one ``generate`` call decodes
+the ``num_candidates`` candidates of every video at once.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dj_ops.backends.base import (
     CaptionRequest,
     CaptionResult,
 )
-from dj_ops.backends.shared_prefill import generate_with_shared_prefill, supports_shared_prefill
+from dj_ops.backends.prefill import generate_from_separate_prefills, supports_separate_prefill
 from dj_ops.captioning.batching import run_in_micro_batches
 from dj_ops.captioning.generation import to_hf_generate_kwargs
 
@@ -73,8 +73,8 @@ class TransformersBackend(CaptionBackend):
         if "stop_strings" in self.generate_kwargs:
             self.generate_kwargs["tokenizer"] = self.processor.tokenizer
         self.eos_ids = self._eos_ids()
-        # Candidates of a video share one prefill (see shared_prefill) where the model allows.
-        self.share_prefill = supports_shared_prefill(self.model)
+        # Each prompt is prefilled alone and once, then all are decoded together (see prefill).
+        self.separate_prefill = supports_separate_prefill(self.model)
         video_processor = self.processor.video_processor
         self.size_factor = int(video_processor.patch_size * video_processor.merge_size)
 
@@ -127,15 +127,19 @@ class TransformersBackend(CaptionBackend):
 
     @torch.inference_mode()
     def _generate_micro_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
-        inputs = self.encode(requests)
         if self.config.seed is not None:
             torch.manual_seed(self.config.seed)
         k = self.generate_kwargs["num_return_sequences"]
-        if k > 1 and self.share_prefill:
-            output = generate_with_shared_prefill(self.model, inputs, k, self.generate_kwargs)
+        if self.separate_prefill:
+            prompts = [self.encode([request]) for request in requests]
+            output, prompt_length = generate_from_separate_prefills(
+                self.model, prompts, k, self.generate_kwargs, self.processor.tokenizer.pad_token_id
+            )
         else:
+            inputs = self.encode(requests)
             output = self.model.generate(**inputs, **self.generate_kwargs)
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+            prompt_length = inputs["input_ids"].shape[1]
+        new_tokens = output[:, prompt_length:]
         repeat = self.config.num_candidates // k  # greedy: one sequence stands for all candidates
         return [
             CaptionResult([self._candidate(row) for row in new_tokens[i * k : (i + 1) * k]]

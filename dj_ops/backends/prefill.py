@@ -7,10 +7,12 @@ cost 2.9x the one-video-at-a-time baseline's). With ``num_return_sequences=k`` i
 every prompt ``k`` times *before* the prefill.
 
 Here each prompt minus its last token is prefilled alone, unpadded, once. The key-value caches
-are left-padded into one batch, each row repeated ``k`` times, and ``generate`` continues from
-there (reading only the last prompt token) with the position ids it would have computed itself
-(3D rope for Qwen-VL). Greedy outputs equal plain batched ``generate``'s; sampled candidates are
-drawn from the same distributions.
+are left-padded into one preallocated (static) cache, each row repeated ``k`` times, and
+``generate`` continues from there (reading only the last prompt token) with the position ids it
+would have computed itself (3D rope for Qwen-VL). A growing (dynamic) cache would copy itself at
+every new token: 40% of the decoding time of 32 rows over 3,400 cached tokens on CPU.
+Greedy outputs equal plain batched ``generate``'s; sampled candidates are drawn from the same
+distributions.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import inspect
 
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, StaticCache
 
 
 def supports_separate_prefill(model) -> bool:
@@ -88,7 +90,10 @@ def generate_from_separate_prefills(model, prompts: list[dict], k: int, generate
     }
     if positions[0] is not None:  # (batch, length) or (rope sections, batch, length)
         continued["position_ids"] = left_padded(positions, 0, positions[0].ndim - 2, -1, k)
-    batched = DynamicCache(config=model.config)
+    length = continued["input_ids"].shape[1]
+    # Preallocated for every token to come: a growing cache would copy itself at every step.
+    batched = StaticCache(config=model.config,
+                          max_cache_len=length + generate_kwargs["max_new_tokens"])
     for index in range(len(caches[0].layers)):
         # (batch, heads, length, head size)
         batched.update(left_padded([c.layers[index].keys for c in caches], 0.0, 0, 2, k),
@@ -96,4 +101,4 @@ def generate_from_separate_prefills(model, prompts: list[dict], k: int, generate
     del caches
     kwargs = {**generate_kwargs, "num_return_sequences": 1}
     output = model.generate(**continued, past_key_values=batched, **kwargs)
-    return output, continued["input_ids"].shape[1]
+    return output, length

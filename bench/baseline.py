@@ -32,8 +32,8 @@ class SequentialBaseline:
     """One video at a time: decode, one processor call, ``generate`` once per candidate."""
 
     def __init__(self, op):
-        """Share the op's loaded backend (same weights, processor and generation settings)."""
-        self.backend = get_model(op.model_key, None, False)
+        """Share the op's loaded backend (same weights, processor, settings and device)."""
+        self.backend = get_model(op.model_key, None, op.use_cuda())
         self.frame_settings = replace(op.frame_settings, size_factor=self.backend.size_factor)
         self.caption_num = op.caption_num
         self.prompt = op.prompt

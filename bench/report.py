@@ -110,9 +110,11 @@ def _throughput_section(title: str, result: dict) -> str:
         ratios.append({"scenario": name, **scenario,
                        "per_round": f"{spread['median']} ({spread['min']}-{spread['max']})"})
     machine = result["machine"]
-    head = (f"## {title}\n\n{next(iter(result['scenarios'].values()))['workload']['requests']} "
-            f"videos per scenario; torch threads {result.get('torch_threads')}; load average "
-            f"{machine['load_avg_1m']} on {machine['cpus']} cores.\n\n")
+    sizes = ", ".join(f"{s['workload']['requests']}" for s in result["scenarios"].values())
+    loads = ", ".join(str(s.get("load_avg_1m_during")) for s in result["scenarios"].values())
+    head = (f"## {title}\n\nVideos per scenario: {sizes}; torch threads "
+            f"{result.get('torch_threads')}; mean 1-minute load average during each scenario: "
+            f"{loads} (on {machine['cpus']} cores).\n\n")
     return (head + markdown_table(ratios, RATIO_COLUMNS) + "\n\n"
             + markdown_table(rows, MODE_COLUMNS) + "\n")
 
@@ -185,18 +187,19 @@ def write_doc() -> Path:
     return DOC
 
 
-def run_benchmarks(requests: int) -> None:
+def run_benchmarks(requests: int | None) -> None:
     python = [sys.executable, "-m"]
+    sizes = ["--requests", str(requests)] if requests else []
     for name, extra in THROUGHPUT_RUNS.items():
-        subprocess.run([*python, "bench.throughput", "--requests", str(requests),
-                        "--save", name, *extra], cwd=ROOT, check=True)
+        subprocess.run([*python, "bench.throughput", *sizes, "--save", name, *extra], cwd=ROOT,
+                       check=True)
     subprocess.run([*python, "bench.scaling"], cwd=ROOT, check=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-run", action="store_true", help="only rewrite plot and page")
-    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--requests", type=int, help="videos per scenario (default: its own)")
     args = parser.parse_args(argv)
     if not args.no_run:
         run_benchmarks(args.requests)

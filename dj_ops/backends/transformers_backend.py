@@ -1,8 +1,8 @@
 """Hugging Face transformers backend: batched, left-padded ``generate`` on CPU or GPU.
 
-All requests of an op batch are cut into micro-batches (most expensive first); each micro-batch
-is one processor call and one ``generate`` call that yields the ``num_candidates`` candidates of
-every video at once (``num_return_sequences``).
+All requests of an op batch are cut into micro-batches (most expensive first); in each, every
+video is preprocessed and prefilled alone, once (``prefill``), then one ``generate`` call decodes
+the ``num_candidates`` candidates of every video at once.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dj_ops.backends.base import (
     CaptionResult,
 )
 from dj_ops.backends.memory import OUT_OF_MEMORY, free_memory, is_out_of_memory
+from dj_ops.backends.prefill import generate_from_separate_prefills, supports_separate_prefill
 from dj_ops.backends.quantization import (
     QUANTIZATION_KEY,
     check_hf_quantization,
@@ -86,8 +87,12 @@ class TransformersBackend(CaptionBackend):
         if "stop_strings" in self.generate_kwargs:
             self.generate_kwargs["tokenizer"] = self.tokenizer
         self.eos_ids = self._eos_ids()
+        # The adapter may set the family's pad token (CogVLM2's); else the tokenizer's.
+        self.pad_token_id = self.generate_kwargs.get("pad_token_id", self.tokenizer.pad_token_id)
         self.size_factor = self.adapter.hf_size_factor(self.processor)
         self.batch_size = min(config.batch_size, self.adapter.max_batch_size or config.batch_size)
+        # Each prompt is prefilled alone and once, then all are decoded together (see prefill).
+        self.separate_prefill = supports_separate_prefill(self.model)
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
@@ -141,12 +146,19 @@ class TransformersBackend(CaptionBackend):
 
     @torch.inference_mode()
     def _generate_micro_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
-        inputs = self.encode(requests)
         if self.config.seed is not None:
             torch.manual_seed(self.config.seed)
-        output = self.model.generate(**inputs, **self.generate_kwargs)
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
         k = self.generate_kwargs["num_return_sequences"]
+        if self.separate_prefill:
+            prompts = [self.encode([request]) for request in requests]
+            output, prompt_length = generate_from_separate_prefills(
+                self.model, prompts, k, self.generate_kwargs, self.pad_token_id
+            )
+        else:
+            inputs = self.encode(requests)
+            output = self.model.generate(**inputs, **self.generate_kwargs)
+            prompt_length = inputs["input_ids"].shape[1]
+        new_tokens = output[:, prompt_length:]
         repeat = self.config.num_candidates // k  # greedy: one sequence stands for all candidates
         return [
             CaptionResult([self._candidate(row) for row in new_tokens[i * k : (i + 1) * k]]
@@ -156,7 +168,7 @@ class TransformersBackend(CaptionBackend):
 
     def _candidate(self, token_ids: torch.Tensor) -> Candidate:
         ids = token_ids.tolist()
-        pad = self.generate_kwargs.get("pad_token_id", self.tokenizer.pad_token_id)
+        pad = self.pad_token_id
         while ids and ids[-1] == pad and pad not in self.eos_ids:
             ids.pop()
         ended = any(t in self.eos_ids for t in ids)

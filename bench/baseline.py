@@ -1,0 +1,58 @@
+"""The sequential baseline: Data-Juicer's ``video_captioning_from_vlm_mapper`` (1.6.1) loop,
+made to run, on the very model the op loaded.
+
+Data-Juicer's op handles one sample at a time and, for each video, builds the model inputs with
+one processor call (the processor decodes the file; in transformers 5.23 only torchcodec can) and
+then calls ``generate`` once per candidate, each call re-encoding the video and re-reading the
+prompt. The baseline keeps that structure; it decodes with the op's own PyAV decoder, inside
+the loop, so that both see bit-identical frames, and generates with the op's settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from data_juicer.utils.model_utils import get_model
+
+from dj_ops.backends.base import CaptionRequest
+from dj_ops.video import decode_video
+
+
+@dataclass(frozen=True)
+class BaselineCaption:
+    """What one video cost the baseline: frames seen and tokens generated per candidate."""
+
+    frames: int
+    tokens: tuple[int, ...]
+    texts: tuple[str, ...]
+
+
+class SequentialBaseline:
+    """One video at a time: decode, one processor call, ``generate`` once per candidate."""
+
+    def __init__(self, op):
+        """Share the op's loaded backend (same weights, processor, settings and device)."""
+        self.backend = get_model(op.model_key, None, op.use_cuda())
+        self.frame_settings = replace(op.frame_settings, size_factor=self.backend.size_factor)
+        self.caption_num = op.caption_num
+        self.prompt = op.prompt
+        # Data-Juicer's op asks for one sequence per call and loops over candidates.
+        self.generate_kwargs = {**self.backend.generate_kwargs, "num_return_sequences": 1}
+
+    def caption(self, path: str) -> BaselineCaption:
+        video = decode_video(path, self.frame_settings)
+        request = CaptionRequest(video.frames, video.transformers_metadata(), self.prompt)
+        inputs = self.backend.encode([request])
+        prompt_length = inputs["input_ids"].shape[1]
+        tokens, texts = [], []
+        with torch.no_grad():  # as Data-Juicer's op
+            for _ in range(self.caption_num):
+                output = self.backend.model.generate(**inputs, **self.generate_kwargs)
+                new = output[:, prompt_length:]
+                texts += self.backend.processor.batch_decode(new, skip_special_tokens=True)
+                tokens.append(int(new.shape[1]))
+        return BaselineCaption(len(video.frames), tuple(tokens), tuple(texts))
+
+    def process(self, paths: list[str]) -> list[BaselineCaption]:
+        return [self.caption(path) for path in paths]

@@ -1,0 +1,91 @@
+"""How the op's throughput and peak memory change with the generation batch size, the number
+of videos, and torch's intra-op threads.
+
+Each point runs in a fresh process (so that its peak resident memory is its own):
+``python -m bench.scaling --point '{"generation_batch_size": 4}'`` prints one JSON line.
+``python -m bench.scaling`` runs every point and saves ``bench/results/scaling.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from bench.measure import peak_rss_mib, rate, save, timed
+from bench.workload import Workload, batches, request_paths, samples_for
+
+BASE = Workload(requests=32, caption_num=1, new_tokens=32, generation_batch_size=8,
+                op_batch_size=16)
+# sweep name -> (field varied, values)
+SWEEPS = {
+    "generation_batch_size": ("generation_batch_size", [1, 2, 4, 8, 16]),
+    "videos": ("requests", [8, 16, 32, 64]),
+    "torch_threads": ("threads", [1, 2]),
+}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_point(workload: Workload, threads: int | None) -> dict:
+    """Time the op over ``workload`` in this process (after a warm-up batch)."""
+    import torch
+
+    from dj_ops.ops import VLMVideoCaptioningMapper
+
+    if threads:
+        torch.set_num_threads(threads)
+    op = VLMVideoCaptioningMapper(**workload.op_params())
+    paths = request_paths(workload.requests)
+    op.process(samples_for(paths[:2]))  # load the model, first-call costs
+    rss_loaded = peak_rss_mib()
+
+    def caption_all():
+        for batch in batches(paths, workload.op_batch_size):
+            op.process(samples_for(batch))
+
+    _, seconds = timed(caption_all)
+    return {"videos_per_s": round(rate(workload.requests, seconds), 4),
+            "seconds": round(seconds, 3), "peak_rss_mib": round(peak_rss_mib(), 1),
+            "rss_after_load_mib": round(rss_loaded, 1), "torch_threads": torch.get_num_threads()}
+
+
+def point_in_subprocess(overrides: dict) -> dict:
+    """``run_point`` in a fresh interpreter, with ``overrides`` applied to ``BASE``."""
+    command = [sys.executable, "-m", "bench.scaling", "--point", json.dumps(overrides)]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def sweep() -> dict:
+    results = {"workload": BASE.describe(), "sweeps": {}}
+    for name, (field, values) in SWEEPS.items():
+        rows = []
+        for value in values:
+            row = {field: value, **point_in_subprocess({field: value})}
+            print(name, json.dumps(row), flush=True)
+            rows.append(row)
+        results["sweeps"][name] = rows
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--point", help="JSON overrides of the base workload: run one point")
+    parser.add_argument("--save", default="scaling", help="results name ('' to not save)")
+    args = parser.parse_args(argv)
+    if args.point:
+        overrides = json.loads(args.point)
+        threads = overrides.pop("threads", None)
+        print(json.dumps(run_point(replace(BASE, **overrides), threads)))
+        return None
+    results = sweep()
+    if args.save:
+        print(f"saved {save(args.save, results)}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""What a benchmark runs: the requests (videos), the model, and the op's settings, so that
+the op and the baseline do exactly the same work (same frames, same generated tokens)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_juicer.utils.mm_utils import SpecialTokens
+
+from dj_ops.testing.clips import sample_videos
+from dj_ops.testing.tiny_models import tiny_model_path
+
+PROMPT = "Describe the input video in 1-2 sentences."
+REQUESTS_DIR = Path(tempfile.gettempdir()) / "dj_ops_bench_requests"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmark configuration.
+
+    :param requests: videos to caption (the sample clips repeated, each under its own path).
+    :param caption_num: candidates per video.
+    :param new_tokens: tokens generated per caption, exactly (``min_new_tokens`` is set to the
+        same value: random weights would otherwise stop at arbitrary places).
+    :param generation_batch_size: the op's videos per ``generate`` call.
+    :param op_batch_size: samples per Data-Juicer batch (per ``process_batched`` call).
+    :param frames: frame parameters of the op; empty: its defaults (fps 2, 4 to 32 frames, at
+        most 448 x 448 pixels per frame).
+    :param model: checkpoint path (default: the tiny random-weight Qwen3-VL).
+    """
+
+    requests: int
+    caption_num: int = 1
+    new_tokens: int = 128
+    generation_batch_size: int = 8
+    op_batch_size: int = 16
+    frames: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+    seed: int = 0
+
+    def model_path(self) -> str:
+        return self.model or tiny_model_path("qwen3_vl")
+
+    def sampling_params(self) -> dict[str, int]:
+        return {"max_new_tokens": self.new_tokens, "min_new_tokens": self.new_tokens}
+
+    def op_params(self) -> dict[str, Any]:
+        """Keyword arguments of ``VLMVideoCaptioningMapper`` for this workload."""
+        return {
+            "hf_model": self.model_path(), "caption_num": self.caption_num,
+            "keep_candidate_mode": "random_any", "keep_original_sample": False,
+            "prompt": PROMPT, "sampling_params": self.sampling_params(),
+            "generation_batch_size": self.generation_batch_size, "seed": self.seed,
+            "batch_size": self.op_batch_size, **self.frames,
+        }  # fmt: skip
+
+    def describe(self) -> dict[str, Any]:
+        return {"requests": self.requests, "caption_num": self.caption_num,
+                "new_tokens": self.new_tokens, "generation_batch_size": self.generation_batch_size,
+                "op_batch_size": self.op_batch_size, "frames": self.frames or "op defaults"}
+
+
+def cycled(items: Sequence[Any], count: int) -> list[Any]:
+    """``items`` repeated in order up to ``count`` entries.
+
+    >>> cycled(["a", "b"], 5)
+    ['a', 'b', 'a', 'b', 'a']
+    """
+    if not items:
+        raise ValueError("no items to cycle")
+    return [items[i % len(items)] for i in range(count)]
+
+
+def request_paths(count: int, folder: Path = REQUESTS_DIR,
+                  videos: Sequence[Path] | None = None) -> list[str]:
+    """``count`` distinct paths, each a link to one of the sample clips in turn.
+
+    Distinct paths keep the op from decoding a repeated video once for several requests of a
+    batch: every request costs one decode, for the op as for the baseline.
+    """
+    videos = list(videos or sample_videos())
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, video in enumerate(cycled(videos, count)):
+        link = folder / f"r{index:04d}_{Path(video).name}"
+        if not link.is_symlink() or link.resolve() != Path(video).resolve():
+            link.unlink(missing_ok=True)
+            link.symlink_to(Path(video).resolve())
+        paths.append(str(link))
+    return paths
+
+
+def samples_for(paths: Sequence[str]) -> dict[str, list]:
+    """A Data-Juicer batch (dict of lists) with one single-video sample per path."""
+    text = f"{SpecialTokens.video} {SpecialTokens.eoc}"
+    return {"text": [text] * len(paths), "videos": [[p] for p in paths]}
+
+
+def batches(paths: Sequence[str], size: int) -> list[list[str]]:
+    """``paths`` cut into consecutive batches of at most ``size``.
+
+    >>> batches(["a", "b", "c"], 2)
+    [['a', 'b'], ['c']]
+    """
+    return [list(paths[i : i + size]) for i in range(0, len(paths), size)]

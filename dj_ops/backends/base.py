@@ -8,7 +8,6 @@ when that backend is chosen.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dj_ops.captioning.generation import GenerationSettings
+from dj_ops.lazy_import import load_entry
 from dj_ops.video.settings import FrameSettings
 
 
@@ -156,15 +156,7 @@ def backend_class(name: str) -> type[CaptionBackend]:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
     path, extra = BACKENDS[name]
-    module_name, class_name = path.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        hint = f'pip install "dj-ops[{extra}]"' if extra else "pip install dj-ops"
-        raise ModuleNotFoundError(
-            f"the {name!r} backend needs the package {error.name!r}: {hint}"
-        ) from error
-    return getattr(module, class_name)
+    return load_entry(path, what=f"the {name!r} backend", extra=extra)
 
 
 def build_backend(name: str, config: BackendConfig, device: str = "cpu") -> CaptionBackend:

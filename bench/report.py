@@ -93,13 +93,17 @@ per phase (decode, processor, vision tower, prefill, decoding steps):
    the processor (float conversion, normalisation, patchify) ~16%, the vision tower ~13%,
    decoding steps ~16%, prefill ~6%. Decoding runs before generation in each batch; overlapping
    it with generation is the decode/generate prefetch pipeline (branch issue3), not done here.
-4. **Threads.** In the process that runs it, the op's `generate` sees `torch.get_num_threads()`
-   = 2 (both cores) when Data-Juicer runs it in its main process (`np: 1`); in worker processes
-   Data-Juicer's `get_model` sets 1 thread (`setup_worker_threads(1)`), and with this op's 4 GB
-   memory estimate Data-Juicer starts 2 workers on this machine, so both cores are used either
-   way. On a loaded machine two threads hurt small batch-1 operations most (the baseline's).
-   Unchanged settings, checked: `torch.inference_mode` (the op) vs `no_grad` (the baseline),
-   requests sorted by pixel count before batching, one `apply_chat_template` per video.
+4. **Threads.** The op's `generate` sees `torch.get_num_threads()` = 2 (both cores) when
+   Data-Juicer runs it in its main process (`np: 1`); in worker processes Data-Juicer's
+   `get_model` sets 1 thread (`setup_worker_threads(1)`), and with this op's 4 GB memory
+   estimate Data-Juicer starts 2 workers on this machine, so both cores are busy either way. On
+   this shared, loaded machine two threads were *slower* than one for both modes (compare the
+   two throughput tables: spinning OpenMP threads lose their core to other processes), and
+   hurt the baseline's small batch-1 operations most. Nothing in the op sets threads.
+5. **Checked, unchanged**: `torch.inference_mode` in the op (the baseline uses `no_grad`, as
+   Data-Juicer's op); requests sorted by pixel count before batching (similar lengths decode
+   together); one `apply_chat_template` and one processor call per video; sampling settings
+   translated once per backend.
 """
 
 
@@ -153,7 +157,10 @@ def _builtin_section(result: dict) -> str:
 
 
 def _scaling_section(scaling: dict) -> str:
-    parts = ["## Scaling (op alone)", "", f"Base workload: {scaling['workload']}.", ""]
+    parts = ["## Scaling (op alone)", "",
+             f"Base workload: {scaling['workload']}. Each point ran {scaling.get('repeats', 1)} "
+             "times, round-robin; the table keeps its best rate (all rates in "
+             "`runs_videos_per_s`) and its highest peak memory.", ""]
     columns = [("videos_per_s", "videos/s"), ("seconds", "s"), ("peak_rss_mib", "peak RSS MiB"),
                ("rss_after_load_mib", "RSS after load MiB"), ("torch_threads", "threads")]
     for name, rows in scaling["sweeps"].items():

@@ -66,12 +66,13 @@ def measure_mode(runner: Runner, mode: str, paths: list[str], flops_per_video: d
     }  # fmt: skip
 
 
-def run(workload: Workload, baseline_requests: int, peak: float | None) -> dict:
+def run(workload: Workload, shape: dict, baseline_requests: int, peak: float | None) -> dict:
+    """Op then baseline (on the first ``baseline_requests`` videos) over ``workload``."""
     runner = Runner(workload)
     paths = request_paths(workload.requests)
     prompts = video_prompts(runner, paths)
-    flops = {source: caption_flops(SHAPES[ARGS.shape], prompt, workload.caption_num,
-                                   workload.new_tokens) for source, prompt in prompts.items()}
+    flops = {source: caption_flops(shape, prompt, workload.caption_num, workload.new_tokens)
+             for source, prompt in prompts.items()}
     runner.run("op", paths[:2])  # warm-up (kernels, allocator)
     runner.run("baseline", paths[:1])
     op = measure_mode(runner, "op", paths, flops, peak)
@@ -97,12 +98,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-ARGS = argparse.Namespace(shape="qwen2_5_vl_7b")
-
-
 def main(argv: list[str] | None = None) -> dict:
-    global ARGS
-    ARGS = args = parse(argv)
+    args = parse(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA GPU is visible")
     dtype = "bfloat16" if args.device == "cuda" else "float32"
@@ -116,7 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
     results = {"shape": args.shape, "device": args.device, "peak_bf16_tflops": peak,
                "caption_num": {}}
     for caption_num in args.caption_num:
-        result = run(replace(base, caption_num=caption_num), args.baseline_requests, peak)
+        result = run(replace(base, caption_num=caption_num), SHAPES[args.shape],
+                     args.baseline_requests, peak)
         results["caption_num"][str(caption_num)] = result
         print(f"caption_num={caption_num}: op {result['op']}\n  baseline {result['baseline']}\n"
               f"  speedup {result['speedup_vs_baseline']}x", flush=True)

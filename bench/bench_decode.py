@@ -12,7 +12,7 @@ the same process.
 
 Writes ``bench/results/decode.json`` and ``decode.md``. Usage::
 
-    python -m bench.bench_decode [--repeats 5] [--requests 48] [--batch 4]
+    python -m bench.bench_decode [--repeats 5] [--requests 48] [--batch 4] [--parts ...]
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ SCENARIOS = {
     "fps 2/s, up to 32 frames": FrameSettings(),
     "uniform, 8 frames": FrameSettings(strategy="uniform", num_frames=8),
 }
+PARTS = ["preprocessing", "pool", "prefetch"]
 # (name, seconds, fps, width, height, keyframe interval): short GOPs, where seeking pays.
 GENERATED = [("gop12_640x360.mp4", 20.0, 30, 640, 360, 12),
              ("gop30_1280x720.mp4", 10.0, 30, 1280, 720, 30)]
@@ -194,23 +195,8 @@ def requests_of(videos: list[str], count: int, folder: Path) -> list[str]:
     return paths
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=48)
-    parser.add_argument("--batch", type=int, default=4)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="dj_ops_bench_"))
-    videos = [str(p) for p in sample_video_paths(SHARED, work / "generated")]
-    videos += [str(make_clip(work / name, s, fps, w, h, gop)) for name, s, fps, w, h, gop
-               in GENERATED]
-    cores = available_cores()
-    report = {"cores": cores, "load_average_start": os.getloadavg(), "videos": videos}
-    for title, settings in SCENARIOS.items():
-        print(f"preprocessing per video, {title} (best of {args.repeats}, seconds):")
-        report.setdefault("preprocessing", {})[title] = preprocessing(videos, settings,
-                                                                      args.repeats)
-    paths = requests_of(videos, args.requests, work / "requests")
+def run_pool(report: dict, paths: list[str]) -> None:
+    cores = report["cores"]
     ceiling = available_share(cores)
     one = pool_throughput(paths, 1, FrameSettings())
     every = pool_throughput(paths, cores, FrameSettings())
@@ -219,12 +205,42 @@ def main() -> None:
     print(f"decoding pool: 1 worker {one['videos_per_s']:.2f} videos/s, cores "
           f"{one['core_utilisation']:.0%} busy; {cores} workers {every['videos_per_s']:.2f} "
           f"videos/s, cores {every['core_utilisation']:.0%} busy (busy loops get {ceiling:.0%})")
+
+
+def run_prefetch(report: dict, paths: list[str], batch: int, work: Path) -> None:
     from bench.bench_prefetch import prefetch_speedup  # loads torch: only now
 
-    share = available_share(cores)
-    report["prefetch"] = prefetch_speedup(paths, args.batch, work / "model")
+    share = available_share(report["cores"])
+    report["prefetch"] = prefetch_speedup(paths, batch, work / "model")
     report["prefetch"]["busy_loop_share_before"] = share
-    report["prefetch"]["busy_loop_share_after"] = available_share(cores)
+    report["prefetch"]["busy_loop_share_after"] = available_share(report["cores"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS,
+                        help="measure only these parts, keeping the others' saved results")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dj_ops_bench_"))
+    videos = [str(p) for p in sample_video_paths(SHARED, work / "generated")]
+    videos += [str(make_clip(work / name, s, fps, w, h, gop)) for name, s, fps, w, h, gop
+               in GENERATED]
+    saved = RESULTS / "decode.json"
+    report = json.loads(saved.read_text()) if set(args.parts) != set(PARTS) else {}
+    report.update(cores=available_cores(), load_average_start=os.getloadavg(), videos=videos)
+    if "preprocessing" in args.parts:
+        for title, settings in SCENARIOS.items():
+            print(f"preprocessing per video, {title} (best of {args.repeats}, seconds):")
+            report.setdefault("preprocessing", {})[title] = preprocessing(videos, settings,
+                                                                          args.repeats)
+    paths = requests_of(videos, args.requests, work / "requests")
+    if "pool" in args.parts:
+        run_pool(report, paths)
+    if "prefetch" in args.parts:
+        run_prefetch(report, paths, args.batch, work)
     report["load_average_end"] = os.getloadavg()
     write_results(report)
 

@@ -16,7 +16,7 @@ from data_juicer.ops.base_op import OPERATORS, Mapper
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 from data_juicer.utils.model_utils import get_model
-from data_juicer.utils.resource_utils import is_cuda_available
+from data_juicer.utils.resource_utils import cuda_device_count, is_cuda_available
 from loguru import logger
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, validate_call
 
@@ -240,6 +240,16 @@ class VLMVideoCaptioningMapper(Mapper):
         log_dataset_outcomes(OP_NAME, dataset, Fields.meta, note)
         return dataset
 
+    def _op_processes(self) -> int:
+        """How many processes run this op on this machine (their decoders share its cores).
+
+        Under Ray, ``num_proc`` is None and Data-Juicer's ``runtime_np()`` fails on it; each
+        Ray actor holds one GPU (``num_gpus: 1``), so a node runs one actor per GPU.
+        """
+        if self.num_proc is None:
+            return max(1, cuda_device_count())
+        return self.runtime_np()
+
     def process_batched(self, samples: dict[str, list], rank: int | None = None):
         backend = get_model(self.model_key, rank, self.use_cuda())
         builder = SampleBuilder(
@@ -255,7 +265,7 @@ class VLMVideoCaptioningMapper(Mapper):
         if self._workers is None:  # once per process: runtime_np() may query the GPUs
             self._workers = self.decode_workers
             if self._workers is None:
-                self._workers = default_workers(self.runtime_np())
+                self._workers = default_workers(self._op_processes())
         caption_batch(
             builder, backend, decode_source(self.decoder, self._workers, self.decode_timeout),
             settings, batch_size=self.generation_batch_size, prefetch=self.prefetch,

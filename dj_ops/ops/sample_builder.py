@@ -105,10 +105,6 @@ class SampleBuilder:
         except TextLayoutError as error:
             row.failures[-1] = VideoOutcome("", error_kind=error.kind, error_message=str(error))
 
-    def unique_paths(self) -> list[str]:
-        """Paths of all videos to caption, each once, in first-seen order."""
-        return list(dict.fromkeys(slot.path for slot in self.video_slots()))
-
     def video_slots(self) -> list[VideoSlot]:
         """Every video of every sample that is still to be captioned."""
         return [

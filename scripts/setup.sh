@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # Create (or reuse) .venv and install dj_ops with its test tools. Idempotent: a second run
 # only re-checks the installed packages.
+#   EXTRAS=test,decord,torchcodec bash scripts/setup.sh   # more extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
+EXTRAS="${EXTRAS:-test}"
+# FFmpeg's command-line tools: Data-Juicer's video_duration_filter runs ffprobe, and torchcodec
+# links FFmpeg's libraries. Installed when missing and this user may (root with apt-get).
+if ! command -v ffprobe >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null
+  else
+    echo "note: ffprobe not found; install FFmpeg for video_duration_filter recipes" >&2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
 fi
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[${EXTRAS}]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -114,6 +115,9 @@ def test_caption_field_recipe_offline_in_dataflow_mm_layout(tmp_path, qwen3):
         assert [v["path"] for v in record(row)["videos"]] == row[video_key]
 
 
+@pytest.mark.skipif(shutil.which("ffprobe") is None,
+                    reason="video_duration_filter runs ffprobe: install FFmpeg (scripts/setup.sh "
+                           "does as root)")
 def test_filter_caption_filter_recipe_offline(tmp_path, qwen3):
     too_short, *good = clips(tmp_path, [0.5, 2.0, 3.0, 2.5])
     samples = [{"text": f"{V} {E}", "videos": [v]} for v in [too_short, *good]]

@@ -27,11 +27,11 @@ def _throughput_panel(ax, throughput: dict) -> None:
     ax.legend(fontsize=8)
 
 
-def _scaling_panel(ax, rows: list[dict], field: str, label: str) -> None:
+def _scaling_panel(ax, rows: list[dict], field: str, label: str, rate_key: str) -> None:
     xs = [row[field] for row in rows]
-    ax.plot(xs, [row["videos_per_s"] for row in rows], "o-", color="tab:green")
+    ax.plot(xs, [row[rate_key] for row in rows], "o-", color="tab:green")
     ax.set_xlabel(label)
-    ax.set_ylabel("videos / s", color="tab:green")
+    ax.set_ylabel(rate_key.replace("_", " ").replace("per", "/"), color="tab:green")
     twin = ax.twinx()
     twin.plot(xs, [row["peak_rss_mib"] for row in rows], "s--", color="tab:blue")
     twin.set_ylabel("peak RSS (MiB)", color="tab:blue")
@@ -53,12 +53,13 @@ def plot(throughput: dict | None, scaling: dict | None,
     if scaling:
         sweeps = scaling["sweeps"]
         _scaling_panel(axes[0][1], sweeps["generation_batch_size"], "generation_batch_size",
-                       "generation_batch_size")
-        _scaling_panel(axes[1][0], sweeps["videos"], "requests", "videos")
-        _scaling_panel(axes[1][1], sweeps["torch_threads"], "threads", "torch intra-op threads")
-        axes[0][1].set_title("op: batch size")
-        axes[1][0].set_title("op: number of videos")
-        axes[1][1].set_title("op: threads")
+                       "generation_batch_size", "videos_per_cpu_s")
+        _scaling_panel(axes[1][0], sweeps["videos"], "requests", "videos", "videos_per_cpu_s")
+        _scaling_panel(axes[1][1], sweeps["torch_threads"], "threads", "torch intra-op threads",
+                       "videos_per_s")
+        axes[0][1].set_title("op: generation batch size (1 thread)")
+        axes[1][0].set_title("op: number of videos (1 thread)")
+        axes[1][1].set_title("op: threads (wall clock)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -35,8 +35,8 @@ def _scaling_panel(ax, rows: list[dict], field: str, label: str, rate_key: str) 
     twin = ax.twinx()
     twin.plot(xs, [row["peak_rss_mib"] for row in rows], "s--", color="tab:blue")
     twin.set_ylabel("peak RSS (MiB)", color="tab:blue")
-    ax.set_ylim(bottom=0)
-    twin.set_ylim(bottom=0)
+    ax.set_ylim(0, 1.15 * max(row[rate_key] for row in rows))
+    twin.set_ylim(0, 1.15 * max(row["peak_rss_mib"] for row in rows))
 
 
 def plot(throughput: dict | None, scaling: dict | None,

@@ -98,10 +98,12 @@ per phase (decode, processor, vision tower, prefill, decoding steps):
 4. **Threads.** The op's `generate` sees `torch.get_num_threads()` = 2 (both cores) when
    Data-Juicer runs it in its main process (`np: 1`); in worker processes Data-Juicer's
    `get_model` sets 1 thread (`setup_worker_threads(1)`), and with this op's 4 GB memory
-   estimate Data-Juicer starts 2 workers on this machine, so both cores are busy either way. On
-   this shared, loaded machine two threads were *slower* than one for both modes (compare the
-   two throughput tables: spinning OpenMP threads lose their core to other processes), and
-   hurt the baseline's small batch-1 operations most. Nothing in the op sets threads.
+   estimate Data-Juicer starts 2 workers on this machine, so both cores are busy either way.
+   Whether two threads beat one depends on what else runs: with the other engineers' load
+   (3 to 5 runnable processes on 2 cores) the op's two-thread runs were no faster than its
+   one-thread runs (compare the op's wall seconds in the two throughput tables, measured at
+   different times), because an OpenMP thread that loses its core stalls the other; the
+   baseline's small batch-1 operations suffer most. Nothing in the op sets threads.
 5. **Checked, unchanged**: `torch.inference_mode` in the op (the baseline uses `no_grad`, as
    Data-Juicer's op); requests sorted by pixel count before batching (similar lengths decode
    together); one `apply_chat_template` and one processor call per video; sampling settings

@@ -230,7 +230,16 @@ class VLMVideoCaptioningMapper(Mapper):
         # Data-Juicer's model zoo loads this once per worker, on the worker's device.
         self.model_key = functools.partial(build_backend, backend, config)
         self._rng = random.Random(seed)
-        self.outcome_log = OutcomeLog(OP_NAME)
+        # Per-process counts: built in the process that runs the batches, never pickled
+        # with the op (dill would serialise its logging machinery along with it).
+        self._outcome_log: OutcomeLog | None = None
+
+    @property
+    def outcome_log(self) -> OutcomeLog:
+        """This process's counts of captioned and failed rows (created on first use)."""
+        if self._outcome_log is None:
+            self._outcome_log = OutcomeLog(OP_NAME)
+        return self._outcome_log
 
     def run(self, dataset, *, exporter=None, tracer=None):
         """Data-Juicer's run, then one INFO line counting the outcomes over the whole output."""

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 from dj_ops.adapters.base import ModelAdapter
+from dj_ops.adapters.qwen_patchify import install_patchify_first
 from dj_ops.video.sampling import QWEN3_VL_PATCH_FACTOR, QWEN25_VL_PATCH_FACTOR
 
 VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
@@ -63,6 +64,11 @@ class QwenVLAdapter(ModelAdapter):
 
     def video_tokens_lower_bound(self, frames_shape: tuple[int, ...]) -> int:
         return qwen_video_tokens(frames_shape, self.size_factor)
+
+    def load_hf_processor(self, model: str, **kwargs):
+        processor = super().load_hf_processor(model, **kwargs)
+        install_patchify_first(processor.video_processor)  # same pixels, fewer copies
+        return processor
 
 
 class Qwen25VLAdapter(QwenVLAdapter):

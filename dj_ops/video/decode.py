@@ -32,6 +32,7 @@ from dj_ops.video.sampling import (
     smart_resize,
 )
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.threads import decode_threads
 
 VIDEO_BACKEND = "pyav"
 DECODE_METHODS = ("auto", "sequential", "seek")
@@ -138,7 +139,10 @@ def _probe(container: av.container.InputContainer, path: str) -> tuple[object, _
             raise VideoError(DECODE_ERROR, "the container lists no streams (corrupt index?)")
         raise VideoError(NOT_A_VIDEO, "the file has no video stream")
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    threads = decode_threads()
+    stream.thread_type = "NONE" if threads == 1 else "AUTO"
+    if threads > 1:
+        stream.thread_count = threads
     time_base = stream.time_base or Fraction(1, av.time_base)
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     variable = bool(rate and stream.base_rate) and (

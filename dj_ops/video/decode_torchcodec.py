@@ -19,6 +19,7 @@ from dj_ops.video.errors import DECODE_ERROR, VideoError, check_local_path, open
 from dj_ops.video.frames import assemble, fetch_resized
 from dj_ops.video.sampling import sample_frame_indices
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.threads import decode_threads
 
 NAME = "torchcodec"
 
@@ -32,7 +33,8 @@ def decode_video(path: str, settings: FrameSettings, *, timeout_s: float | None 
     path = os.fspath(path)
     check_local_path(path)
     try:
-        decoder = VideoDecoder(path, seek_mode="exact", dimension_order="NHWC")
+        decoder = VideoDecoder(path, seek_mode="exact", dimension_order="NHWC",
+                               num_ffmpeg_threads=decode_threads())
     except (RuntimeError, ValueError) as error:
         raise open_error(path, error) from error
     meta = decoder.metadata

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import socket
 import subprocess
@@ -26,6 +27,7 @@ from multiprocessing.connection import Connection
 from dj_ops.video.decode import DecodedVideo
 from dj_ops.video.errors import DECODE_ERROR, VideoError
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.threads import DECODE_THREADS_ENV
 
 STOP_WAIT_S = 2.0
 STARTUP_TIMEOUT_S = 120.0  # a worker not ready by then means a broken environment
@@ -77,6 +79,7 @@ class WorkerProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", BOOTSTRAP, json.dumps(sys.path), str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                env={**os.environ, DECODE_THREADS_ENV: "1"},  # the pool decodes in parallel
             )
         self.conn = Connection(ours.detach())
         self.conn.send(decoder)

@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     peak = args.peak_tflops or (peak_bf16_tflops(torch.cuda.get_device_name(0))
                                 if args.device == "cuda" else None)
     base = Workload(requests=args.requests, new_tokens=args.tokens, frames=dict(FRAMES),
-                    generation_batch_size=args.generation_batch_size,
-                    op_batch_size=2 * args.generation_batch_size, model=model)
+                    generation_batch_size=args.generation_batch_size, model=model)
     results = {"shape": args.shape, "device": args.device, "peak_bf16_tflops": peak,
                "caption_num": {}}
     for caption_num in args.caption_num:

@@ -21,8 +21,7 @@ from pathlib import Path
 from bench.measure import peak_rss_mib, rate, save, timed
 from bench.workload import Workload, batches, request_paths, samples_for
 
-BASE = Workload(requests=24, caption_num=1, new_tokens=32, generation_batch_size=8,
-                op_batch_size=16)
+BASE = Workload(requests=24, caption_num=1, new_tokens=32, generation_batch_size=8)
 # sweep name -> (field varied, values, fixed overrides). The first two sweeps use one torch
 # thread: then CPU time (videos per CPU-second) hardly depends on the other processes' load,
 # while wall time on this shared machine does.
@@ -40,15 +39,16 @@ def run_point(workload: Workload, threads: int | None) -> dict:
 
     from dj_ops.ops import VLMVideoCaptioningMapper
 
-    if threads:
+    if threads:  # for the op's generation and everything else
         torch.set_num_threads(threads)
+        workload = replace(workload, torch_threads=threads)
     op = VLMVideoCaptioningMapper(**workload.op_params())
     paths = request_paths(workload.requests)
     op.process(samples_for(paths[:2]))  # load the model, first-call costs
     rss_loaded = peak_rss_mib()
 
     def caption_all():
-        for batch in batches(paths, workload.op_batch_size):
+        for batch in batches(paths, op.batch_size):
             op.process(samples_for(batch))
 
     cpu_start = time.process_time()
@@ -57,7 +57,8 @@ def run_point(workload: Workload, threads: int | None) -> dict:
     return {"videos_per_s": round(rate(workload.requests, seconds), 4),
             "videos_per_cpu_s": round(rate(workload.requests, cpu), 4),
             "seconds": round(seconds, 3), "peak_rss_mib": round(peak_rss_mib(), 1),
-            "rss_after_load_mib": round(rss_loaded, 1), "torch_threads": torch.get_num_threads()}
+            "rss_after_load_mib": round(rss_loaded, 1),
+            "torch_threads": op._threads or torch.get_num_threads()}
 
 
 def point_in_subprocess(overrides: dict) -> dict:

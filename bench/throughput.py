@@ -51,7 +51,7 @@ class Runner:
         self.seen = {mode: {"frames": [], "tokens": []} for mode in MODES}
 
     def run_op(self, paths: list[str]) -> None:
-        for batch in batches(paths, self.workload.op_batch_size):
+        for batch in batches(paths, self.op.batch_size):
             out = self.op.process(samples_for(batch))
             for meta in out[Fields.meta]:
                 record = meta[META_KEY]

@@ -27,7 +27,9 @@ class Workload:
     :param new_tokens: tokens generated per caption, exactly (``min_new_tokens`` is set to the
         same value: random weights would otherwise stop at arbitrary places).
     :param generation_batch_size: the op's videos per ``generate`` call.
-    :param op_batch_size: samples per Data-Juicer batch (per ``process_batched`` call).
+    :param op_batch_size: samples per Data-Juicer batch (per ``process_batched`` call); None:
+        the op's default (``16 * generation_batch_size``).
+    :param torch_threads: the op's ``torch_threads`` (None: its default).
     :param frames: frame parameters of the op; empty: its defaults (fps 2, 4 to 32 frames, at
         most 448 x 448 pixels per frame).
     :param model: checkpoint path (default: the tiny random-weight Qwen3-VL).
@@ -37,7 +39,8 @@ class Workload:
     caption_num: int = 1
     new_tokens: int = 128
     generation_batch_size: int = 8
-    op_batch_size: int = 16
+    op_batch_size: int | None = None
+    torch_threads: int | None = None
     frames: dict[str, Any] = field(default_factory=dict)
     model: str = ""
     seed: int = 0
@@ -50,18 +53,26 @@ class Workload:
 
     def op_params(self) -> dict[str, Any]:
         """Keyword arguments of ``VLMVideoCaptioningMapper`` for this workload."""
-        return {
+        params = {
             "hf_model": self.model_path(), "caption_num": self.caption_num,
             "keep_candidate_mode": "random_any", "keep_original_sample": False,
             "prompt": PROMPT, "sampling_params": self.sampling_params(),
             "generation_batch_size": self.generation_batch_size, "seed": self.seed,
-            "batch_size": self.op_batch_size, **self.frames,
+            "num_proc": 1,  # the benchmarks run it in their own process, alone
+            **self.frames,
         }  # fmt: skip
+        if self.op_batch_size is not None:
+            params["batch_size"] = self.op_batch_size
+        if self.torch_threads is not None:
+            params["torch_threads"] = self.torch_threads
+        return params
 
     def describe(self) -> dict[str, Any]:
         return {"requests": self.requests, "caption_num": self.caption_num,
                 "new_tokens": self.new_tokens, "generation_batch_size": self.generation_batch_size,
-                "op_batch_size": self.op_batch_size, "frames": self.frames or "op defaults"}
+                "op_batch_size": self.op_batch_size or "op default",
+                "torch_threads": self.torch_threads or "op default",
+                "frames": self.frames or "op defaults"}
 
 
 def cycled(items: Sequence[Any], count: int) -> list[Any]:

@@ -58,7 +58,7 @@ def test_mode_all_keeps_every_candidate_per_video(qwen3, videos):
     text_groups = iter(as_text)
     for original, field_row in zip(samples, as_field):
         if not original["videos"]:
-            assert next(text_groups) == {**original, Fields.meta: {}}
+            assert next(text_groups) == {**original, Fields.meta: {META_KEY: None}}
             assert field_row["caption"] == []
             continue
         candidates = [read_back(next(text_groups)) for _ in range(3)]  # rows of candidate 0..2

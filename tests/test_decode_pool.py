@@ -12,10 +12,11 @@ from data_juicer.utils.constant import Fields
 
 from dj_ops.captioning.records import META_KEY
 from dj_ops.testing.clips import make_clip
-from dj_ops.testing.decoders import misbehaving_decode
+from dj_ops.testing.decoders import misbehaving_decode, threads_reporting_decode
 from dj_ops.video import FrameSettings, VideoError, decode_video
 from dj_ops.video.decoders import DECODERS, InlineDecoder, decode_source, resolve_decoder
 from dj_ops.video.pool import DecodePool
+from dj_ops.video.threads import DECODE_THREADS_ENV, decode_threads
 from tests.conftest import make_op, run_op
 
 SETTINGS = FrameSettings(max_frames=4, max_pixels=112 * 112, min_pixels=28 * 28)
@@ -194,3 +195,34 @@ def test_worker_killed_while_idle_is_replaced_without_losing_the_video(pool, cli
         worker.process.wait()
     again = [pool.submit(str(clip_dir / f"{name}.mp4"), SETTINGS) for name in "ab"]
     assert not any(isinstance(pool.result(ticket), VideoError) for ticket in again)
+
+
+# --- threads -------------------------------------------------------------------------------
+
+
+def test_pool_workers_decode_each_video_in_one_thread(clip_dir, monkeypatch):
+    monkeypatch.delenv(DECODE_THREADS_ENV, raising=False)
+    assert decode_threads() == 0  # this process: the decoder's own choice
+    pool = DecodePool(threads_reporting_decode, workers=1, timeout_s=10.0)
+    try:
+        outcome = pool.result(pool.submit(str(clip_dir / "a.mp4"), FrameSettings()))
+    finally:
+        pool.close()
+    assert isinstance(outcome, VideoError) and outcome.message == "decode_threads=1"
+
+
+def test_single_threaded_decoding_gives_the_same_frames(videos, monkeypatch):
+    settings = FrameSettings(max_frames=8, max_pixels=224 * 224, min_pixels=64 * 64)
+    for path in videos[:3]:
+        monkeypatch.delenv(DECODE_THREADS_ENV, raising=False)
+        automatic = decode_video(path, settings)
+        monkeypatch.setenv(DECODE_THREADS_ENV, "1")
+        single = decode_video(path, settings)
+        assert single.frame_indices == automatic.frame_indices
+        assert np.array_equal(single.frames, automatic.frames)
+
+
+def test_a_bad_thread_setting_names_the_variable(monkeypatch):
+    monkeypatch.setenv(DECODE_THREADS_ENV, "two")
+    with pytest.raises(ValueError, match=DECODE_THREADS_ENV):
+        decode_threads()

@@ -7,6 +7,7 @@ import re
 import pytest
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
+from datasets import Dataset
 
 from dj_ops.captioning.records import META_KEY
 from dj_ops.captioning.text import special_tokens_only
@@ -127,6 +128,19 @@ def test_samples_without_videos_pass_through(qwen3, videos):
     samples = [{"text": "plain text", "videos": []}] + single_video_samples(videos[:1])
     rows = run_op(make_op(qwen3, keep_original_sample=False), samples)
     assert [r["text"] for r in rows][0] == "plain text" and len(rows) == 2
+    assert rows[0][Fields.meta] == {META_KEY: None}  # the op's key, without a record
+
+
+def test_every_batch_types_the_meta_field_alike(qwen3, videos):
+    # A batch mixing rows without a record (originals, rows without videos) and captioned
+    # rows used to be typed as Json by datasets, a batch of captioned rows as a struct: with
+    # num_proc 2 the two shards could not be joined and the job failed.
+    op = make_op(qwen3, keep_original_sample=True)
+    mixed = [{"text": "plain text", "videos": []}] + single_video_samples(videos[:1])
+    typed = [Dataset.from_list(part).map(op.process, batched=True, batch_size=10,
+                                         load_from_cache_file=False).features[Fields.meta]
+             for part in (mixed, single_video_samples(videos[1:2]))]
+    assert isinstance(typed[0], dict) and typed[0] == typed[1]
 
 
 def test_batched_generation_equals_one_at_a_time(qwen3, videos):

@@ -240,9 +240,18 @@ class SampleBuilder:
         return [kept]
 
     def _to_columns(self, rows: list[dict], caption_key: str | None = None) -> dict:
+        """Columns of ``rows``. Every row's meta holds the op's key, None where the op wrote no
+        record (originals, rows without videos): datasets types a batch that mixes rows with
+        and without the record as Json, and batches without such rows as a struct, so the
+        shards of one job could not be joined."""
         extra = [k for k in (self.meta_key, caption_key) if k and k not in self.keys]
         keys = self.keys + extra
-        return {k: [r.get(k, {} if k == self.meta_key else None) for r in rows] for k in keys}
+        columns = {k: [r.get(k) for r in rows] for k in keys}
+        columns[self.meta_key] = [
+            meta if meta and META_KEY in meta else {**(meta or {}), META_KEY: None}
+            for meta in columns[self.meta_key]
+        ]
+        return columns
 
 
 def _without_loop(candidate: Candidate) -> Candidate:

@@ -1,5 +1,6 @@
 """Decoders for tests, to register in ``dj_ops.video.decoders.DECODERS`` from a test: one that
-hangs or crashes on chosen files, and one whose results count themselves while alive.
+hangs or crashes on chosen files, one whose results count themselves while alive, and one that
+reports its process's decoding thread setting.
 
 They are module-level functions so that decoding worker processes can import them.
 """
@@ -27,6 +28,15 @@ def misbehaving_decode(path: str, settings, *, timeout_s: float | None = None) -
     if CRASH_MARK in name:
         os._exit(3)
     return decode_video(path, settings, timeout_s=timeout_s)
+
+
+def threads_reporting_decode(path: str, settings, *, timeout_s: float | None = None):
+    """Decodes nothing: fails with the process's decoding thread setting as the message
+    (``decode_threads=N``), to see what a decoding worker process was given."""
+    from dj_ops.video.errors import DECODE_ERROR, VideoError
+    from dj_ops.video.threads import decode_threads
+
+    raise VideoError(DECODE_ERROR, f"decode_threads={decode_threads()}", path)
 
 
 class AliveCounter:

@@ -44,9 +44,14 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def default_workers(processes: int) -> int:
-    """Decoding processes per op process: the cores shared among ``processes`` op processes."""
+def cores_per_process(processes: int) -> int:
+    """This machine's cores shared among ``processes`` op processes (at least one)."""
     return max(1, available_cores() // max(1, processes))
+
+
+def default_workers(processes: int) -> int:
+    """Decoding processes per op process: one per core of the op process."""
+    return cores_per_process(processes)
 
 
 class InlineDecoder:

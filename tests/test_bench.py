@@ -16,7 +16,6 @@ from bench.flops import (
 )
 from bench.measure import markdown_table, spread
 from bench.model_shapes import QWEN2_5_VL_7B, SMOKE
-from bench.report import overlap_projection
 from bench.scaling import best_of
 from bench.workload import Workload, batches, cycled, samples_for
 
@@ -80,15 +79,6 @@ def test_summaries():
     assert spread([2.0, 6.0, 4.0]) == {"median": 4.0, "min": 2.0, "max": 6.0}
     table = markdown_table([{"a": 1234.5, "b": None}], [("a", "A"), ("b", "B")])
     assert table.splitlines() == ["| A | B |", "|---|---|", "| 1234 |  |"]
-
-
-def test_overlap_projection_takes_the_longer_of_decoding_and_the_rest():
-    def scenario(op, baseline, decode):
-        return {"modes": {"op": {"seconds": op}, "baseline": {"seconds": baseline},
-                          "decode_floor": {"seconds": decode}}}
-    assert overlap_projection(scenario(30.0, 80.0, 10.0)) == 4.0  # rest 20 s dominates
-    assert overlap_projection(scenario(30.0, 80.0, 20.0)) == 4.0  # decoding 20 s dominates
-    assert overlap_projection(scenario(12.0, 36.0, 4.0)) == 4.5
 
 
 def test_best_of_keeps_the_fastest_run_and_the_highest_memory():

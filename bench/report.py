@@ -54,7 +54,12 @@ METHOD = """\
     video at a time: decode (inside the loop, the op's PyAV decoder: identical frames), one
     processor call, then `generate` once per candidate (each call re-encodes the video and
     re-reads the prompt), under `torch.no_grad()`, on torch's threads (the run's setting);
-  - `decode floor`: decoding the needed frames alone, one video at a time.
+  - `decode floor`: decoding the needed frames alone, one video at a time (FFmpeg's automatic
+    threading, as in the baseline).
+
+  CPU seconds are the benchmark process's own: the op's exclude its decoding processes (about
+  0.4 CPU-s per video), so the CPU-time ratio overstates the op's efficiency since decoding moved
+  there; wall time is the measure.
 
   Every mode decodes the same frames and generates exactly the same number of tokens per
   caption (`min_new_tokens = max_new_tokens`: random weights stop anywhere otherwise); both are

@@ -178,10 +178,10 @@ def _scaling_section(scaling: dict) -> str:
     parts = ["## Scaling (op alone)", "",
              f"Base workload: {scaling['workload']}. Each point ran {scaling.get('repeats', 1)} "
              "times, round-robin; the table keeps its fastest run and its highest peak memory. "
-             "The batch-size and video-count sweeps use one torch thread, so that videos per "
-             "CPU-second measure the op's efficiency almost independently of the other "
-             "processes on the machine; wall-clock rates on this shared machine vary by up to "
-             "3x between runs of the same point.", ""]
+             "The batch-size and video-count sweeps use one torch thread. Videos per "
+             "CPU-second count the op's own process only (its decoding processes run beside "
+             "it). The second session's run shared the machine with a CI run (load in the "
+             "JSON), so its wall-clock rates are lower than a quiet machine's.", ""]
     columns = [("videos_per_s", "videos/s"), ("videos_per_cpu_s", "videos per CPU-s"),
                ("runs_videos_per_s", "videos/s of each run"), ("peak_rss_mib", "peak RSS MiB"),
                ("rss_after_load_mib", "RSS after load MiB"), ("torch_threads", "threads")]

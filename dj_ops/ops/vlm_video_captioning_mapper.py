@@ -37,7 +37,6 @@ from dj_ops.video.decoders import (
     DEFAULT_DECODER,
     cores_per_process,
     decode_source,
-    default_workers,
     resolve_decoder,
 )
 
@@ -291,13 +290,11 @@ class VLMVideoCaptioningMapper(Mapper):
         if factor:  # the model's patch factor (28 for Qwen2.5-VL, 32 for Qwen3-VL)
             settings = replace(settings, size_factor=factor)
         if self._workers is None:  # once per process: runtime_np() may query the GPUs
-            self._workers = self.decode_workers
-            processes = self._op_processes()
-            if self._workers is None:
-                self._workers = default_workers(processes)
-            self._threads = generation_threads(
-                cores_per_process(processes), self._workers, on_gpu=self.use_cuda(),
-                requested=self.torch_threads)
+            cores = cores_per_process(self._op_processes())
+            # by default one decoding process per core of this op process
+            self._workers = cores if self.decode_workers is None else self.decode_workers
+            self._threads = generation_threads(cores, self._workers, on_gpu=self.use_cuda(),
+                                               requested=self.torch_threads)
         with intra_op_threads(self._threads):
             caption_batch(
                 builder, backend, decode_source(self.decoder, self._workers, self.decode_timeout),

@@ -45,13 +45,9 @@ def available_cores() -> int:
 
 
 def cores_per_process(processes: int) -> int:
-    """This machine's cores shared among ``processes`` op processes (at least one)."""
+    """This machine's cores shared among ``processes`` op processes (at least one): the op's
+    default number of decoding processes."""
     return max(1, available_cores() // max(1, processes))
-
-
-def default_workers(processes: int) -> int:
-    """Decoding processes per op process: one per core of the op process."""
-    return cores_per_process(processes)
 
 
 class InlineDecoder:

@@ -3,8 +3,9 @@ the same process.
 
 1. CPU preprocessing per video (decode + sample + resize) of each decoder, against the floor:
    bare PyAV decoding exactly the wanted frames, already known, at the already known size (the
-   better of decoding through and seeking to each frame). The ``ffmpeg`` command line is
-   timed for reference (its start-up makes it slower).
+   better of decoding through and seeking to each frame). ``pyav_all_frames`` is the PyAV
+   decoder without skipping unreferenced frames. The ``ffmpeg`` command line is timed for
+   reference (its start-up makes it slower).
 2. Decoding spread over the cores: the decoding pool's throughput with 1 worker and with one
    per core.
 3. Op throughput with prefetch on vs off, generation and decoding taking about as long: torch
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import av
@@ -128,6 +130,7 @@ def preprocessing(videos: list[str], settings: FrameSettings, repeats: int) -> d
             decoders[name] = resolve_decoder(name)
         except ModuleNotFoundError:
             print(f"  {name}: not installed (pip install 'dj-ops[{extra}]'), skipped")
+    decoders["pyav_all_frames"] = partial(decode_video, skip_unreferenced=False)
     rows = {}
     for path in videos:
         rows[Path(path).name] = row = measure_video(path, settings, decoders, repeats)

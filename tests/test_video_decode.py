@@ -132,6 +132,94 @@ def test_other_containers(clip_dir, suffix, codec, auto_method):
     assert decode_video(path, sparse).method == auto_method
 
 
+# --- skipping unreferenced frames ------------------------------------------------------------
+
+
+def _decoded_count(path, settings, method, skip):
+    """How many frames the decoder produced (not only those kept) for one decode."""
+    import av
+
+    counted = []
+    real_decode = av.Packet.decode
+
+    def counting(packet):
+        frames = real_decode(packet)
+        counted.extend(frames)
+        return frames
+
+    av.Packet.decode = counting
+    try:
+        video = decode_video(path, settings, method=method, skip_unreferenced=skip)
+    finally:
+        av.Packet.decode = real_decode
+    return video, len(counted)
+
+
+def assert_skipping_keeps_frames(path, settings, method="auto") -> DecodedVideo:
+    full = decode_video(path, settings, method=method, skip_unreferenced=False)
+    skipped = decode_video(path, settings, method=method)
+    assert skipped.frame_indices == full.frame_indices, path
+    assert skipped.timestamps == full.timestamps, path
+    assert np.array_equal(skipped.frames, full.frames), path
+    return skipped
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_skipping_unreferenced_frames_keeps_the_frames_of_the_sample_clips(monkeypatch, threads):
+    monkeypatch.setenv("DJ_OPS_DECODE_THREADS", threads)
+    for path in sample_videos():
+        for settings in (QWEN3, FrameSettings(strategy="uniform", num_frames=6)):
+            assert_skipping_keeps_frames(str(path), settings)
+
+
+@pytest.fixture(scope="module")
+def b_frame_clip(clip_dir):
+    """6 s at 24 fps, a keyframe every 48 frames, 3 unreferenced B-frames per P-frame."""
+    return str(make_clip(clip_dir / "bframes.mp4", 6.0, 24, 96, 64, gop=48, bframes=3))
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("method", ["sequential", "seek"])
+@pytest.mark.parametrize(
+    "settings", [DEFAULT, FrameSettings(strategy="uniform", num_frames=6),
+                 FrameSettings(video_start=2.5, video_end=4.0)]
+)
+def test_skipping_unreferenced_frames_keeps_the_same_frames(b_frame_clip, monkeypatch, threads,
+                                                           method, settings):
+    monkeypatch.setenv("DJ_OPS_DECODE_THREADS", threads)
+    assert_frames_are(assert_skipping_keeps_frames(b_frame_clip, settings, method))
+
+
+def test_skipping_decodes_fewer_frames_only_where_b_frames_allow(clip_dir, b_frame_clip):
+    sparse = FrameSettings(strategy="uniform", num_frames=4)
+    full, decoded_full = _decoded_count(b_frame_clip, sparse, "sequential", skip=False)
+    skipped, decoded_skipping = _decoded_count(b_frame_clip, sparse, "sequential", skip=True)
+    assert decoded_full == full.total_frames == 144
+    # 3 of every 4 frames after the keyframes are unreferenced B-frames, 4 of them wanted
+    assert decoded_skipping < 0.4 * decoded_full
+    assert np.array_equal(skipped.frames, full.frames)
+    assert_frames_are(skipped)
+    # without B-frames there is nothing to skip: every frame is decoded
+    no_b = str(make_clip(clip_dir / "skip_no_b.mp4", 6.0, 24, 96, 64, gop=48, bframes=0))
+    video, decoded = _decoded_count(no_b, sparse, "sequential", skip=True)
+    assert decoded == video.total_frames == 144
+    # MPEG-4 part 2 is not in SKIP_NONREF_CODECS: every frame is decoded
+    mpeg4 = str(make_clip(clip_dir / "skip_mpeg4.avi", 3.0, 10, 64, 48, gop=5, codec="mpeg4"))
+    video, decoded = _decoded_count(mpeg4, sparse, "sequential", skip=True)
+    assert decoded == video.total_frames == 30
+    assert_frames_are(video)
+
+
+def test_skipping_on_hevc_variable_frame_rate_and_scanned_streams(clip_dir):
+    times = [0.05 * i + (0.5 if i > 20 else 0.0) for i in range(40)]
+    paths = [make_clip(clip_dir / "skip_vfr.mp4", fps=10, frame_times=times, bframes=3),
+             make_clip(clip_dir / "skip_scanned.mkv", 6.0, 10, 64, 48, gop=30, bframes=3),
+             make_clip(clip_dir / "skip_hevc.mp4", 4.0, 12, 64, 48, codec="libx265")]
+    for path in paths:
+        for method in ("sequential", "seek"):
+            assert_frames_are(assert_skipping_keeps_frames(path, DEFAULT, method))
+
+
 def test_raw_stream_without_timestamps(clip_dir):
     path = make_clip(clip_dir / "raw.h264", 6.0, 10, 64, 48, gop=5)
     video = decode_video(path, FrameSettings(strategy="uniform", num_frames=6))

@@ -55,11 +55,14 @@ def read_frame_index(image: np.ndarray) -> int:
     return value
 
 
-def _encoder_options(codec: str, gop: int | None) -> dict[str, str]:
-    """Codec options: for libx264, fixed keyframe spacing with B-frames kept."""
+def _encoder_options(codec: str, gop: int | None, bframes: int | None) -> dict[str, str]:
+    """Codec options: for libx264, fixed keyframe spacing with B-frames kept; ``bframes``:
+    exactly that many B-frames between P-frames, none referenced by others."""
     if codec != "libx264":
         return {}
     params = "scenecut=0" + (f":keyint={gop}:min-keyint={gop}" if gop else "")
+    if bframes is not None:
+        params += f":bframes={bframes}:b-adapt=0:b-pyramid=none"
     return {"preset": "veryfast", "x264-params": params}
 
 
@@ -75,6 +78,7 @@ def make_clip(
     frame_times: Sequence[float] | None = None,
     rotation: int | None = None,
     faststart: bool = False,
+    bframes: int | None = None,
 ) -> Path:
     """Write a clip of ``round(seconds * fps)`` frames (or one per ``frame_times`` entry,
     at those times: variable frame rate) and return its path.
@@ -82,6 +86,8 @@ def make_clip(
     :param gop: keyframe interval in frames (None: the encoder's default).
     :param rotation: display-matrix rotation, counter-clockwise degrees.
     :param faststart: put the mp4 index before the media data.
+    :param bframes: libx264 only: that many unreferenced B-frames after each P-frame
+        (None: as the encoder decides, mostly none for these patterns).
     """
     path = Path(path)
     count = len(frame_times) if frame_times is not None else max(1, round(seconds * fps))
@@ -89,7 +95,8 @@ def make_clip(
     # 4:2:0 needs even sides; odd-sized clips are written in 4:4:4.
     pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
     with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream(codec, rate=fps, options=_encoder_options(codec, gop))
+        codec_options = _encoder_options(codec, gop, bframes)
+        stream = container.add_stream(codec, rate=fps, options=codec_options)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if gop:
             stream.codec_context.gop_size = gop

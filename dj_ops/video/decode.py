@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from functools import partial
 from itertools import chain
+from typing import NamedTuple
 
 import av
 import numpy as np
@@ -42,6 +44,9 @@ RESIZE_INTERPOLATION = "BICUBIC"
 EOF_SLACK_FRAMES = 3
 # base_rate and average_rate further apart than this: treat the rate as variable.
 VFR_RATE_TOLERANCE = 0.01
+# Decoders that skip a frame no other frame references when asked to (FFmpeg's skip_frame
+# NONREF) and still decode every frame that is referenced, so the frames kept come out the same.
+SKIP_NONREF_CODECS = frozenset({"h264", "hevc"})
 
 
 @dataclass
@@ -121,15 +126,23 @@ def _open(path: str) -> av.container.InputContainer:
         raise open_error(path, exc) from exc
 
 
-def _scan_packets(path: str) -> tuple[int, list[int] | None, list[int]]:
-    """Frame count, every frame's pts (sorted; None when the packets carry none, as in raw
-    streams) and the keyframes' pts, by demuxing without decoding, in a container of its own
+class _PacketScan(NamedTuple):
+    count: int  # packets holding a frame
+    pts_list: list[int] | None  # sorted; None when the packets carry none (raw streams)
+    keyframes: list[int]  # the keyframes' pts
+    discards: bool  # some packet is flagged for the decoder to drop (edit lists)
+
+
+def _scan_packets(path: str) -> _PacketScan:
+    """What the video packets say, by demuxing without decoding, in a container of its own
     so the caller's stays at the start (rewinding is unreliable in MPEG-TS and raw streams)."""
     with av.open(path, metadata_errors="ignore") as scan:
-        packets = [(p.pts, p.is_keyframe) for p in scan.demux(scan.streams.video[0]) if p.size]
-    pts = [pts for pts, _ in packets]
-    keyframes = [pts for pts, key in packets if key and pts is not None]
-    return len(pts), (None if None in pts else sorted(pts)), keyframes
+        packets = [(p.pts, p.is_keyframe, p.is_discard)
+                   for p in scan.demux(scan.streams.video[0]) if p.size]
+    pts = [pts for pts, _, _ in packets]
+    keyframes = [pts for pts, key, _ in packets if key and pts is not None]
+    discards = any(discard for _, _, discard in packets)
+    return _PacketScan(len(pts), None if None in pts else sorted(pts), keyframes, discards)
 
 
 def _probe(container: av.container.InputContainer, path: str) -> tuple[object, _StreamInfo]:
@@ -161,7 +174,7 @@ def _probe(container: av.container.InputContainer, path: str) -> tuple[object, _
 def _scanned_info(path: str, stream, time_base: Fraction) -> _StreamInfo:
     """Frame count, mean rate and duration from the packets (variable frame rate, or a
     container that does not store the frame count)."""
-    count, pts_list, keyframes = _scan_packets(path)
+    count, pts_list, keyframes, _ = _scan_packets(path)
     if not count:
         raise VideoError(DECODE_ERROR, "the video stream holds no frames")
     span = float((pts_list[-1] - pts_list[0]) * time_base) if pts_list else 0.0
@@ -187,14 +200,17 @@ def _keyframe_seconds(stream, info: _StreamInfo) -> list[float]:
 
 
 def _seeking_frames(
-    container, stream, info: _StreamInfo, wanted: list[int], max_ahead: int, interval: int
+    container, stream, info: _StreamInfo, wanted: list[int], max_ahead: int, interval: int,
+    skip: bool,
 ) -> Iterator[tuple[int, object]]:
     """Frames around each wanted index: seek to the keyframe before a target more than
-    ``max_ahead`` frames past the decoder's position, else decode on to it."""
-    position, frames = 0, container.decode(stream)
+    ``max_ahead`` frames past the decoder's position, else decode on to it. ``skip``: skip
+    unwanted frames that are not referenced (see ``_decoded``)."""
+    decoded = partial(_decoded, container, stream, info, set(wanted) if skip else None)
+    position, frames = 0, decoded()
     for target in wanted:
         if target - position > max_ahead:
-            frames = _seek_before(container, stream, info, target, interval)
+            frames = _seek_before(container, stream, info, target, interval, decoded)
         for frame in frames:
             index = info.index_of(frame.pts)
             position = index + 1
@@ -205,7 +221,8 @@ def _seeking_frames(
             return  # the stream ended before the target: later targets are beyond it too
 
 
-def _seek_before(container, stream, info: _StreamInfo, target: int, interval: int) -> Iterator:
+def _seek_before(container, stream, info: _StreamInfo, target: int, interval: int,
+                 decoded: Callable[[], Iterator]) -> Iterator:
     """Decoded frames from a keyframe at or before frame ``target``. Some containers
     (MPEG-TS) land on the keyframe after the time asked for: then seek earlier by a
     doubling multiple of the keyframe interval, and at last from the start."""
@@ -213,13 +230,48 @@ def _seek_before(container, stream, info: _StreamInfo, target: int, interval: in
     while back < target:
         offset = info.pts_of(target - back)
         container.seek(offset, stream=stream, backward=True, any_frame=False)
-        frames = container.decode(stream)
+        frames = decoded()
         first = next(frames, None)
         if first is not None and info.index_of(first.pts) <= target:
             return chain([first], frames)
         back = 2 * back or max(1, interval)
     container.seek(0)  # not to start_time: MPEG-TS would land on the second keyframe
-    return container.decode(stream)
+    return decoded()
+
+
+def _skippable(path: str, stream, info: _StreamInfo) -> _StreamInfo | None:
+    """``info`` with every frame's pts (scanned if it was not), when the stream has frames
+    that no other frame references (B-frames) in a codec that can skip them; else None.
+    Skipping needs frames numbered by pts: counting would miss the skipped ones."""
+    context = stream.codec_context
+    if context.name not in SKIP_NONREF_CODECS or not context.has_b_frames:
+        return None
+    if info.pts_list is not None:
+        return info
+    scan = _scan_packets(path)
+    # Numbering by pts must agree with numbering by count, as the sampling assumed.
+    if scan.pts_list is None or scan.discards or scan.count != info.total_frames:
+        return None
+    return replace(info, pts_list=scan.pts_list)
+
+
+def _decoded(container, stream, info: _StreamInfo, wanted: set[int] | None) -> Iterator:
+    """Decoded frames from the container's position. With ``wanted`` (frames numbered by pts,
+    see ``_skippable``), a packet whose frame is not wanted is decoded only when other frames
+    reference it: FFmpeg's skip_frame set per packet. On streams with B-frames that is 30-40%
+    less decoding for the same wanted frames (``pyav_all_frames`` in bench/results/decode.md)."""
+    if wanted is None:
+        yield from container.decode(stream)
+        return
+    context = stream.codec_context
+    try:
+        for packet in container.demux(stream):
+            # the last (flush) packet has no pts: it only drains frames already decoded
+            keep = packet.pts is None or info.index_of(packet.pts) in wanted
+            context.skip_frame = "DEFAULT" if keep else "NONREF"
+            yield from packet.decode()
+    finally:
+        context.skip_frame = "DEFAULT"
 
 
 def _numbered(frames: Iterator, info: _StreamInfo) -> Iterator[tuple[int, object]]:
@@ -290,12 +342,15 @@ def decode_video(
     *,
     method: str = "auto",
     timeout_s: float | None = None,
+    skip_unreferenced: bool = True,
 ) -> DecodedVideo:
     """Decode the frames of ``path`` chosen by ``settings``.
 
     :param method: ``auto`` (per video, see ``choose_decode_method``), ``sequential`` or
         ``seek`` (seek before every wanted frame that is not the next one).
     :param timeout_s: give up with a ``timeout`` VideoError after this many seconds.
+    :param skip_unreferenced: do not decode unwanted frames that no other frame references
+        (H.264 / HEVC with B-frames); the frames returned are the same either way.
     :raises VideoError: with kind ``unsupported_url``, ``missing_file``, ``empty_file``,
         ``not_a_video``, ``decode_error`` or ``timeout``.
     """
@@ -306,14 +361,14 @@ def decode_video(
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with _open(path) as container:
         try:
-            return _decode_open(container, path, settings, method, deadline)
+            return _decode_open(container, path, settings, method, deadline, skip_unreferenced)
         except VideoError as exc:  # raised below without the path: add it
             raise VideoError(exc.kind, exc.message, path) from exc
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise VideoError(DECODE_ERROR, str(exc), path) from exc
 
 
-def _decode_open(container, path, settings, method, deadline) -> DecodedVideo:
+def _decode_open(container, path, settings, method, deadline, skip) -> DecodedVideo:
     """The body of :func:`decode_video` once the container is open."""
     stream, info = _probe(container, path)
     wanted = sample_frame_indices(info.total_frames, info.fps, info.timestamps(), settings)
@@ -321,11 +376,15 @@ def _decode_open(container, path, settings, method, deadline) -> DecodedVideo:
     max_ahead = seek_threshold(interval) if method == "auto" else 0
     if method == "auto":
         method = choose_decode_method(wanted, interval)
+    skippable = _skippable(path, stream, info) if skip else None
+    info = skippable or info
     if method == "seek":
         targets = sorted(set(wanted))  # a strategy may pick a frame twice
-        frames = _seeking_frames(container, stream, info, targets, max_ahead, interval)
+        frames = _seeking_frames(container, stream, info, targets, max_ahead, interval,
+                                 skip=skippable is not None)
     else:
-        frames = _numbered(container.decode(stream), info)
+        keep = set(wanted) if skippable is not None else None
+        frames = _numbered(_decoded(container, stream, info, keep), info)
     max_pixels = frame_pixel_budget(settings, len(wanted))
     kept, last = _collect(
         frames, wanted, lambda f: _frame_to_array(f, settings, max_pixels), info, deadline

@@ -6,13 +6,13 @@ layer, and the padding mask takes attention off its causal fast path (on CPU, at
 cost 2.9x the one-video-at-a-time baseline's). With ``num_return_sequences=k`` it also repeats
 every prompt ``k`` times *before* the prefill.
 
-Here each prompt minus its last token is prefilled alone, unpadded, once. The key-value caches
-are left-padded into one preallocated (static) cache, each row repeated ``k`` times, and
-``generate`` continues from there (reading only the last prompt token) with the position ids it
-would have computed itself (3D rope for Qwen-VL). A growing (dynamic) cache would copy itself at
-every new token: 40% of the decoding time of 32 rows over 3,400 cached tokens on CPU.
-Greedy outputs equal plain batched ``generate``'s; sampled candidates are drawn from the same
-distributions.
+Here each prompt minus its last token is prefilled alone, unpadded, once. The caches go into
+one :class:`~dj_ops.backends.shared_prefix.SharedPrefixCache`, each prompt's kept once for its
+``k`` candidates, with room preallocated for the new tokens (a growing cache would copy itself at
+every step: 40% of the decoding time of 32 rows over 3,400 cached tokens on CPU). ``generate``
+continues from there, fed each prompt's last token with the position ids it would have computed
+itself (3D rope for Qwen-VL). Greedy outputs equal plain batched ``generate``'s; sampled
+candidates are drawn from the same distributions.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from __future__ import annotations
 import inspect
 
 import torch
-from transformers import DynamicCache, StaticCache
+from transformers import DynamicCache
+
+from dj_ops.backends.shared_prefix import SharedPrefixCache, decoding_with
 
 
 def supports_separate_prefill(model) -> bool:
@@ -59,46 +61,32 @@ def _prefill(model, inputs: dict, positions: torch.Tensor | None) -> DynamicCach
     return cache
 
 
-def left_padded(tensors: list[torch.Tensor], value, batch_dim: int, seq_dim: int,
-                k: int) -> torch.Tensor:
-    """Concatenate ``tensors`` along ``batch_dim``, each left-padded with ``value`` along
-    ``seq_dim`` to the longest, each row repeated ``k`` times."""
-    length = max(t.shape[seq_dim] for t in tensors)
-    rows = []
-    for tensor in tensors:
-        shape = list(tensor.shape)
-        shape[seq_dim] = length - tensor.shape[seq_dim]
-        rows.append(torch.cat([tensor.new_full(shape, value), tensor], dim=seq_dim))
-    return torch.cat(rows, dim=batch_dim).repeat_interleave(k, dim=batch_dim)
+def _last_tokens(tensors: list[torch.Tensor], batch_dim: int, k: int) -> torch.Tensor:
+    """The last entry along the last dim of each of ``tensors``, concatenated along
+    ``batch_dim``, each row repeated ``k`` times."""
+    last = torch.cat([tensor[..., -1:] for tensor in tensors], dim=batch_dim)
+    return last.repeat_interleave(k, dim=batch_dim)
 
 
-def generate_from_separate_prefills(model, prompts: list[dict], k: int, generate_kwargs: dict,
-                                   pad_token_id: int) -> tuple[torch.Tensor, int]:
-    """What ``model.generate`` returns for the left-padded batch of ``prompts`` with
-    ``num_return_sequences=k`` (``len(prompts) * k`` rows, the candidates of a prompt adjacent),
-    and the padded prompt length (where the new tokens start).
+def generate_from_separate_prefills(model, prompts: list[dict], k: int,
+                                   generate_kwargs: dict) -> torch.Tensor:
+    """The tokens ``model.generate`` adds for the batch of ``prompts`` with
+    ``num_return_sequences=k``: ``len(prompts) * k`` rows, the candidates of a prompt adjacent.
 
     :param prompts: the processor's output for each prompt alone (batch of one, unpadded).
-    :param pad_token_id: the id that left-pads the prompts' ``input_ids``.
     """
     positions = [_positions(model, inputs) for inputs in prompts]
     caches = [_prefill(model, inputs, pos) for inputs, pos in zip(prompts, positions)]
-    continued = {
-        name: left_padded([p[name] for p in prompts],
-                          pad_token_id if name == "input_ids" else 0, 0, -1, k)
-        for name in _per_token_names(prompts[0])
-    }
+    # generate is fed only each prompt's last token: the rest is in the cache, and whatever
+    # generate is given it copies at every step (ids, mask, positions: megabytes per step).
+    last = {name: _last_tokens([p[name] for p in prompts], 0, k)
+            for name in _per_token_names(prompts[0])}
     if positions[0] is not None:  # (batch, length) or (rope sections, batch, length)
-        continued["position_ids"] = left_padded(positions, 0, positions[0].ndim - 2, -1, k)
-    length = continued["input_ids"].shape[1]
-    # Preallocated for every token to come: a growing cache would copy itself at every step.
-    batched = StaticCache(config=model.config,
-                          max_cache_len=length + generate_kwargs["max_new_tokens"])
-    for index in range(len(caches[0].layers)):
-        # (batch, heads, length, head size)
-        batched.update(left_padded([c.layers[index].keys for c in caches], 0.0, 0, 2, k),
-                       left_padded([c.layers[index].values for c in caches], 0.0, 0, 2, k), index)
+        last["position_ids"] = _last_tokens(positions, positions[0].ndim - 2, k)
+    # Each prompt's cache is kept once for its k candidates (shared_prefix.py).
+    cache = SharedPrefixCache(caches, k, capacity=generate_kwargs["max_new_tokens"] + 1)
     del caches
     kwargs = {**generate_kwargs, "num_return_sequences": 1}
-    output = model.generate(**continued, past_key_values=batched, **kwargs)
-    return output, length
+    with decoding_with(model, cache):
+        output = model.generate(**last, past_key_values=cache, **kwargs)
+    return output[:, 1:]

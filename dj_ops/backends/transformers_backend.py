@@ -151,14 +151,12 @@ class TransformersBackend(CaptionBackend):
         k = self.generate_kwargs["num_return_sequences"]
         if self.separate_prefill:
             prompts = [self.encode([request]) for request in requests]
-            output, prompt_length = generate_from_separate_prefills(
-                self.model, prompts, k, self.generate_kwargs, self.pad_token_id
-            )
+            new_tokens = generate_from_separate_prefills(self.model, prompts, k,
+                                                         self.generate_kwargs)
         else:
             inputs = self.encode(requests)
             output = self.model.generate(**inputs, **self.generate_kwargs)
-            prompt_length = inputs["input_ids"].shape[1]
-        new_tokens = output[:, prompt_length:]
+            new_tokens = output[:, inputs["input_ids"].shape[1]:]
         repeat = self.config.num_candidates // k  # greedy: one sequence stands for all candidates
         return [
             CaptionResult([self._candidate(row) for row in new_tokens[i * k : (i + 1) * k]]

@@ -108,6 +108,13 @@ class ModelAdapter:
         processor.tokenizer.padding_side = "left"
         return processor
 
+    def prepare_hf_model(self, model) -> None:
+        """Adjust the loaded model in place: patch-cutting convolutions as matrix products
+        (the same weights and results, several times faster; see ``patch_embedding``)."""
+        from dj_ops.adapters.patch_embedding import use_matmul_patch_embedding  # loads torch
+
+        use_matmul_patch_embedding(model)
+
     def hf_tokenizer(self, processor):
         """The tokenizer inside what :meth:`load_hf_processor` returned."""
         return processor.tokenizer

@@ -82,6 +82,7 @@ class TransformersBackend(CaptionBackend):
         if quantization is None:  # a quantized model is placed by device_map and cannot move
             self.model.to(device)
         self.model.eval()
+        self.adapter.prepare_hf_model(self.model)
         self.generate_kwargs = {**to_hf_generate_kwargs(config.settings, config.num_candidates),
                                 **self.adapter.hf_generate_overrides}
         if "stop_strings" in self.generate_kwargs:

@@ -20,6 +20,7 @@ from multiprocessing.connection import wait
 
 from dj_ops.video.errors import DECODE_ERROR, TIMEOUT, VideoError
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.transport import recv_outcome
 from dj_ops.video.worker import Decoder, Outcome, WorkerProcess
 
 # The decoder's own deadline check gets this long past the timeout to report before the kill.
@@ -146,7 +147,7 @@ class DecodePool:
     def _collect(self, worker: WorkerProcess) -> None:
         """Read a worker's message: ready, or an outcome; a worker that died is replaced."""
         try:
-            outcome = worker.conn.recv()
+            outcome = recv_outcome(worker.conn)
         except (EOFError, OSError) as error:
             self._replace(worker, kill=True)
             code = worker.exitcode

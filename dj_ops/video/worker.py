@@ -8,7 +8,8 @@ error for a script without an ``if __name__ == "__main__"`` guard). A fresh inte
 the parent's ``sys.path`` starts in about 0.3 s and imports only the decoder's module. It talks
 over a socket with :class:`multiprocessing.connection.Connection` (pickled messages):
 decoder function in, ``None`` (ready) out, then ``(path, settings, timeout_s)`` in and
-a :class:`DecodedVideo` or :class:`VideoError` out per video, until ``None`` or end of file.
+a :class:`DecodedVideo` (its frames through shared memory, see :mod:`dj_ops.video.transport`) or
+:class:`VideoError` out per video, until ``None`` or end of file.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dj_ops.video.decode import DecodedVideo
 from dj_ops.video.errors import DECODE_ERROR, VideoError
 from dj_ops.video.settings import FrameSettings
 from dj_ops.video.threads import DECODE_THREADS_ENV
+from dj_ops.video.transport import send_outcome
 
 STOP_WAIT_S = 2.0
 STARTUP_TIMEOUT_S = 120.0  # a worker not ready by then means a broken environment
@@ -64,7 +66,7 @@ def serve(fd: int) -> None:
             return
         if job is None:
             return
-        conn.send(run_decoder(decoder, *job))
+        send_outcome(conn, run_decoder(decoder, *job))
 
 
 class WorkerProcess:

@@ -1,0 +1,75 @@
+"""Decoded videos from a decoding worker process to the op, the frames through shared memory.
+
+Pickled over the worker's socket, a 32-frame 448-pixel video (17 MB of frames) cost the worker
+about 70 ms and the op about 50 ms of CPU time (py-spy, 2-core CPU machine): a fifth of all the
+CPU time of captioning with the tiny model. Here the worker copies the frames once into an
+anonymous shared-memory file (Linux ``memfd_create``), sends the rest of the video pickled and the
+file's descriptor beside it (``SCM_RIGHTS``); the op maps the file, so its frames are never
+copied. Where ``memfd_create`` is missing (not Linux), the frames are pickled as before.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+from dj_ops.video.decode import DecodedVideo
+
+SHARED_MEMORY = hasattr(os, "memfd_create")
+MMAP_NO_FD = {"trackfd": False} if sys.version_info >= (3, 13) else {}
+
+
+@dataclass
+class _SharedFrames:
+    """A decoded video whose frames follow as a shared-memory file descriptor."""
+
+    video: DecodedVideo  # with frames None
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def send_outcome(conn: Connection, outcome: object) -> None:
+    """Send one message; a decoded video's frames go through shared memory when possible."""
+    frames = getattr(outcome, "frames", None)
+    if not (SHARED_MEMORY and isinstance(outcome, DecodedVideo) and frames.nbytes):
+        conn.send(outcome)
+        return
+    fd = os.memfd_create("dj_ops_frames", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, frames.nbytes)
+        with mmap.mmap(fd, frames.nbytes) as memory:
+            np.copyto(np.ndarray(frames.shape, frames.dtype, buffer=memory), frames)
+        outcome.frames = None  # pickled without them (not a copy: a subclass stays itself)
+        try:
+            conn.send(_SharedFrames(outcome, frames.shape, frames.dtype.str))
+        finally:
+            outcome.frames = frames
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            socket.send_fds(sock, [b"f"], [fd])
+    finally:
+        os.close(fd)
+
+
+def recv_outcome(conn: Connection) -> object:
+    """Receive one message sent by :func:`send_outcome`; frames from shared memory are mapped
+    (read-write, private to this process now) rather than copied."""
+    message = conn.recv()
+    if not isinstance(message, _SharedFrames):
+        return message
+    with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+        _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    if not fds:
+        raise EOFError("the decoding worker closed the connection before sending the frames")
+    size = int(np.prod(message.shape)) * np.dtype(message.dtype).itemsize
+    try:  # before Python 3.13 the mapping keeps a copy of the descriptor until it is freed
+        memory = mmap.mmap(fds[0], size, **MMAP_NO_FD)
+    finally:
+        os.close(fds[0])
+    message.video.frames = np.frombuffer(memory, dtype=message.dtype).reshape(message.shape)
+    return message.video

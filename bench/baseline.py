@@ -1,11 +1,15 @@
 """The sequential baseline: Data-Juicer's ``video_captioning_from_vlm_mapper`` (1.6.1) loop,
-made to run, on the very model the op loaded.
+made to run, on the op's checkpoint loaded by transformers alone.
 
 Data-Juicer's op handles one sample at a time and, for each video, builds the model inputs with
 one processor call (the processor decodes the file; in transformers 5.23 only torchcodec can) and
 then calls ``generate`` once per candidate, each call re-encoding the video and re-reading the
-prompt. The baseline keeps that structure; it decodes with the op's own PyAV decoder, inside
-the loop, so that both see bit-identical frames, and generates with the op's settings.
+prompt. The baseline keeps that structure with the stock parts Data-Juicer uses: its own
+``AutoProcessor`` and model from ``from_pretrained`` (same checkpoint, dtype and device as the
+op's), not the op's faster processor path and patch embedding. It decodes inside the loop with
+the op's PyAV decoder, every frame as FFmpeg in the processor would (no skipping of unreferenced
+frames), so that both see bit-identical frames; it generates with the op's settings and prompt
+template.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, replace
 
 import torch
 from data_juicer.utils.model_utils import get_model
+from transformers import AutoProcessor
 
 from dj_ops.backends.base import CaptionRequest
 from dj_ops.video import decode_video
@@ -32,25 +37,35 @@ class SequentialBaseline:
     """One video at a time: decode, one processor call, ``generate`` once per candidate."""
 
     def __init__(self, op):
-        """Share the op's loaded backend (same weights, processor, settings and device)."""
+        """Stock processor and model for the op's checkpoint; the op's settings and prompt."""
         self.backend = get_model(op.model_key, None, op.use_cuda())
+        checkpoint = self.backend.config.model
+        self.processor = AutoProcessor.from_pretrained(checkpoint)
+        op_model = self.backend.model
+        self.model = type(op_model).from_pretrained(checkpoint, dtype=op_model.dtype)
+        self.model.to(op_model.device).eval()
         self.frame_settings = replace(op.frame_settings, size_factor=self.backend.size_factor)
         self.caption_num = op.caption_num
         self.prompt = op.prompt
         # Data-Juicer's op asks for one sequence per call and loops over candidates.
         self.generate_kwargs = {**self.backend.generate_kwargs, "num_return_sequences": 1}
 
+    def encode(self, request: CaptionRequest):
+        """The stock processor's inputs for one request, with the op's prompt template."""
+        return self.backend.adapter.encode_hf(self.processor, self.model, [request],
+                                              self.backend.videos_kwargs)
+
     def caption(self, path: str) -> BaselineCaption:
-        video = decode_video(path, self.frame_settings)
+        video = decode_video(path, self.frame_settings, skip_unreferenced=False)
         request = CaptionRequest(video.frames, video.transformers_metadata(), self.prompt)
-        inputs = self.backend.encode([request])
+        inputs = self.encode(request)
         prompt_length = inputs["input_ids"].shape[1]
         tokens, texts = [], []
         with torch.no_grad():  # as Data-Juicer's op
             for _ in range(self.caption_num):
-                output = self.backend.model.generate(**inputs, **self.generate_kwargs)
+                output = self.model.generate(**inputs, **self.generate_kwargs)
                 new = output[:, prompt_length:]
-                texts += self.backend.processor.batch_decode(new, skip_special_tokens=True)
+                texts += self.processor.batch_decode(new, skip_special_tokens=True)
                 tokens.append(int(new.shape[1]))
         return BaselineCaption(len(video.frames), tuple(tokens), tuple(texts))
 

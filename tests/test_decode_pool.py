@@ -3,6 +3,7 @@ hangs, replacement of crashed workers, and the op's error records for both."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -12,11 +13,12 @@ from data_juicer.utils.constant import Fields
 
 from dj_ops.captioning.records import META_KEY
 from dj_ops.testing.clips import make_clip
-from dj_ops.testing.decoders import misbehaving_decode, threads_reporting_decode
+from dj_ops.testing.decoders import misbehaving_decode, settings_reporting_decode
 from dj_ops.video import FrameSettings, VideoError, decode_video
 from dj_ops.video.decoders import DECODERS, InlineDecoder, decode_source, resolve_decoder
 from dj_ops.video.pool import DecodePool
 from dj_ops.video.threads import DECODE_THREADS_ENV, decode_threads
+from dj_ops.video.worker import DECODE_NICENESS
 from tests.conftest import make_op, run_op
 
 SETTINGS = FrameSettings(max_frames=4, max_pixels=112 * 112, min_pixels=28 * 28)
@@ -200,15 +202,17 @@ def test_worker_killed_while_idle_is_replaced_without_losing_the_video(pool, cli
 # --- threads -------------------------------------------------------------------------------
 
 
-def test_pool_workers_decode_each_video_in_one_thread(clip_dir, monkeypatch):
+def test_pool_workers_decode_each_video_in_one_thread_at_lower_priority(clip_dir, monkeypatch):
     monkeypatch.delenv(DECODE_THREADS_ENV, raising=False)
     assert decode_threads() == 0  # this process: the decoder's own choice
-    pool = DecodePool(threads_reporting_decode, workers=1, timeout_s=10.0)
+    pool = DecodePool(settings_reporting_decode, workers=1, timeout_s=10.0)
     try:
         outcome = pool.result(pool.submit(str(clip_dir / "a.mp4"), FrameSettings()))
     finally:
         pool.close()
-    assert isinstance(outcome, VideoError) and outcome.message == "decode_threads=1"
+    nice = min(19, os.nice(0) + DECODE_NICENESS)  # 19: the lowest priority
+    assert isinstance(outcome, VideoError)
+    assert outcome.message == f"decode_threads=1 nice={nice}"
 
 
 def test_single_threaded_decoding_gives_the_same_frames(videos, monkeypatch):

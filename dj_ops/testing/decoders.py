@@ -30,13 +30,15 @@ def misbehaving_decode(path: str, settings, *, timeout_s: float | None = None) -
     return decode_video(path, settings, timeout_s=timeout_s)
 
 
-def threads_reporting_decode(path: str, settings, *, timeout_s: float | None = None):
-    """Decodes nothing: fails with the process's decoding thread setting as the message
-    (``decode_threads=N``), to see what a decoding worker process was given."""
+def settings_reporting_decode(path: str, settings, *, timeout_s: float | None = None):
+    """Decodes nothing: fails with the process's decoding thread setting and CPU priority as
+    the message (``decode_threads=N nice=M``), to see what a decoding worker process was given."""
+    import os
+
     from dj_ops.video.errors import DECODE_ERROR, VideoError
     from dj_ops.video.threads import decode_threads
 
-    raise VideoError(DECODE_ERROR, f"decode_threads={decode_threads()}", path)
+    raise VideoError(DECODE_ERROR, f"decode_threads={decode_threads()} nice={os.nice(0)}", path)
 
 
 class AliveCounter:

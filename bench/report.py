@@ -19,12 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "performance.md"
 THROUGHPUT_RUNS = {  # results name -> extra arguments of bench.throughput
     "throughput": [],
-    "throughput_1thread": ["--threads", "1", "--scenario", "caption_num=1, 16 tokens",
-                           "caption_num=4, 128 tokens"],
 }
 THROUGHPUT_TITLES = {
     "throughput": "Throughput, CPU, baseline on torch's default threads (2)",
-    "throughput_1thread": "Throughput, CPU, baseline on one torch thread",
 }
 MODE_COLUMNS = [("mode", "mode"), ("videos_per_s", "videos/s"), ("seconds", "wall s"),
                 ("cpu_seconds", "CPU s"), ("frames_per_video", "frames/video"),

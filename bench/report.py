@@ -39,24 +39,29 @@ METHOD = """\
 (`--no-run` rewrites them from the saved `bench/results/*.json`).
 
 - **Throughput** (`python -m bench.throughput`): the sample clips (`../shared/data/videos`, or
-  generated clips without it) repeated to N requests, each under its own path (a link), so that
-  every request costs one decode in every mode. The tiny random-weight Qwen3-VL of
+  generated clips without it) repeated to 256 requests, each under its own path (a link), so
+  that every request costs one decode in every mode. The tiny random-weight Qwen3-VL of
   `dj_ops.testing.tiny_models`, on CPU, with the op's default frame settings (fps 2, 4 to 32
-  frames, at most 448 x 448 pixels). Three modes run in one process on the same loaded model,
-  interleaved in rounds (order alternating) so that the machine's load hits all alike:
+  frames, at most 448 x 448 pixels). Three modes run in one process, in two interleaved rounds
+  of 128 videos (order alternating), so that the machine's load hits all alike; a round is one
+  Data-Juicer batch of the op's default size, so the op's pipeline fills and drains once per
+  round, as it does once per batch in a real run:
   - `op`: `vlm_video_captioning_mapper` with its defaults (`op.process` on Data-Juicer batches
-    of its default 128 rows, `num_proc` 1, `generation_batch_size` 8, two decoding processes
-    running ahead of generation, one torch thread while it generates: see below);
-  - `baseline`: Data-Juicer's `video_captioning_from_vlm_mapper` loop (`bench/baseline.py`), one
-    video at a time: decode (inside the loop, the op's PyAV decoder: identical frames), one
-    processor call, then `generate` once per candidate (each call re-encodes the video and
-    re-reads the prompt), under `torch.no_grad()`, on torch's threads (the run's setting);
-  - `decode floor`: decoding the needed frames alone, one video at a time (FFmpeg's automatic
-    threading, as in the baseline).
+    of 128 rows, `num_proc` 1, `generation_batch_size` 8, two decoding processes running ahead
+    of generation at a lower CPU priority, one torch thread while it generates);
+  - `baseline`: Data-Juicer's `video_captioning_from_vlm_mapper` loop (`bench/baseline.py`) with
+    the stock parts Data-Juicer uses: its own `AutoProcessor` and `from_pretrained` model (same
+    checkpoint, dtype and device as the op's; not the op's processor path or patch embedding).
+    One video at a time: decode (inside the loop, the op's PyAV decoder decoding every frame as
+    FFmpeg in the processor would: the same frames, bit for bit), one processor call, then
+    `generate` once per candidate (each call re-encodes the video and re-reads the prompt),
+    under `torch.no_grad()`, on torch's threads (2);
+  - `decode floor`: decoding the needed frames alone with the op's decoder (skipping unreferenced
+    frames), one video at a time, FFmpeg's automatic threading.
 
   CPU seconds are the benchmark process's own: the op's exclude its decoding processes (about
-  0.4 CPU-s per video), so the CPU-time ratio overstates the op's efficiency since decoding moved
-  there; wall time is the measure.
+  0.3 CPU-s per video), so the CPU-time ratio overstates the op's efficiency; wall time is the
+  measure.
 
   Every mode decodes the same frames and generates exactly the same number of tokens per
   caption (`min_new_tokens = max_new_tokens`: random weights stop anywhere otherwise); both are
@@ -71,69 +76,82 @@ METHOD = """\
 - **GPU** (`python -m bench.gpu --device cuda`): see its section.
 
 **Caveat.** The machine has 2 cores, sometimes shared with other work; its 1-minute load
-average is recorded with each result (`machine.load_avg_1m` in the JSON). Load changes the
-ratios: the baseline's two-thread batch-1 steps suffer most from a busy machine (in an earlier
-run under a load of 4, the same workload gave 5.1x; on the quiet machine of these tables, about
-half that). Only runs on a quiet machine are reported.
+average is recorded with each result (it includes the benchmark's own processes: the op runs
+three, so about 2.4 on a machine doing nothing else). Load changes the ratios: the baseline's
+two-thread batch-1 steps suffer most from a busy machine. Only runs on a quiet machine are
+reported.
 """
 
 PROFILE = """\
 ## What the profiles showed, and what changed
 
-Profiled with cProfile, py-spy and `torch.profiler` on the tiny model (`caption_num` 4, 128
-tokens), per phase: decoding, processor, vision tower, prefill, decoding steps.
+Profiled with cProfile, py-spy (`--subprocesses`, the decoding processes too) and
+`torch.profiler` on the tiny model (`caption_num` 4, 128 tokens), per phase: decoding, moving
+frames, processor, vision tower, prefill, decoding steps.
 
-1. **Padded batch prefill.** The op's batched prefill took 2.9x the CPU time of the baseline's
-   one-video prefills: left padding puts an attention mask on every prefill (masked attention
-   over 3,000 tokens: 3.4x the time of causal), the padded positions go through every layer,
-   and `generate(num_return_sequences=k)` repeats every prompt k times *before* the prefill.
-   Now (`dj_ops/backends/prefill.py`) each prompt is prefilled alone, unpadded, once; the caches
-   are left-padded into one batch, each row repeated k times, and `generate` continues from
-   there. Greedy outputs are token-for-token those of plain batched `generate`
-   (`tests/test_prefill.py`).
-2. **Growing cache.** Decoding 32 rows over ~3,400 cached tokens spent ~40% of its time in
-   `DynamicCache`'s per-token `torch.cat`; the batch now decodes from a preallocated
-   `StaticCache` (op CPU time 9.6 s -> 6.8 s for 8 videos).
-3. **Decoding overlapped with generation.** Videos are decoded in worker processes, up to two
-   micro-batches ahead of the one being captioned (`dj_ops/ops/pipeline.py`).
-4. **The pipeline barely ran** (found in the second session, 24 videos on a quiet machine: op
-   17.0 s, baseline 41.1 s, 2.4x; the op's process used one core on average):
-   - the op's default Data-Juicer `batch_size` was 10 (Data-Juicer's default for ops that can
-     use a GPU): decoding could run ahead only within 10 rows, and each batch began by waiting
-     for its first 8 decodes. Memory is bounded by `generation_batch_size` and `prefetch`, not by
-     the batch, so the default is now 16 x `generation_batch_size`;
-   - the benchmark ran the op in its own process, but the op took Data-Juicer's automatic
-     `num_proc` (2 here) and gave itself half the cores: one decoding process. The first 8
-     videos took 3.4 s to arrive, 1.8 s with two processes. The benchmark now says `num_proc: 1`;
-   - torch's two threads beside busy decoding processes: 16.1 s vs 14.0 s with one thread (an
-     OpenMP thread that loses its core stalls the others; processes just share). On CPU the op
-     now generates on half the cores of its process (`torch_threads`), restoring the caller's
-     setting after each batch;
-   - FFmpeg's automatic frame threading costs 25-40% more CPU per video than one thread
-     (`ffmpeg -threads 1` vs auto on the five clips); the decoding processes, parallel already,
-     now decode each video in one thread: 11.5 -> 9.7 CPU-s of decoding for 24 videos;
-   - transformers' Qwen-VL video processor makes three float-sized copies (convert, patchify,
-     concatenate); cutting the uint8 frames into patches first, then converting once
-     (`dj_ops/adapters/qwen_patchify.py`, bit-identical, tested) takes it from 0.77 s to 0.25 s
-     for 8 videos (Qwen3-VL; Qwen2.5-VL 0.55 s -> 0.23 s).
-5. **What is left, and why the CPU target (5x at `caption_num` 4, 128 tokens) is not met.**
-   Per video the op now spends about 0.4 CPU-s decoding (in its decoding processes: H.264
-   decoding 0.31, conversion to RGB at the model's size 0.05, stacking 0.025) and about 0.4
-   CPU-s in its own process (vision tower 0.10, prefill and decoding steps ~0.24, processor
-   0.04, receiving frames 0.01). Data-Juicer's loop decodes each video once too (the faithful
-   baseline here), and its batch-1 steps keep both cores busy (1.86 cores on average). So the
-   op's total work, 0.8 CPU-s per video on 2 cores, bounds it to about 0.4 s per video against
-   the baseline's 1.6 s: about 4x at perfect overlap; 5x needs less work per video, not more
-   overlap. Next, by measured size:
-   - skip decoding the non-reference frames that are not wanted (FFmpeg's `skip_frame`
-     NONREF, set per packet so that every wanted frame is still decoded bit-exactly): 30-40%
-     less decoding on the four clips that have B-frames;
-   - attend over a video's prompt once for its k candidates (shared-prefix attention): the
-     decoding steps now read the prompt's cache k times per token;
-   - generate on both cores for the last micro-batch of a batch, when nothing is left to
-     decode.
-6. **Checked, unchanged**: `torch.inference_mode` in the op (the baseline uses `no_grad`, as
-   Data-Juicer's op); requests sorted by cost before batching; one processor call per video.
+First session:
+
+1. **Padded batch prefill.** Left padding put an attention mask on every prefill (masked
+   attention over 3,000 tokens: 3.4x the time of causal), padded positions went through every
+   layer, and `generate(num_return_sequences=k)` repeated every prompt k times *before* the
+   prefill. Each prompt is now prefilled alone, unpadded, once (`dj_ops/backends/prefill.py`).
+   Greedy outputs are token-for-token those of plain batched `generate` (`tests/test_prefill.py`).
+2. **Growing cache.** `DynamicCache` copied itself at every token: ~40% of decoding 32 rows over
+   3,400 cached tokens. The cache is preallocated.
+3. **Decoding overlapped with generation** in worker processes, up to two micro-batches ahead
+   (`dj_ops/ops/pipeline.py`).
+
+Second session (the pipeline barely ran):
+
+4. The op's default Data-Juicer `batch_size` was 10: decoding could run ahead only within 10
+   rows. It is now 16 x `generation_batch_size`; memory is bounded by `prefetch`.
+5. Torch's two threads beside busy decoding processes were slower than one (an OpenMP thread
+   that loses its core stalls the others): on CPU the op generates on half its cores
+   (`torch_threads`). The decoding processes decode each video in one FFmpeg thread (automatic
+   threading cost 25-40% more CPU per video).
+6. Transformers' Qwen-VL video processor made three float-sized copies; patchifying the uint8
+   frames first, then converting once (`dj_ops/adapters/qwen_patchify.py`, bit-identical) is 3x
+   faster.
+
+Third session. Per video the op then spent about 0.4 CPU-s decoding and 0.4 CPU-s in its own
+process; the baseline keeps both cores busy, so at best the op was ~4x. Less work per video:
+
+7. **Shared-prefix attention** (`dj_ops/backends/shared_prefix.py`). The k candidates of a
+   video read k copies of its ~3,000-token prompt cache at every step. Now the prompt's cache is
+   kept once; each step attends the k candidates' queries to it in one matrix product, each
+   candidate to its own new tokens, and merges the two softmaxes (cascade attention, registered
+   through transformers' `AttentionInterface`; no mask is built). `generate` is fed only each
+   prompt's last token: it had copied the padded ids, mask and 4-row position ids of the whole
+   prompt at every step. 8 videos, k 4: `generate` 1.55 s -> 0.91 s. Greedy outputs still equal
+   plain batched `generate`'s.
+8. **Patch embedding as a matrix product** (`dj_ops/adapters/patch_embedding.py`). Qwen-VL cuts
+   pixels into patches with a `Conv3d` whose kernel equals its stride: 61 ms for 12,288 patches
+   on one core against 14 ms for the same product as a `linear` on the same weights.
+9. **Skipping unreferenced frames** (`dj_ops/video/decode.py`). FFmpeg's `skip_frame` NONREF,
+   set per packet, skips the B-frames that are not wanted and that no frame references; wanted
+   frames are bit-identical (tested on real, variable-rate, scanned and HEVC clips, both thread
+   modes). Decoding the five clips: 1.89 -> 1.51 CPU-s; 20-40% on the four with B-frames.
+10. **Frames through shared memory** (`dj_ops/video/transport.py`). Pickling 17 MB of frames
+    per video over the worker's socket cost ~70 ms in the worker and ~50 ms in the op. The
+    worker now copies them once into a `memfd_create` file and passes its descriptor; the op
+    maps it.
+11. **Decoder priority.** Two decoding processes and the model's process split 2 cores evenly,
+    so the model, the bottleneck, ran on two thirds of a core. Decoding processes now run at
+    nice +5: 120 videos 46 s -> 39 s.
+12. **The baseline made stock.** It had shared the op's loaded backend, so items 6, 8 and 9 sped
+    it up too; Data-Juicer's op uses transformers' own processor and model. It now loads its
+    own (`bench/baseline.py`); frames stay bit-identical (it decodes every frame).
+
+On 120 videos (one batch), op CPU per video: its own process 0.31 s -> ~0.29 s (from 0.41 s
+at the start of the session), decoding processes ~0.31 s (from 0.39 s); 2.0 -> 3.2 videos/s.
+
+What is left (measured, not built): decoding straight into the shared-memory file (~20 ms per
+video of stacking and copying in the worker); the op's process spends ~70 ms per video
+converting pixels to float (page faults on fresh 70 MB buffers: half of it in isolation); the
+last micro-batch of each Data-Juicer batch runs on one core (a second torch thread does not
+help the tiny model: its operators are too small). Checked, unchanged: `torch.inference_mode`
+in the op (the baseline uses `no_grad`, as Data-Juicer's op); requests sorted by cost before
+batching; one processor call per video.
 """
 
 
@@ -177,8 +195,7 @@ def _scaling_section(scaling: dict) -> str:
              "times, round-robin; the table keeps its fastest run and its highest peak memory. "
              "The batch-size and video-count sweeps use one torch thread. Videos per "
              "CPU-second count the op's own process only (its decoding processes run beside "
-             "it). The second session's run shared the machine with a CI run (load in the "
-             "JSON), so its wall-clock rates are lower than a quiet machine's.", ""]
+             "it).", ""]
     columns = [("videos_per_s", "videos/s"), ("videos_per_cpu_s", "videos per CPU-s"),
                ("runs_videos_per_s", "videos/s of each run"), ("peak_rss_mib", "peak RSS MiB"),
                ("rss_after_load_mib", "RSS after load MiB"), ("torch_threads", "threads")]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dj_ops.testing.clips import sample_videos
-from dj_ops.video import FrameSettings, VideoError, decode_video, transport
+from dj_ops.video import FrameSettings, VideoError, decode_video, shared_memory, transport
 from dj_ops.video.pool import DecodePool
 from dj_ops.video.transport import recv_outcome, send_outcome
 
@@ -90,6 +90,32 @@ def test_a_peer_gone_before_the_frames_is_end_of_file(pair):
     sender.close()
     with pytest.raises((EOFError, OSError)):
         recv_outcome(receiver)
+
+
+@linux_only
+def test_decoders_in_a_worker_stack_frames_into_shared_memory(monkeypatch):
+    path = str(sample_videos()[0])
+    inline = decode_video(path, SETTINGS)
+    assert shared_memory.descriptor(inline.frames) is None  # the op's own process: plain
+    monkeypatch.setenv(shared_memory.SHARED_FRAMES_ENV, "1")
+    before = open_fds()
+    worker = decode_video(path, SETTINGS)
+    assert shared_memory.descriptor(worker.frames) is not None
+    assert np.array_equal(worker.frames, inline.frames)
+    assert shared_memory.descriptor(worker.frames[1:]) is None  # only a whole file is sent
+    del worker
+    assert open_fds() == before
+
+
+@linux_only
+def test_frames_stacked_in_shared_memory_are_sent_without_a_copy(pair, monkeypatch):
+    monkeypatch.setenv(shared_memory.SHARED_FRAMES_ENV, "1")
+    sender, receiver = pair
+    video = decode_video(str(sample_videos()[0]), SETTINGS)
+    copies = []
+    monkeypatch.setattr(shared_memory, "copy", lambda array: copies.append(array))
+    got = sent_and_received(sender, receiver, video)
+    assert copies == [] and np.array_equal(got.frames, video.frames)
 
 
 def test_the_pool_delivers_the_same_frames_as_decoding_inline():

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import av
 import numpy as np
 
+from dj_ops.video import shared_memory
 from dj_ops.video.errors import (
     DECODE_ERROR,
     NOT_A_VIDEO,
@@ -392,7 +393,7 @@ def _decode_open(container, path, settings, method, deadline, skip) -> DecodedVi
     indices = pad_to_factor(_check_complete(kept, wanted, info, last), settings.temporal_factor)
     return DecodedVideo(
         path=path,
-        frames=np.stack([kept[i][0] for i in indices]),
+        frames=shared_memory.stack([kept[i][0] for i in indices]),
         frame_indices=indices,
         timestamps=[kept[i][2] for i in indices],
         source_fps=info.fps,

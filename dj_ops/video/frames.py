@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import av
 import numpy as np
 
+from dj_ops.video import shared_memory
 from dj_ops.video.decode import RESIZE_INTERPOLATION, DecodedVideo, pad_to_factor
 from dj_ops.video.sampling import frame_pixel_budget, smart_resize
 from dj_ops.video.settings import FrameSettings
@@ -76,7 +77,7 @@ def assemble(path: str, wanted: list[int], images: dict[int, np.ndarray],
     indices = pad_to_factor(list(wanted), settings.temporal_factor)
     return DecodedVideo(
         path=path,
-        frames=np.stack([images[index] for index in indices]),
+        frames=shared_memory.stack([images[index] for index in indices]),
         frame_indices=indices,
         timestamps=[seconds[index] for index in indices],
         **metadata,

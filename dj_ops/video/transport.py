@@ -2,10 +2,11 @@
 
 Pickled over the worker's socket, a 32-frame 448-pixel video (17 MB of frames) cost the worker
 about 70 ms and the op about 50 ms of CPU time (py-spy, 2-core CPU machine): a fifth of all the
-CPU time of captioning with the tiny model. Here the worker copies the frames once into an
-anonymous shared-memory file (Linux ``memfd_create``), sends the rest of the video pickled and the
-file's descriptor beside it (``SCM_RIGHTS``); the op maps the file, so its frames are never
-copied. Where ``memfd_create`` is missing (not Linux), the frames are pickled as before.
+CPU time of captioning with the tiny model. Here the frames are in an anonymous shared-memory
+file (Linux ``memfd_create``): the worker stacked them there (:mod:`dj_ops.video.shared_memory`),
+or copies them there once; it sends the rest of the video pickled and the file's descriptor beside
+it (``SCM_RIGHTS``); the op maps the file, so its frames are never copied. Where
+``memfd_create`` is missing (not Linux), the frames are pickled as before.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
+from dj_ops.video import shared_memory
 from dj_ops.video.decode import DecodedVideo
 
-SHARED_MEMORY = hasattr(os, "memfd_create")
+SHARED_MEMORY = shared_memory.AVAILABLE
 MMAP_NO_FD = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 
 
@@ -40,20 +42,16 @@ def send_outcome(conn: Connection, outcome: object) -> None:
     if not (SHARED_MEMORY and isinstance(outcome, DecodedVideo) and frames.nbytes):
         conn.send(outcome)
         return
-    fd = os.memfd_create("dj_ops_frames", os.MFD_CLOEXEC)
+    shared = frames
+    if shared_memory.descriptor(frames) is None:  # not stacked there by the decoder
+        shared = shared_memory.copy(frames)
+    outcome.frames = None  # pickled without them (not a copy: a subclass stays itself)
     try:
-        os.ftruncate(fd, frames.nbytes)
-        with mmap.mmap(fd, frames.nbytes) as memory:
-            np.copyto(np.ndarray(frames.shape, frames.dtype, buffer=memory), frames)
-        outcome.frames = None  # pickled without them (not a copy: a subclass stays itself)
-        try:
-            conn.send(_SharedFrames(outcome, frames.shape, frames.dtype.str))
-        finally:
-            outcome.frames = frames
-        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
-            socket.send_fds(sock, [b"f"], [fd])
+        conn.send(_SharedFrames(outcome, shared.shape, shared.dtype.str))
     finally:
-        os.close(fd)
+        outcome.frames = frames
+    with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+        socket.send_fds(sock, [b"f"], [shared_memory.descriptor(shared)])
 
 
 def recv_outcome(conn: Connection) -> object:

@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from dj_ops.video.decode import DecodedVideo
 from dj_ops.video.errors import DECODE_ERROR, VideoError
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.shared_memory import SHARED_FRAMES_ENV
 from dj_ops.video.threads import DECODE_THREADS_ENV
 from dj_ops.video.transport import send_outcome
 
@@ -89,7 +90,9 @@ class WorkerProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", BOOTSTRAP, json.dumps(sys.path), str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                env={**os.environ, DECODE_THREADS_ENV: "1"},  # the pool decodes in parallel
+                # one thread per video (the pool decodes in parallel); frames stacked into
+                # shared memory (handed over uncopied)
+                env={**os.environ, DECODE_THREADS_ENV: "1", SHARED_FRAMES_ENV: "1"},
             )
         self.conn = Connection(ours.detach())
         self.conn.send(decoder)

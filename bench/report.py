@@ -133,8 +133,8 @@ process; the baseline keeps both cores busy, so at best the op was ~4x. Less wor
    modes). Decoding the five clips: 1.89 -> 1.51 CPU-s; 20-40% on the four with B-frames.
 10. **Frames through shared memory** (`dj_ops/video/transport.py`). Pickling 17 MB of frames
     per video over the worker's socket cost ~70 ms in the worker and ~50 ms in the op. The
-    worker now copies them once into a `memfd_create` file and passes its descriptor; the op
-    maps it.
+    worker now stacks the frames straight into a `memfd_create` file
+    (`dj_ops/video/shared_memory.py`) and passes its descriptor; the op maps it.
 11. **Decoder priority.** Two decoding processes and the model's process split 2 cores evenly,
     so the model, the bottleneck, ran on two thirds of a core. Decoding processes now run at
     nice +5: 120 videos 46 s -> 39 s.
@@ -142,15 +142,17 @@ process; the baseline keeps both cores busy, so at best the op was ~4x. Less wor
     it up too; Data-Juicer's op uses transformers' own processor and model. It now loads its
     own (`bench/baseline.py`); frames stay bit-identical (it decodes every frame).
 
-On 120 videos (one batch), op CPU per video: its own process 0.31 s -> ~0.29 s (from 0.41 s
-at the start of the session), decoding processes ~0.31 s (from 0.39 s); 2.0 -> 3.2 videos/s.
+The op alone (`caption_num` 4, 128 tokens, 2 cores), per video: 0.41 CPU-s in its own process
+and 0.39 in its decoding processes at the start of the session (40 videos, 2.0 videos/s);
+0.30 and 0.31 at its end (120 videos, 3.1 videos/s).
 
-What is left (measured, not built): decoding straight into the shared-memory file (~20 ms per
-video of stacking and copying in the worker); the op's process spends ~70 ms per video
-converting pixels to float (page faults on fresh 70 MB buffers: half of it in isolation); the
-last micro-batch of each Data-Juicer batch runs on one core (a second torch thread does not
-help the tiny model: its operators are too small). Checked, unchanged: `torch.inference_mode`
-in the op (the baseline uses `no_grad`, as Data-Juicer's op); requests sorted by cost before
+What is left (measured, not built): the op's process spends ~70 ms per video converting
+pixels to float (page faults on fresh 70 MB buffers: half of it in isolation; a process-wide
+`mallopt` saved 5% of the op's CPU, not adopted); decoding and the model now take about the
+same CPU per video, so both must shrink for more; the last micro-batch of each Data-Juicer
+batch runs on one core (a second torch thread does not help the tiny model: its operators are
+too small). Checked, unchanged: `torch.inference_mode` in the op (the baseline uses
+`no_grad`, as Data-Juicer's op); requests sorted by cost before
 batching; one processor call per video.
 """
 

@@ -18,7 +18,7 @@ from dj_ops.video.pool import DecodePool
 from dj_ops.video.transport import recv_outcome, send_outcome
 
 SETTINGS = FrameSettings(size_factor=32, max_frames=8)
-linux_only = pytest.mark.skipif(not transport.SHARED_MEMORY, reason="needs memfd_create")
+linux_only = pytest.mark.skipif(not shared_memory.AVAILABLE, reason="needs memfd_create")
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_other_messages_are_pickled(pair, message):
 
 
 def test_without_shared_memory_frames_are_pickled(pair, monkeypatch):
-    monkeypatch.setattr(transport, "SHARED_MEMORY", False)
+    monkeypatch.setattr(shared_memory, "AVAILABLE", False)
     sender, receiver = pair
     video = decode_video(str(sample_videos()[0]), SETTINGS)
     got = sent_and_received(sender, receiver, video)
@@ -129,4 +129,4 @@ def test_the_pool_delivers_the_same_frames_as_decoding_inline():
         inline = decode_video(path, SETTINGS)
         assert np.array_equal(video.frames, inline.frames)
         assert video.frame_indices == inline.frame_indices
-        assert mapped(video.frames) == transport.SHARED_MEMORY
+        assert mapped(video.frames) == shared_memory.AVAILABLE

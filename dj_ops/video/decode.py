@@ -202,12 +202,12 @@ def _keyframe_seconds(stream, info: _StreamInfo) -> list[float]:
 
 def _seeking_frames(
     container, stream, info: _StreamInfo, wanted: list[int], max_ahead: int, interval: int,
-    skip: bool,
+    keep: set[int] | None,
 ) -> Iterator[tuple[int, object]]:
     """Frames around each wanted index: seek to the keyframe before a target more than
-    ``max_ahead`` frames past the decoder's position, else decode on to it. ``skip``: skip
-    unwanted frames that are not referenced (see ``_decoded``)."""
-    decoded = partial(_decoded, container, stream, info, set(wanted) if skip else None)
+    ``max_ahead`` frames past the decoder's position, else decode on to it. ``keep``: see
+    ``_decoded``."""
+    decoded = partial(_decoded, container, stream, info, keep)
     position, frames = 0, decoded()
     for target in wanted:
         if target - position > max_ahead:
@@ -259,7 +259,7 @@ def _skippable(path: str, stream, info: _StreamInfo) -> _StreamInfo | None:
 def _decoded(container, stream, info: _StreamInfo, wanted: set[int] | None) -> Iterator:
     """Decoded frames from the container's position. With ``wanted`` (frames numbered by pts,
     see ``_skippable``), a packet whose frame is not wanted is decoded only when other frames
-    reference it: FFmpeg's skip_frame set per packet. On streams with B-frames that is 30-40%
+    reference it: FFmpeg's skip_frame set per packet. On streams with B-frames that is 20-40%
     less decoding for the same wanted frames (``pyav_all_frames`` in bench/results/decode.md)."""
     if wanted is None:
         yield from container.decode(stream)
@@ -379,12 +379,11 @@ def _decode_open(container, path, settings, method, deadline, skip) -> DecodedVi
         method = choose_decode_method(wanted, interval)
     skippable = _skippable(path, stream, info) if skip else None
     info = skippable or info
+    keep = set(wanted) if skippable is not None else None  # None: decode every frame
     if method == "seek":
         targets = sorted(set(wanted))  # a strategy may pick a frame twice
-        frames = _seeking_frames(container, stream, info, targets, max_ahead, interval,
-                                 skip=skippable is not None)
+        frames = _seeking_frames(container, stream, info, targets, max_ahead, interval, keep)
     else:
-        keep = set(wanted) if skippable is not None else None
         frames = _numbered(_decoded(container, stream, info, keep), info)
     max_pixels = frame_pixel_budget(settings, len(wanted))
     kept, last = _collect(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
 import weakref
 from collections.abc import Sequence
 
@@ -18,6 +19,8 @@ import numpy as np
 
 SHARED_FRAMES_ENV = "DJ_OPS_SHARED_FRAMES"
 AVAILABLE = hasattr(os, "memfd_create")
+# Before Python 3.13 a mapping keeps a duplicate of its descriptor until it is freed.
+_NO_FD_KEPT = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 
 
 class _SharedBuffer(mmap.mmap):
@@ -62,3 +65,14 @@ def descriptor(array: np.ndarray) -> int | None:
     if not isinstance(buffer, _SharedBuffer) or not array.flags.c_contiguous:
         return None
     return buffer.fd if array.nbytes == len(buffer) else None
+
+
+def attach(fd: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """The array filling the shared-memory file ``fd`` (received from another process),
+    mapped, not copied; ``fd`` is closed."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    try:
+        memory = mmap.mmap(fd, size, **_NO_FD_KEPT)
+    finally:
+        os.close(fd)
+    return np.frombuffer(memory, dtype=dtype).reshape(shape)

@@ -11,20 +11,13 @@ it (``SCM_RIGHTS``); the op maps the file, so its frames are never copied. Where
 
 from __future__ import annotations
 
-import mmap
 import os
 import socket
-import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-import numpy as np
-
 from dj_ops.video import shared_memory
 from dj_ops.video.decode import DecodedVideo
-
-SHARED_MEMORY = shared_memory.AVAILABLE
-MMAP_NO_FD = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 
 
 @dataclass
@@ -39,7 +32,7 @@ class _SharedFrames:
 def send_outcome(conn: Connection, outcome: object) -> None:
     """Send one message; a decoded video's frames go through shared memory when possible."""
     frames = getattr(outcome, "frames", None)
-    if not (SHARED_MEMORY and isinstance(outcome, DecodedVideo) and frames.nbytes):
+    if not (shared_memory.AVAILABLE and isinstance(outcome, DecodedVideo) and frames.nbytes):
         conn.send(outcome)
         return
     shared = frames
@@ -64,10 +57,5 @@ def recv_outcome(conn: Connection) -> object:
         _, fds, _, _ = socket.recv_fds(sock, 1, 1)
     if not fds:
         raise EOFError("the decoding worker closed the connection before sending the frames")
-    size = int(np.prod(message.shape)) * np.dtype(message.dtype).itemsize
-    try:  # before Python 3.13 the mapping keeps a copy of the descriptor until it is freed
-        memory = mmap.mmap(fds[0], size, **MMAP_NO_FD)
-    finally:
-        os.close(fds[0])
-    message.video.frames = np.frombuffer(memory, dtype=message.dtype).reshape(message.shape)
+    message.video.frames = shared_memory.attach(fds[0], message.shape, message.dtype)
     return message.video

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from datasets import Dataset
 
+from dj_ops.testing import clips
 from dj_ops.testing.clips import sample_videos
 from dj_ops.testing.tiny_models import build_tiny_model
 
@@ -24,6 +25,16 @@ def tiny_models(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def qwen3(tiny_models) -> str:
     return tiny_models["qwen3_vl"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def generated_clips_in_pytest_tmp(tmp_path_factory):
+    """Where ``../shared`` is absent (a user's clone), the stand-in clips are generated under
+    pytest's temporary folder, not in a fixed folder of the machine's /tmp."""
+    patch = pytest.MonkeyPatch()
+    patch.setattr(clips, "GENERATED_VIDEOS_DIR", tmp_path_factory.mktemp("sample_clips"))
+    yield
+    patch.undo()
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 
 import pytest
+import transformers
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 from datasets import Dataset
 
+from dj_ops.captioning.generation import DEFAULT_SAMPLING_TEMPERATURE, DEFAULT_SAMPLING_TOP_P
 from dj_ops.captioning.records import META_KEY
 from dj_ops.captioning.text import special_tokens_only
-from tests.conftest import make_op, run_op
+from tests.conftest import FAST_SAMPLING, make_op, run_op
 
 V, E = SpecialTokens.video, SpecialTokens.eoc
 SPECIAL = list(get_special_tokens().values())
@@ -189,10 +191,33 @@ def test_provenance_record(qwen3, videos):
     )
     record = rows[0][Fields.meta][META_KEY]
     assert record["model"] == qwen3 and record["backend"] == "transformers"
-    assert '"max_new_tokens": 3' in record["generation"]
+    assert record["generation"]["max_new_tokens"] == 3
     video = record["videos"][0]
     assert video["generated_tokens"] == 3 and video["hit_token_limit"] is True
     assert len(video["timestamps"]) == 4 and video["timestamps"] == sorted(video["timestamps"])
+
+
+def test_generation_record_is_what_ran(qwen3, videos):
+    """An object (not a JSON string) saying how the captions were generated: greedy for one
+    candidate, sampled with the op's defaults and the model's own top_k for several."""
+    samples = single_video_samples(videos[:1])
+    greedy, sampled = (
+        run_op(make_op(qwen3, keep_original_sample=False, caption_num=n), samples)[0]
+        [Fields.meta][META_KEY]["generation"] for n in (1, 2))
+    assert greedy == {"do_sample": False, "max_new_tokens": FAST_SAMPLING["max_new_tokens"],
+                      "min_new_tokens": FAST_SAMPLING["min_new_tokens"], "temperature": None,
+                      "top_p": None, "top_k": None, "repetition_penalty": greedy[
+                          "repetition_penalty"], "stop": [], "seed": 0}
+    model_defaults = transformers.GenerationConfig.from_pretrained(qwen3)
+    # generate's order: our settings, then the model's generation_config, then transformers'
+    library_defaults = {"top_k": 50, "repetition_penalty": 1.0}
+    top_k = model_defaults.top_k or library_defaults["top_k"]
+    penalty = model_defaults.repetition_penalty or library_defaults["repetition_penalty"]
+    assert sampled["do_sample"] is True
+    assert (sampled["temperature"], sampled["top_p"]) == (DEFAULT_SAMPLING_TEMPERATURE,
+                                                          DEFAULT_SAMPLING_TOP_P)
+    assert sampled["top_k"] == top_k
+    assert greedy["repetition_penalty"] == sampled["repetition_penalty"] == float(penalty)
 
 
 @pytest.mark.parametrize(

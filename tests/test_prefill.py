@@ -14,6 +14,7 @@ from dj_ops.backends.prefill import (
 )
 from dj_ops.backends.transformers_backend import TransformersBackend
 from dj_ops.captioning.generation import parse_sampling_params
+from dj_ops.testing.clips import make_clip
 from dj_ops.video import FrameSettings, decode_video
 from tests.conftest import FAST_FRAMES
 
@@ -34,8 +35,19 @@ def requests_for(backend: TransformersBackend, videos: list[str]) -> list[Captio
     return [CaptionRequest(d.frames, d.transformers_metadata(), "Describe.") for d in decoded]
 
 
+@pytest.fixture(scope="module")
+def videos_of_two_lengths(videos, tmp_path_factory) -> list[str]:
+    """The sample clips and a 1-second one, which gets fewer frames than they do: the batch is
+    padded whichever the sample clips are (the generated stand-ins all give one prompt length)."""
+    short = make_clip(tmp_path_factory.mktemp("short") / "short.mp4", seconds=1.0, fps=10,
+                      width=96, height=64)
+    return [*videos, str(short)]
+
+
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
-def test_greedy_output_equals_plain_batched_generate(tiny_models, videos, family):
+def test_greedy_output_equals_plain_batched_generate(tiny_models, videos_of_two_lengths,
+                                                     family):
+    videos = videos_of_two_lengths
     greedy = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS, "do_sample": False}
     backend = backend_for(tiny_models[family], greedy, 1)
     assert supports_separate_prefill(backend.model)

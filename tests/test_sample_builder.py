@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dj_ops.backends.base import Candidate
+from dj_ops.captioning.generation import GenerationSettings, generation_record
 from dj_ops.captioning.records import META_KEY, RunInfo
 from dj_ops.captioning.repetition import trim_repetition
 from dj_ops.captioning.text import special_tokens_only
@@ -21,7 +22,7 @@ V, E, IMG = SpecialTokens.video, SpecialTokens.eoc, SpecialTokens.image
 SPECIAL = list(get_special_tokens().values())
 SPECIAL_PATTERN = "|".join(re.escape(t) for t in sorted(SPECIAL, key=len, reverse=True))
 META = "__dj__meta__"
-RUN = RunInfo("model", "transformers", "{}", "mode")
+RUN = RunInfo("model", "transformers", generation_record(GenerationSettings(), None), "mode")
 
 WORDS = st.text(alphabet="abc xyz.", max_size=8)
 PIECE = st.lists(st.one_of(WORDS, st.just(V), st.just(IMG)), max_size=4).map("".join)

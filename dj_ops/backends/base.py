@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dj_ops.captioning.generation import GenerationSettings
+from dj_ops.captioning.generation import GenerationSettings, generation_record
 from dj_ops.lazy_import import load_entry
 from dj_ops.video.settings import FrameSettings
 
@@ -132,6 +132,11 @@ class CaptionBackend(ABC):
     @abstractmethod
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
         """One result per request, in the order of ``requests``."""
+
+    def generation_record(self) -> dict[str, Any]:
+        """What generation runs with, for provenance; backends that resolve more (a model's
+        own generation defaults) override it."""
+        return generation_record(self.config.settings, self.config.seed)
 
     def describe(self) -> dict[str, str]:
         """Identity for provenance records."""

@@ -49,6 +49,12 @@ def _positions(model, inputs: dict) -> torch.Tensor | None:
     return model._prepare_position_ids_for_generation(inputs["input_ids"], model_kwargs)
 
 
+def cache_argument(model) -> str:
+    """The name ``model`` takes its cache under: ``cache`` from transformers 5.24 on (where
+    ``past_key_values`` is deprecated, with a FutureWarning per call), else ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _prefill(model, inputs: dict, positions: torch.Tensor | None) -> DynamicCache:
     """The cache of one unpadded prompt, all but its last token."""
     per_token = _per_token_names(inputs)
@@ -57,7 +63,7 @@ def _prefill(model, inputs: dict, positions: torch.Tensor | None) -> DynamicCach
     if positions is not None:
         prefix["position_ids"] = positions[..., :-1]
     cache = DynamicCache(config=model.config)
-    model(**prefix, **rest, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    model(**prefix, **rest, **{cache_argument(model): cache}, use_cache=True, logits_to_keep=1)
     return cache
 
 
@@ -88,5 +94,5 @@ def generate_from_separate_prefills(model, prompts: list[dict], k: int,
     del caches
     kwargs = {**generate_kwargs, "num_return_sequences": 1}
     with decoding_with(model, cache):
-        output = model.generate(**last, past_key_values=cache, **kwargs)
+        output = model.generate(**last, **{cache_argument(model): cache}, **kwargs)
     return output[:, 1:]

@@ -22,6 +22,7 @@ from dj_ops.backends.base import (
     CaptionResult,
 )
 from dj_ops.backends.memory import OUT_OF_MEMORY, free_memory, is_out_of_memory
+from dj_ops.backends.model_source import check_model_source
 from dj_ops.backends.prefill import generate_from_separate_prefills, supports_separate_prefill
 from dj_ops.backends.quantization import (
     QUANTIZATION_KEY,
@@ -29,7 +30,11 @@ from dj_ops.backends.quantization import (
     hf_quantization_kwargs,
 )
 from dj_ops.captioning.batching import run_in_micro_batches, run_splitting
-from dj_ops.captioning.generation import to_hf_generate_kwargs
+from dj_ops.captioning.generation import (
+    SAMPLING_KNOBS,
+    generation_record,
+    to_hf_generate_kwargs,
+)
 
 # ``from_pretrained`` options accepted in model_params (anything else is a typo or unsupported).
 FROM_PRETRAINED_KEYS = frozenset({
@@ -98,6 +103,7 @@ class TransformersBackend(CaptionBackend):
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
         super().check_config(config)
+        check_model_source(config.model)
         remote = bool(config.model_params.get("trust_remote_code", False))
         try:
             transformers.AutoConfig.from_pretrained(config.model, trust_remote_code=remote)
@@ -105,10 +111,24 @@ class TransformersBackend(CaptionBackend):
             raise ValueError(
                 f"hf_model={config.model!r} cannot be loaded: {error}. Give a local checkpoint "
                 "folder or a Hugging Face model id (downloaded or reachable)."
-            ) from error
+            ) from None  # the message holds the cause; its traceback chain only hides it
         resolve_adapter(config.model, config.model_params).check(config.model_params)
         check_hf_quantization(config.model_params.get(QUANTIZATION_KEY),
                               torch.cuda.is_available())
+
+    def generation_record(self) -> dict:
+        """The settings, with the values ``generate`` takes from the model's own
+        ``generation_config`` (then transformers' defaults) where the settings leave them
+        open: ``top_k`` when sampling, ``repetition_penalty``."""
+        model_defaults = self.model.generation_config
+        # generate fills what the model leaves unset from transformers' global defaults
+        # (top_k 50, ...); a private helper, read only for this record, so it may go missing.
+        global_defaults = getattr(type(model_defaults), "_get_default_generation_params", dict)()
+        applied = {}
+        for knob in (*SAMPLING_KNOBS, "repetition_penalty"):
+            value = self.generate_kwargs.get(knob, getattr(model_defaults, knob, None))
+            applied[knob] = global_defaults.get(knob) if value is None else value
+        return generation_record(self.config.settings, self.config.seed, applied)
 
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id

@@ -21,6 +21,7 @@ from dj_ops.backends.base import (
     CaptionRequest,
     CaptionResult,
 )
+from dj_ops.backends.model_source import check_model_source
 from dj_ops.backends.quantization import QUANTIZATION_KEY, vllm_quantization_kwargs
 from dj_ops.captioning.generation import to_vllm_sampling_kwargs
 
@@ -62,6 +63,7 @@ def check_vllm_config(config: BackendConfig) -> ModelAdapter:
     :raises ValueError: for a family vLLM does not serve, bad adapter parameters or a
         quantization mode vLLM does not offer.
     """
+    check_model_source(config.model)
     adapter = resolve_adapter(config.model, config.model_params)
     adapter.check(config.model_params)
     if not adapter.vllm_supported:

@@ -43,8 +43,14 @@ class GenerationSettings:
     def greedy(self) -> bool:
         return self.do_sample is False or self.temperature == 0
 
+    @property
+    def sampled(self) -> bool:
+        """Whether candidates are sampled: not greedy, and sampling asked for (``do_sample``
+        or a temperature). Unset settings decode greedily."""
+        return not self.greedy and bool(self.do_sample or self.temperature)
+
     def to_json(self) -> str:
-        """A stable JSON string (for provenance records)."""
+        """A stable JSON string of the settings as given (a key for caches)."""
         return json.dumps(asdict(self), sort_keys=True)
 
 
@@ -102,7 +108,7 @@ def to_hf_generate_kwargs(s: GenerationSettings, num_candidates: int) -> dict[st
     Greedy decoding yields one sequence (transformers refuses ``num_return_sequences > 1``
     without sampling): the backend repeats it for each candidate.
     """
-    do_sample = not s.greedy and bool(s.do_sample or s.temperature)
+    do_sample = s.sampled
     kwargs: dict[str, Any] = {
         "max_new_tokens": s.max_new_tokens,
         "num_return_sequences": num_candidates if do_sample else 1,
@@ -132,7 +138,7 @@ def to_vllm_sampling_kwargs(
         "n": num_candidates,
         "max_tokens": s.max_new_tokens,
         "min_tokens": s.min_new_tokens,
-        "temperature": 0.0 if s.greedy or not (s.do_sample or s.temperature) else s.temperature,
+        "temperature": s.temperature if s.sampled else 0.0,
     }
     if kwargs["temperature"] and s.top_p is not None:
         kwargs["top_p"] = s.top_p
@@ -145,3 +151,37 @@ def to_vllm_sampling_kwargs(
     if seed is not None:
         kwargs["seed"] = seed
     return kwargs
+
+
+# What a sampled run used where the settings leave a value open; None for "not applied".
+SAMPLING_KNOBS = ("temperature", "top_p", "top_k")
+
+
+def generation_record(s: GenerationSettings, seed: int | None,
+                      applied: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What generation ran with, for the provenance record.
+
+    Every key is always there and typed alike in every row (floats as floats, ``None`` where a
+    knob does not apply), so Arrow infers one struct for the column: greedy decoding records
+    ``do_sample: False`` and no temperature, top_p or top_k.
+
+    :param applied: values the backend resolved where ``s`` leaves them open (for example the
+        model's own ``generation_config`` in transformers: its ``top_k`` when sampling, its
+        ``repetition_penalty``); ``None`` values are ignored.
+    """
+    values = {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,
+              "repetition_penalty": s.repetition_penalty}
+    values.update({k: v for k, v in (applied or {}).items() if k in values and v is not None})
+    if not s.sampled:
+        values.update(dict.fromkeys(SAMPLING_KNOBS))
+    as_float = {k: None if values[k] is None else float(values[k])
+                for k in ("temperature", "top_p", "repetition_penalty")}
+    return {
+        "do_sample": s.sampled,
+        "max_new_tokens": int(s.max_new_tokens),
+        "min_new_tokens": int(s.min_new_tokens),
+        **as_float,
+        "top_k": None if values["top_k"] is None else int(values["top_k"]),
+        "stop": list(s.stop),
+        "seed": seed,
+    }

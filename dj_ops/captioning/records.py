@@ -57,7 +57,7 @@ class RunInfo:
 
     model: str
     backend: str
-    generation: str  # settings as stable JSON
+    generation: dict  # what generation ran with (captioning.generation.generation_record)
     keep_candidate_mode: str
 
 

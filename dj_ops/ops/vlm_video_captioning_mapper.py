@@ -26,7 +26,7 @@ from dj_ops.backends.base import (
     backend_class,
     build_backend,
 )
-from dj_ops.captioning.generation import parse_sampling_params
+from dj_ops.captioning.generation import generation_record, parse_sampling_params
 from dj_ops.captioning.records import RunInfo
 from dj_ops.ops.cpu_threads import generation_threads, intra_op_threads
 from dj_ops.ops.outcome_log import OutcomeLog, log_dataset_outcomes
@@ -238,7 +238,8 @@ class VLMVideoCaptioningMapper(Mapper):
         self.generation_batch_size = generation_batch_size
         self.torch_threads = torch_threads
         self._threads: int | None = None  # resolved with _workers, in each worker process
-        self.run_info = RunInfo(hf_model, backend, self.settings.to_json(), keep_candidate_mode)
+        self.run_info = RunInfo(hf_model, backend, generation_record(self.settings, seed),
+                                keep_candidate_mode)
         config = BackendConfig(
             model=hf_model, settings=self.settings, num_candidates=caption_num,
             batch_size=generation_batch_size, seed=seed, model_params=dict(model_params or {}),
@@ -301,8 +302,10 @@ class VLMVideoCaptioningMapper(Mapper):
                 settings, batch_size=self.generation_batch_size, prefetch=self.prefetch,
                 system_prompt=self.system_prompt,
             )
+        # what generation actually runs with, as the loaded backend resolved it
+        run = replace(self.run_info, generation=backend.generation_record())
         output = builder.build(
-            run=self.run_info, mode=self.keep_candidate_mode,
+            run=run, mode=self.keep_candidate_mode,
             keep_original=self.keep_original_sample, on_error=self.on_error, rng=self._rng,
             caption_key=self.caption_key,
         )

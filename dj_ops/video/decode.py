@@ -23,6 +23,7 @@ from dj_ops.video.errors import (
     TIMEOUT,
     VideoError,
     check_local_path,
+    describe_error,
     looks_like_video_container,
     open_error,
 )
@@ -366,7 +367,7 @@ def decode_video(
         except VideoError as exc:  # raised below without the path: add it
             raise VideoError(exc.kind, exc.message, path) from exc
         except (av.error.FFmpegError, OSError, ValueError) as exc:
-            raise VideoError(DECODE_ERROR, str(exc), path) from exc
+            raise VideoError(DECODE_ERROR, describe_error(exc), path) from exc
 
 
 def _decode_open(container, path, settings, method, deadline, skip) -> DecodedVideo:

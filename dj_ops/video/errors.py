@@ -80,8 +80,19 @@ def looks_like_video_container(path: str) -> bool:
     return any(head[at : at + len(magic)] == magic for at, magic in CONTAINER_SIGNATURES)
 
 
+def describe_error(error: Exception) -> str:
+    """``error`` for people: FFmpeg's (and the OS's) own words without the raw error number
+    and the path. PyAV's ``str()`` reads ``[Errno 1094995529] Invalid data found when
+    processing input: '/a.mp4'``, the number being FFmpeg's AVERROR_INVALIDDATA tag."""
+    reason = getattr(error, "strerror", None)
+    return reason if isinstance(reason, str) and reason else str(error)
+
+
 def open_error(path: str, error: Exception) -> VideoError:
     """The error for a file no decoder can open: ``decode_error`` when it starts like a video
     container (damaged), else ``not_a_video``."""
-    kind = DECODE_ERROR if looks_like_video_container(path) else NOT_A_VIDEO
-    return VideoError(kind, f"cannot open the container: {error}", path)
+    if looks_like_video_container(path):
+        return VideoError(DECODE_ERROR, f"the container is damaged: {describe_error(error)}",
+                          path)
+    return VideoError(NOT_A_VIDEO, "FFmpeg recognises no audio or video format in it "
+                      f"({describe_error(error)})", path)

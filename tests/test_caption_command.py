@@ -53,7 +53,45 @@ def test_options_map_to_op_parameters():
     assert op_params(args) == {
         "hf_model": "m", "caption_key": "caption", "caption_num": 3,
         "keep_candidate_mode": "all", "seed": 0, "generation_batch_size": 8,
-        "sampling_params": {"max_new_tokens": 64}}
+        "backend": "transformers", "on_error": "keep", "sampling_params": {"max_new_tokens": 64}}
+    args = parse_args(["v", "-o", "o", "--backend", "openai", "--api-base", "http://h:1/v1",
+                       "--on-error", "drop"])
+    assert op_params(args)["model_params"] == {"api_base": "http://h:1/v1"}
+    assert (op_params(args)["backend"], op_params(args)["on_error"]) == ("openai", "drop")
+
+
+def test_the_command_defaults_are_the_op_s():
+    """The command repeats a few of the op's defaults so that --help needs no heavy import."""
+    import inspect
+
+    from dj_ops.commands import caption
+    from dj_ops.ops.vlm_video_captioning_mapper import VLMVideoCaptioningMapper
+
+    defaults = {name: p.default for name, p in
+                inspect.signature(VLMVideoCaptioningMapper.__init__).parameters.items()}
+    assert caption.DEFAULT_MODEL == defaults["hf_model"]
+    assert caption.DEFAULT_ON_ERROR == defaults["on_error"]
+    assert caption.DEFAULT_GENERATION_BATCH_SIZE == defaults["generation_batch_size"]
+
+
+def test_help_is_plain_and_shows_the_defaults():
+    proc = run_command("--help")
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: dj-ops-caption")
+    assert proc.stderr == ""  # no log line before the help
+    assert "``" not in proc.stdout and "(default: transformers)" in proc.stdout
+    assert "--on-error" in proc.stdout and "--backend" in proc.stdout
+
+
+@pytest.mark.parametrize("case", ["missing_model", "missing_input"])
+def test_a_missing_path_is_one_line_naming_it(case, folder, tmp_path):
+    model = tmp_path / "no" / "model" if case == "missing_model" else "Qwen/Qwen3-VL-8B-Instruct"
+    videos = folder if case == "missing_model" else tmp_path / "no_videos"
+    proc = run_command(str(videos), "-o", str(tmp_path / "o.jsonl"), "--model", str(model))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    missing = model if case == "missing_model" else videos
+    assert str(missing) in proc.stderr
+    assert ("no such folder" if case == "missing_model" else "neither a folder") in proc.stderr
+    assert "Repo id" not in proc.stderr and not (tmp_path / "o.jsonl").exists()
 
 
 def test_command_captions_a_folder(folder, tmp_path, qwen3):
@@ -63,7 +101,11 @@ def test_command_captions_a_folder(folder, tmp_path, qwen3):
                        "--num-proc", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     captioned, failed, seconds, rate = SUMMARY.search(proc.stdout).groups()
-    assert (int(captioned), int(failed)) == (2, 1) and float(seconds) > 0 and float(rate) > 0
+    assert (int(captioned), int(failed)) == (2, 1) and float(seconds) > 0
+    assert float(rate) == pytest.approx(2 / float(seconds), abs=2e-3)  # captioned videos only
+    assert "errors: not_a_video 1" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == f"output: {out}"  # the last line says where
+    assert "| INFO " not in proc.stderr  # Data-Juicer's INFO logs are hidden
     assert "%" in proc.stderr  # the progress bar
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["videos"] for r in rows] == [[str(folder / n)] for n in
@@ -78,4 +120,5 @@ def test_command_captions_a_folder(folder, tmp_path, qwen3):
 def test_command_fails_clearly_without_videos(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = run_command(str(tmp_path / "empty"), "-o", str(tmp_path / "o.jsonl"))
-    assert proc.returncode == 1 and "no video found" in proc.stderr
+    assert proc.returncode == 1 and "no video found" in proc.stderr and "Traceback" not in (
+        proc.stderr)

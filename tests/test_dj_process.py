@@ -29,7 +29,9 @@ def test_plain_data_juicer_import_registers_the_op():
     assert out.stdout.strip() == "dj_ops.ops.vlm_video_captioning_mapper"
 
 
-def run_recipe(tmp_path: Path, samples: list[dict], op_params: dict, np: int = 1) -> list[dict]:
+def run_dj_process(tmp_path: Path, samples: list[dict], op_params: dict, np: int = 1,
+                   keep_stats: bool = True) -> tuple[subprocess.CompletedProcess, Path]:
+    """``dj-process`` on a recipe holding the op alone: the finished process and the export."""
     dataset = tmp_path / "input.jsonl"
     dataset.write_text("".join(json.dumps(s) + "\n" for s in samples))
     export = tmp_path / "out" / "result.jsonl"
@@ -39,7 +41,7 @@ def run_recipe(tmp_path: Path, samples: list[dict], op_params: dict, np: int = 1
         "export_path": str(export),
         "np": np,
         "work_dir": str(tmp_path / "work"),
-        "keep_stats_in_res_ds": True,
+        "keep_stats_in_res_ds": keep_stats,
         "process": [{"vlm_video_captioning_mapper": op_params}],
     }
     config = tmp_path / "recipe.yaml"
@@ -49,7 +51,38 @@ def run_recipe(tmp_path: Path, samples: list[dict], op_params: dict, np: int = 1
         [DJ_PROCESS, "--config", str(config)], capture_output=True, text=True, env=env, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, export
+
+
+def run_recipe(tmp_path: Path, samples: list[dict], op_params: dict, np: int = 1) -> list[dict]:
+    _, export = run_dj_process(tmp_path, samples, op_params, np)
     return [json.loads(line) for line in export.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("keep_stats", [False, True])
+def test_where_the_records_go_is_said_loudly(tmp_path, qwen3, videos, keep_stats):
+    """Without keep_stats_in_res_ds, Data-Juicer's exporter leaves the error records out of the
+    export: the op warns before the run and again with the failed rows' count and where the
+    records are; the end line names the export either way."""
+    samples = [{"text": f"{V} {E}", "videos": [videos[0]]},
+               {"text": f"{V} {E}", "videos": [str(tmp_path / "missing.mp4")]}]
+    params = {"hf_model": qwen3, "keep_original_sample": False, **FAST_FRAMES,
+              "sampling_params": FAST_SAMPLING}
+    proc, export = run_dj_process(tmp_path, samples, params, keep_stats=keep_stats)
+    logs = proc.stdout + proc.stderr
+    stats = tmp_path / "out" / "result_stats.jsonl"
+    assert f"1 rows captioned, 1 failed; output: {export}" in logs
+    warned = "keep_stats_in_res_ds is false" in logs
+    assert warned is not keep_stats
+    if keep_stats:
+        assert "(records in it)" in logs
+    else:
+        assert f"records in {stats}" in logs and "set `keep_stats_in_res_ds: true`" in logs
+        rows = [json.loads(line) for line in export.read_text().splitlines()]
+        assert all(Fields.meta not in r for r in rows)  # what the warning is about
+        records = [json.loads(line)[Fields.meta][META_KEY] for line in
+                   stats.read_text().splitlines()]
+        assert sorted(r["status"] for r in records) == ["captioned", "error"]
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from dj_ops.export.cogvideox import (
     SKIP_TOKEN_MISMATCH,
     Layout,
     count_shared_stems,
+    detect_caption_key,
     export_cogvideox,
     flatten_caption,
     relative_video_path,
@@ -130,3 +131,51 @@ def test_reading_an_export_that_is_not_there_fails_clearly(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no"):
         list(read_rows(tmp_path / "empty"))
+
+
+def caption_field_rows(root: Path) -> list[dict]:
+    """Rows as dj-ops-caption writes them: the text holds no caption, the field does."""
+    return [{"text": f"{V} {E}", "videos": [str(root / f"{n}.mp4")], "caption": [f"clip {n}"],
+             Fields.meta: meta("captioned")} for n in (1, 2)]
+
+
+def test_the_caption_field_is_detected_when_the_texts_hold_none(tmp_path):
+    source = write_jsonl(tmp_path / "captions.jsonl", caption_field_rows(tmp_path))
+    summary = export_cogvideox(source, tmp_path)
+    assert summary.detected_caption_key == "caption" and summary.written == 2
+    assert lines(tmp_path / "prompt.txt") == ["clip 1", "clip 2"]
+    assert "captions read from the field 'caption'" in summary.lines()[0]
+
+
+def test_texts_with_captions_win_over_a_field_that_looks_like_one(tmp_path):
+    rows = caption_field_rows(tmp_path)
+    rows[1]["text"] = f"{V} from the text {E}"
+    assert detect_caption_key(rows, Layout()) is None
+
+
+def test_two_fields_that_could_hold_the_captions_are_refused(tmp_path):
+    rows = [{**r, "summary": ["other"]} for r in caption_field_rows(tmp_path)]
+    with pytest.raises(ValueError, match=r"\['caption', 'summary'\].*--caption-key"):
+        detect_caption_key(rows, Layout())
+
+
+def run_export_command(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "dj_ops.export.cogvideox", *args],
+                          capture_output=True, text=True, env=env)
+
+
+def test_command_reads_dj_ops_caption_output_without_options(tmp_path):
+    source = write_jsonl(tmp_path / "c.jsonl", caption_field_rows(tmp_path))
+    proc = run_export_command(str(source), "-o", str(tmp_path / "d"))
+    assert proc.returncode == 0 and "pairs written: 2" in proc.stdout
+
+
+def test_command_fails_with_the_fix_when_nothing_is_written(tmp_path):
+    rows = [{"text": f"{V} {E}", "videos": ["/v/a.mp4"], "caption": 3}]  # no caption anywhere
+    proc = run_export_command(str(write_jsonl(tmp_path / "c.jsonl", rows)), "-o",
+                              str(tmp_path / "d"))
+    assert proc.returncode == 1 and "pairs written: 0" in proc.stdout
+    assert "--caption-key" in proc.stderr
+    missing = run_export_command(str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "d"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr

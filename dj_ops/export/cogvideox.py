@@ -15,6 +15,10 @@ are dropped by their loaders, so every line here is non-empty. Rules:
   skipped and counted in the summary; videos that share a file stem are counted too, as
   CogVideoX caches latents by stem.
 
+Captions are read from the text, or from the field ``--caption-key`` names; when the texts hold
+none, the one field shaped like a caption field (one caption or candidate list per video) is
+used. A run that reads rows but writes no pair exits 1 with the fix.
+
 Command line: ``dj-ops-export-cogvideox EXPORT -o DATA_ROOT [--caption-key caption]``.
 """
 
@@ -23,9 +27,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from data_juicer.utils.constant import Fields
@@ -61,12 +66,24 @@ class Summary:
     written: int = 0
     skipped: Counter = field(default_factory=Counter)
     shared_stems: int = 0
+    detected_caption_key: str | None = None  # the caption field found, when none was named
 
     def lines(self) -> list[str]:
         skipped = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items())) or "none"
-        return [f"rows read: {self.rows}", f"pairs written: {self.written}",
+        found = ([f"captions read from the field {self.detected_caption_key!r} (detected; "
+                  "--caption-key names another)"] if self.detected_caption_key else [])
+        return [*found, f"rows read: {self.rows}", f"pairs written: {self.written}",
                 f"skipped: {skipped}",
                 f"videos sharing a file stem with another video: {self.shared_stems}"]
+
+    def nothing_written(self) -> str:
+        """Why an export that read rows wrote no pair, with the fix ('' when it wrote some)."""
+        if self.written or not self.rows:
+            return ""
+        return ("no caption found: the texts hold none after their video tokens and no field "
+                "holds one per video. Name the caption field with --caption-key FIELD (for "
+                "dj-ops-caption output: --caption-key caption); rows with an error record "
+                "are skipped.")
 
 
 def flatten_caption(caption: str) -> str:
@@ -90,6 +107,47 @@ def row_captions(row: dict, layout: Layout) -> list[list[str]] | str:
     if len(found) != len(videos):
         return SKIP_TOKEN_MISMATCH if not layout.caption_key else SKIP_NO_CAPTION
     return [[c] if isinstance(c, str) else list(c or []) for c in found]
+
+
+def _text_captions(row: dict, layout: Layout) -> list[str]:
+    """The non-empty captions after the video tokens of the row's text."""
+    found = captions_after_video_tokens(row.get(layout.text_key) or "", SpecialTokens.video,
+                                        list(get_special_tokens().values()))
+    return [c for c in found if c]
+
+
+def _holds_captions(value, videos: list) -> bool:
+    """Whether ``value`` is shaped like a caption field: one caption, or one list of
+    candidates, per video."""
+    return isinstance(value, list) and len(value) == len(videos) and all(
+        isinstance(c, str) or (isinstance(c, list) and all(isinstance(x, str) for x in c))
+        for c in value)
+
+
+def detect_caption_key(rows: Iterable[dict], layout: Layout) -> str | None:
+    """The field the captions are in, for an export whose texts hold none (``caption_key``
+    output, e.g. ``dj-ops-caption``'s ``caption``): the one field besides the text, the videos
+    and Data-Juicer's own that has one caption (or list of candidates) per video in every row
+    holding it. None when the texts hold captions or no field does.
+
+    :raises ValueError: when several fields could hold the captions.
+    """
+    shaped: dict[str, bool] = {}
+    for row in rows:
+        videos = list(row.get(layout.video_key) or [])
+        if not videos:
+            continue
+        if _text_captions(row, layout):
+            return None
+        for key, value in row.items():
+            if key in (layout.text_key, layout.video_key) or key.startswith("__dj__"):
+                continue
+            shaped[key] = shaped.get(key, True) and _holds_captions(value, videos)
+    fields_found = sorted(key for key, ok in shaped.items() if ok)
+    if len(fields_found) > 1:
+        raise ValueError(f"captions may be in any of the fields {fields_found}: choose one with "
+                         "--caption-key")
+    return fields_found[0] if fields_found else None
 
 
 def relative_video_path(video: str, data_root: Path, video_root: Path) -> str:
@@ -136,7 +194,11 @@ def export_cogvideox(source: str | Path, data_root: str | Path, layout: Layout |
     (a jsonl file or a Ray directory of shards) and return the summary."""
     root = Path(os.path.abspath(data_root))
     summary = Summary()
-    pairs = pairs_of(read_rows(source), layout or Layout(), root, Path(video_root), summary)
+    layout = layout or Layout()
+    if layout.caption_key is None:
+        summary.detected_caption_key = detect_caption_key(read_rows(source), layout)
+        layout = replace(layout, caption_key=summary.detected_caption_key)
+    pairs = pairs_of(read_rows(source), layout, root, Path(video_root), summary)
     summary.written = len(pairs)
     summary.shared_stems = count_shared_stems(video for _, video in pairs)
     root.mkdir(parents=True, exist_ok=True)
@@ -145,7 +207,7 @@ def export_cogvideox(source: str | Path, data_root: str | Path, layout: Layout |
     return summary
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dj-ops-export-cogvideox", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", help="dj-process export: a jsonl file or a directory of shards")
@@ -161,11 +223,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--videos-file", default=VIDEOS_FILE)
     args = parser.parse_args(argv)
     layout = Layout(args.video_key, args.text_key, args.caption_key)
-    summary = export_cogvideox(args.source, args.data_root, layout, args.video_root,
-                               args.prompt_file, args.videos_file)
+    try:
+        summary = export_cogvideox(args.source, args.data_root, layout, args.video_root,
+                                   args.prompt_file, args.videos_file)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"dj-ops-export-cogvideox: {error}", file=sys.stderr)
+        return 2
     for line in summary.lines():
         print(line)
+    if summary.nothing_written():
+        print(f"dj-ops-export-cogvideox: {summary.nothing_written()}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

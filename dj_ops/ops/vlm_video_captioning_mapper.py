@@ -27,8 +27,9 @@ from dj_ops.backends.base import (
     build_backend,
 )
 from dj_ops.captioning.generation import generation_record, parse_sampling_params
-from dj_ops.captioning.records import RunInfo
+from dj_ops.captioning.records import STATUS_CAPTIONED, STATUS_ERROR, RunInfo
 from dj_ops.ops.cpu_threads import generation_threads, intra_op_threads
+from dj_ops.ops.export_notice import ExportTarget
 from dj_ops.ops.outcome_log import OutcomeLog, log_dataset_outcomes
 from dj_ops.ops.pipeline import caption_batch
 from dj_ops.ops.sample_builder import SampleBuilder
@@ -261,11 +262,20 @@ class VLMVideoCaptioningMapper(Mapper):
         return self._outcome_log
 
     def run(self, dataset, *, exporter=None, tracer=None):
-        """Data-Juicer's run, then one INFO line counting the outcomes over the whole output."""
+        """Data-Juicer's run, then one INFO line counting the outcomes over the whole output
+        and one saying where the output and the records go (a warning, also before the run,
+        when the export will not hold the records)."""
+        target = ExportTarget.of(exporter)
+        if target and target.records_elsewhere():
+            logger.warning(f"{OP_NAME}: {target.records_elsewhere()}")
         dataset = super().run(dataset, exporter=exporter, tracer=tracer)
         dropped = self.on_error == "drop"
         note = " (failed rows were dropped: see the workers' counts)" if dropped else ""
-        log_dataset_outcomes(OP_NAME, dataset, Fields.meta, note)
+        outcomes = log_dataset_outcomes(OP_NAME, dataset, Fields.meta, note)
+        if target:
+            failed = outcomes.by_status[STATUS_ERROR]
+            line = f"{OP_NAME}: {target.summary(outcomes.by_status[STATUS_CAPTIONED], failed)}"
+            (logger.warning if failed and not target.keeps_meta else logger.info)(line)
         return dataset
 
     def _op_processes(self) -> int:

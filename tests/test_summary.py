@@ -45,6 +45,7 @@ def test_summarize_records_counts_by_status_and_kind():
         "videos_captioned": 3,
         "hit_token_limit": 2,
         "repetition_trimmed": 2,
+        "videos_from_store": 0,
     }
 
 
@@ -56,12 +57,17 @@ def test_summary_merge_and_format():
     first.merge(second)
     assert first.format() == (
         "3 rows: captioned 1, error 1, no_record 1; errors: timeout 1; "
-        "1 videos captioned, 1 at the token limit, 0 repetition loops trimmed"
+        "1 videos captioned (0 reused from the result store, 1 generated), 1 at the token "
+        "limit, 0 repetition loops trimmed"
     )
     assert OutcomeSummary().format() == (
-        "0 rows: none; errors: none; 0 videos captioned, 0 at the token limit, "
-        "0 repetition loops trimmed"
+        "0 rows: none; errors: none; 0 videos captioned (0 reused from the result store, "
+        "0 generated), 0 at the token limit, 0 repetition loops trimmed"
     )
+
+
+ONE_GENERATED = "(0 reused from the result store, 1 generated)"
+NONE_GENERATED = "(0 reused from the result store, 0 generated)"
 
 
 @pytest.fixture
@@ -81,14 +87,14 @@ def test_outcome_log_logs_each_batch_and_totals_every_n(log_lines):
     pid = os.getpid()
     assert log_lines == [
         ("DEBUG", "op batch 1: 2 rows: captioned 1, no_record 1; errors: none; 1 videos "
-                  "captioned, 0 at the token limit, 0 repetition loops trimmed"),
-        ("DEBUG", "op batch 2: 1 rows: error 1; errors: not_a_video 1; 0 videos captioned, "
-                  "0 at the token limit, 0 repetition loops trimmed"),
+                  f"captioned {ONE_GENERATED}, 0 at the token limit, 0 repetition loops trimmed"),
+        ("DEBUG", "op batch 2: 1 rows: error 1; errors: not_a_video 1; 0 videos captioned "
+                  f"{NONE_GENERATED}, 0 at the token limit, 0 repetition loops trimmed"),
         ("INFO", f"op totals in process {pid} after 2 batches: 3 rows: captioned 1, error 1, "
-                 "no_record 1; errors: not_a_video 1; 1 videos captioned, 0 at the token "
-                 "limit, 0 repetition loops trimmed"),
-        ("DEBUG", "op batch 3: 1 rows: error 1; errors: not_a_video 1; 0 videos captioned, "
-                  "0 at the token limit, 0 repetition loops trimmed"),
+                 f"no_record 1; errors: not_a_video 1; 1 videos captioned {ONE_GENERATED}, 0 at "
+                 "the token limit, 0 repetition loops trimmed"),
+        ("DEBUG", "op batch 3: 1 rows: error 1; errors: not_a_video 1; 0 videos captioned "
+                  f"{NONE_GENERATED}, 0 at the token limit, 0 repetition loops trimmed"),
     ]
     assert tally.total.error_kinds == {"not_a_video": 2}
 
@@ -101,7 +107,8 @@ def test_totals_are_logged_at_exit_by_the_process_that_counted(log_lines):
     outcome_log._log_totals_at_exit()
     assert [m for _, m in log_lines if m.startswith(("op ", "idle "))] == [
         f"op totals in process {os.getpid()} after 1 batches: 1 rows: error 1; errors: "
-        "empty_file 1; 0 videos captioned, 0 at the token limit, 0 repetition loops trimmed"
+        f"empty_file 1; 0 videos captioned {NONE_GENERATED}, 0 at the token limit, 0 "
+        "repetition loops trimmed"
     ]
 
 

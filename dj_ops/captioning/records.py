@@ -28,6 +28,7 @@ class VideoOutcome:
     error_kind: str = ""
     error_message: str = ""
     repetition_trimmed: bool = False  # a trailing repetition loop was cut from the caption
+    from_store: bool = False  # reused from the result store, not generated in this run
 
     def as_dict(self) -> dict:
         return {
@@ -38,6 +39,7 @@ class VideoOutcome:
             "error_kind": self.error_kind,
             "error_message": self.error_message,
             "repetition_trimmed": bool(self.repetition_trimmed),
+            "from_store": bool(self.from_store),
         }
 
 

@@ -29,6 +29,8 @@ class OutcomeSummary:
     :param videos_captioned: videos of captioned rows.
     :param hit_token_limit: captioned videos whose caption stopped at the token limit.
     :param repetition_trimmed: captioned videos whose caption had a repetition loop cut.
+    :param videos_from_store: captioned videos whose captions were reused from the result store
+        (the others were generated in this run).
     """
 
     rows: int = 0
@@ -37,6 +39,7 @@ class OutcomeSummary:
     videos_captioned: int = 0
     hit_token_limit: int = 0
     repetition_trimmed: int = 0
+    videos_from_store: int = 0
 
     def add(self, record: dict | None) -> None:
         """Count one row, given the op's record on it (None when it has none)."""
@@ -52,6 +55,7 @@ class OutcomeSummary:
         self.videos_captioned += len(videos)
         self.hit_token_limit += sum(bool(v.get("hit_token_limit")) for v in videos)
         self.repetition_trimmed += sum(bool(v.get("repetition_trimmed")) for v in videos)
+        self.videos_from_store += sum(bool(v.get("from_store")) for v in videos)
 
     def merge(self, other: OutcomeSummary) -> None:
         """Add ``other``'s counts to these."""
@@ -61,6 +65,7 @@ class OutcomeSummary:
         self.videos_captioned += other.videos_captioned
         self.hit_token_limit += other.hit_token_limit
         self.repetition_trimmed += other.repetition_trimmed
+        self.videos_from_store += other.videos_from_store
 
     def as_dict(self) -> dict:
         """Plain, JSON-ready counts (keys sorted)."""
@@ -71,6 +76,7 @@ class OutcomeSummary:
             "videos_captioned": self.videos_captioned,
             "hit_token_limit": self.hit_token_limit,
             "repetition_trimmed": self.repetition_trimmed,
+            "videos_from_store": self.videos_from_store,
         }
 
     def format(self) -> str:
@@ -78,15 +84,17 @@ class OutcomeSummary:
 
         >>> s = OutcomeSummary(); s.add({"status": "error", "videos": [
         ...     {"error_kind": "missing_file"}]}); s.add(None); s.format()
-        '2 rows: error 1, no_record 1; errors: missing_file 1; 0 videos captioned, \
-0 at the token limit, 0 repetition loops trimmed'
+        '2 rows: error 1, no_record 1; errors: missing_file 1; 0 videos captioned \
+(0 reused from the result store, 0 generated), 0 at the token limit, 0 repetition loops trimmed'
         """
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(self.by_status.items())) or "none"
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.error_kinds.items())) or "none"
         return (
             f"{self.rows} rows: {statuses}; errors: {kinds}; "
-            f"{self.videos_captioned} videos captioned, {self.hit_token_limit} at the token "
-            f"limit, {self.repetition_trimmed} repetition loops trimmed"
+            f"{self.videos_captioned} videos captioned ({self.videos_from_store} reused from the "
+            f"result store, {self.videos_captioned - self.videos_from_store} generated), "
+            f"{self.hit_token_limit} at the token limit, {self.repetition_trimmed} repetition "
+            "loops trimmed"
         )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from dj_ops.backends.base import CaptionBackend, CaptionRequest
 from dj_ops.ops.sample_builder import SampleBuilder, VideoSlot
+from dj_ops.store.session import StoreSession
 from dj_ops.video.decode import DecodedVideo
 from dj_ops.video.errors import VideoError
 from dj_ops.video.settings import FrameSettings
@@ -33,17 +34,22 @@ def plan_groups(paths: Sequence[str], batch_size: int) -> list[list[str]]:
 
 
 def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, settings: FrameSettings,
-                  *, batch_size: int, prefetch: int, system_prompt: str | None = None) -> None:
+                  *, batch_size: int, prefetch: int, system_prompt: str | None = None,
+                  store: StoreSession | None = None) -> None:
     """Caption every video slot of ``builder``, recording candidates or failures in it.
 
     :param source: where videos are decoded (``submit(path, settings) -> ticket``,
         ``result(ticket)``, ``discard(tickets)``): a ``DecodePool`` or an ``InlineDecoder``.
     :param batch_size: distinct videos per group (one backend call each).
     :param prefetch: groups decoded ahead of the one being captioned (0: none).
+    :param store: a result store: slots stored there are not decoded nor generated again, and
+        each group's new captions are written to it before the next group.
     """
     slots: dict[str, list[VideoSlot]] = {}
     for slot in builder.video_slots():
         slots.setdefault(slot.path, []).append(slot)
+    if store is not None:
+        slots = store.reuse(builder, slots)
     groups = plan_groups(list(slots), batch_size)
     tickets: dict[str, int] = {}
 
@@ -56,7 +62,7 @@ def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, setti
     try:
         for index, group in enumerate(groups):
             videos = {path: source.result(tickets.pop(path)) for path in group}
-            _caption_group(builder, backend, videos, slots, system_prompt)
+            _caption_group(builder, backend, videos, slots, system_prompt, store)
             del videos  # before the next group is decoded: the memory bound
             hand_over(index + prefetch + 1)
     finally:
@@ -65,7 +71,8 @@ def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, setti
 
 def _caption_group(builder: SampleBuilder, backend: CaptionBackend,
                    videos: dict[str, DecodedVideo | VideoError],
-                   slots: dict[str, list[VideoSlot]], system_prompt: str | None) -> None:
+                   slots: dict[str, list[VideoSlot]], system_prompt: str | None,
+                   store: StoreSession | None = None) -> None:
     """One backend call for every slot of the decoded ``videos``; failures are recorded."""
     captioned, requests = [], []
     for path, video in videos.items():
@@ -81,5 +88,9 @@ def _caption_group(builder: SampleBuilder, backend: CaptionBackend,
     for (slot, video), result in zip(captioned, backend.generate(requests), strict=True):
         if result.ok:
             builder.set_candidates(slot, result.candidates, video.timestamps)
+            if store is not None:
+                store.add(slot, result.candidates, video.timestamps)
         else:
             builder.fail_video(slot, result.error_kind, result.error_message)
+    if store is not None:
+        store.flush()  # one transaction per group: a kill loses at most the group in flight

@@ -57,7 +57,9 @@ class _Row:
     chunks: list[Chunk] = field(default_factory=list)
     prompt: str = ""
     failures: dict[int, VideoOutcome] = field(default_factory=dict)
-    candidates: dict[int, tuple[list[Candidate], tuple[float, ...]]] = field(default_factory=dict)
+    # per video: (candidates, timestamps, reused from a result store)
+    candidates: dict[int, tuple[list[Candidate], tuple[float, ...], bool]] = field(
+        default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -118,9 +120,10 @@ class SampleBuilder:
             slot.path, error_kind=kind, error_message=message)
 
     def set_candidates(self, slot: VideoSlot, candidates: list[Candidate],
-                       timestamps: list[float]) -> None:
+                       timestamps: list[float], from_store: bool = False) -> None:
+        """The video's candidates (``from_store``: reused from a result store)."""
         kept = [_without_loop(c) for c in candidates]
-        self.rows[slot.row].candidates[slot.video] = (kept, tuple(timestamps))
+        self.rows[slot.row].candidates[slot.video] = (kept, tuple(timestamps), from_store)
 
     def build(self, *, run: RunInfo, mode: str, keep_original: bool,
               on_error: str, rng: random.Random, caption_key: str | None = None) -> dict:
@@ -220,10 +223,10 @@ class SampleBuilder:
 
     @staticmethod
     def _outcome(row: _Row, video: int, path: str, index: int) -> VideoOutcome:
-        candidates, timestamps = row.candidates[video]
+        candidates, timestamps, from_store = row.candidates[video]
         kept = candidates[index]
         return VideoOutcome(path, timestamps, kept.num_tokens, kept.hit_token_limit,
-                            repetition_trimmed=kept.repetition_trimmed)
+                            repetition_trimmed=kept.repetition_trimmed, from_store=from_store)
 
     def _failure_rows(self, row: _Row, run: RunInfo, on_error: str) -> list[dict]:
         failures = [row.failures[k] for k in sorted(row.failures)]

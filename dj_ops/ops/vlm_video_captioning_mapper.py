@@ -8,6 +8,7 @@ selection, frame sampling and generation settings live in their own modules.
 from __future__ import annotations
 
 import functools
+import os
 import random
 from dataclasses import replace
 from typing import Literal
@@ -33,6 +34,8 @@ from dj_ops.ops.export_notice import ExportTarget
 from dj_ops.ops.outcome_log import OutcomeLog, log_dataset_outcomes
 from dj_ops.ops.pipeline import caption_batch
 from dj_ops.ops.sample_builder import SampleBuilder
+from dj_ops.store import ResultKeyer, ResultStore, model_identity
+from dj_ops.store.session import StoreSession
 from dj_ops.video import FrameSettings
 from dj_ops.video.decoders import (
     DEFAULT_DECODER,
@@ -107,6 +110,8 @@ class VLMVideoCaptioningMapper(Mapper):
         decode_timeout: PositiveFloat | None = 120.0,
         prefetch: bool | NonNegativeInt = DEFAULT_PREFETCH,
         torch_threads: PositiveInt | None = None,
+        result_store: str | None = None,
+        result_store_content_hash: bool = False,
         *args,
         **kwargs,
     ):
@@ -181,6 +186,15 @@ class VLMVideoCaptioningMapper(Mapper):
         :param torch_threads: torch intra-op threads while the op generates; None: on CPU
             with decoding processes, half the cores of the op process (the decoders use the
             rest), else torch's own setting. Restored after each batch.
+        :param result_store: path of a result store (an SQLite file, created if missing): each
+            video's candidates are written to it after each micro-batch, keyed by the video,
+            the model, the prompts and every frame and generation setting; a video already
+            there is neither decoded nor generated again. A killed job re-run with the same
+            recipe loses at most the micro-batches in flight. Several op processes on one
+            machine may share it; use one file per machine on a cluster. None: no store.
+        :param result_store_content_hash: identify videos in the store by a hash of their bytes
+            (found again after a move or copy, at the cost of reading each file) instead of
+            their path, size and modification time.
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -248,8 +262,14 @@ class VLMVideoCaptioningMapper(Mapper):
         )
         backend_class(backend).check_config(config)
         # Data-Juicer's model zoo loads this once per worker, on the worker's device.
+        self.backend_config = config
         self.model_key = functools.partial(build_backend, backend, config)
         self._rng = random.Random(seed)
+        self.result_store = result_store
+        self.result_store_content_hash = result_store_content_hash
+        if result_store:  # a store of another format fails here, not in a worker
+            ResultStore(result_store).close()
+        self._store: tuple[int, StoreSession] | None = None  # (pid, session), per process
         # Per-process counts: built in the process that runs the batches, never pickled
         # with the op (dill would serialise its logging machinery along with it).
         self._outcome_log: OutcomeLog | None = None
@@ -288,6 +308,23 @@ class VLMVideoCaptioningMapper(Mapper):
             return max(1, cuda_device_count())
         return self.runtime_np()
 
+    def _store_session(self, backend, settings: FrameSettings) -> StoreSession | None:
+        """This process's view of the result store (opened on its first batch; a connection
+        never crosses a fork), or None without a store."""
+        if not self.result_store:
+            return None
+        if self._store is None or self._store[0] != os.getpid():
+            config = self.backend_config
+            keyer = ResultKeyer(
+                model=model_identity(config.model, config.model_params.get("revision")),
+                run={"backend": self.backend_name, "system_prompt": self.system_prompt,
+                     "frames": settings, "generation": backend.generation_record(),
+                     "caption_num": self.caption_num, "model_params": config.model_params,
+                     "output": {"format": "text"}},
+                content_hash=self.result_store_content_hash)
+            self._store = (os.getpid(), StoreSession(ResultStore(self.result_store), keyer))
+        return self._store[1]
+
     def process_batched(self, samples: dict[str, list], rank: int | None = None):
         backend = get_model(self.model_key, rank, self.use_cuda())
         builder = SampleBuilder(
@@ -310,7 +347,7 @@ class VLMVideoCaptioningMapper(Mapper):
             caption_batch(
                 builder, backend, decode_source(self.decoder, self._workers, self.decode_timeout),
                 settings, batch_size=self.generation_batch_size, prefetch=self.prefetch,
-                system_prompt=self.system_prompt,
+                system_prompt=self.system_prompt, store=self._store_session(backend, settings),
             )
         # what generation actually runs with, as the loaded backend resolved it
         run = replace(self.run_info, generation=backend.generation_record())

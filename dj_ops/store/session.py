@@ -1,0 +1,73 @@
+"""The store as one op process uses it: stored captions reused before decoding, new captions
+written after each micro-batch (one transaction each), and counts of both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dj_ops.backends.base import Candidate
+from dj_ops.store.keys import ResultKeyer
+from dj_ops.store.sqlite_store import ResultStore
+
+
+def encode_result(candidates: list[Candidate], timestamps) -> dict:
+    """A result as stored: the backend's candidates (before any trimming, which is redone on
+    reuse) and the frames' timestamps."""
+    return {"candidates": [[c.text, int(c.num_tokens), bool(c.hit_token_limit),
+                            bool(c.repetition_trimmed)] for c in candidates],
+            "timestamps": [float(t) for t in timestamps]}
+
+
+def decode_result(value: dict) -> tuple[list[Candidate], list[float]]:
+    """The candidates and timestamps of a stored result."""
+    return [Candidate(*c) for c in value["candidates"]], list(value["timestamps"])
+
+
+@dataclass
+class StoreSession:
+    """A :class:`ResultStore` with the keys of one op configuration.
+
+    ``reused`` and ``generated`` count videos (slots) since the session opened.
+    """
+
+    store: ResultStore
+    keyer: ResultKeyer
+    reused: int = 0
+    generated: int = 0
+
+    def __post_init__(self) -> None:
+        self._pending: dict[str, dict] = {}
+
+    def reuse(self, builder, slots_by_path: dict[str, list]) -> dict[str, list]:
+        """Give ``builder`` the stored captions of every slot in the store; return the slots
+        left to caption, by path (a path whose slots were all stored is not decoded)."""
+        keys = {slot: self.keyer.key(slot.path, slot.prompt)
+                for slots in slots_by_path.values() for slot in slots}
+        stored = self.store.get_many(k for k in keys.values() if k)
+        remaining: dict[str, list] = {}
+        for path, slots in slots_by_path.items():
+            for slot in slots:
+                value = stored.get(keys[slot]) if keys[slot] else None
+                if value is None:
+                    remaining.setdefault(path, []).append(slot)
+                    continue
+                candidates, timestamps = decode_result(value)
+                builder.set_candidates(slot, candidates, timestamps, from_store=True)
+                self.reused += 1
+        return remaining
+
+    def add(self, slot, candidates: list[Candidate], timestamps) -> None:
+        """Keep a newly generated result, to be written by :meth:`flush`."""
+        key = self.keyer.key(slot.path, slot.prompt)
+        self.generated += 1
+        if key:
+            self._pending[key] = encode_result(candidates, timestamps)
+
+    def flush(self) -> None:
+        """Write the kept results in one transaction."""
+        self.store.put_many(self._pending)
+        self._pending = {}
+
+    def close(self) -> None:
+        self.flush()
+        self.store.close()

@@ -1,0 +1,157 @@
+"""The result store: keys, crash safety, concurrent writers, format versions, and reuse by the op
+(stale results never reused)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from data_juicer.utils.constant import Fields
+from data_juicer.utils.mm_utils import SpecialTokens
+
+from dj_ops.captioning.records import META_KEY
+from dj_ops.store import FORMAT_VERSION, ResultKeyer, ResultStore, StoreFormatError
+from dj_ops.store.keys import model_identity, video_identity
+from dj_ops.testing.clips import make_clip
+from tests.conftest import make_op, run_op
+
+V, E = SpecialTokens.video, SpecialTokens.eoc
+ROOT = Path(__file__).resolve().parents[1]
+RUN = {"frames": {"max_frames": 4}, "generation": {"max_new_tokens": 8}, "caption_num": 1}
+
+
+def keyer(**run) -> ResultKeyer:
+    return ResultKeyer(model={"id": "m", "revision": None}, run={**RUN, **run})
+
+
+def test_a_key_changes_with_every_part_and_only_then(tmp_path):
+    clip = str(make_clip(tmp_path / "a.mp4"))
+    base = keyer().key(clip, "Describe.")
+    assert base == keyer().key(clip, "Describe.") and len(base) == 64
+    others = [keyer().key(clip, "Describe it."), keyer(caption_num=2).key(clip, "Describe."),
+              keyer(frames={"max_frames": 8}).key(clip, "Describe."),
+              keyer(generation={"max_new_tokens": 9}).key(clip, "Describe."),
+              ResultKeyer({"id": "other", "revision": None}, RUN).key(clip, "Describe.")]
+    assert len({base, *others}) == 6
+    os.utime(clip, ns=(1, 1))  # the file changed (as far as its mtime says)
+    assert keyer().key(clip, "Describe.") != base
+    assert keyer().key(str(tmp_path / "missing.mp4"), "Describe.") is None
+
+
+def test_content_hash_finds_a_moved_video_and_folders_are_fingerprinted(tmp_path):
+    clip = make_clip(tmp_path / "a.mp4")
+    hashed = ResultKeyer({"id": "m"}, RUN, content_hash=True)
+    before = hashed.key(str(clip), "p")
+    moved = clip.rename(tmp_path / "b.mp4")
+    assert hashed.key(str(moved), "p") == before
+    assert video_identity(str(moved))["path"] == str(moved)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    first = model_identity(str(folder))
+    (folder / "model.safetensors").write_bytes(b"weights")
+    assert model_identity(str(folder)) != first
+    assert model_identity("org/name", "abc") == {"id": "org/name", "revision": "abc"}
+
+
+def test_put_get_and_reopen(tmp_path):
+    path = tmp_path / "store.sqlite"
+    with ResultStore(path) as store:
+        store.put_many({"a": {"x": 1}, "b": {"x": [2]}})
+        assert store.get_many(["a", "c", "b"]) == {"a": {"x": 1}, "b": {"x": [2]}}
+    with ResultStore(path) as store:
+        assert store.count() == 2 and store.integrity() == "ok"
+
+
+def test_a_store_of_another_format_version_is_refused(tmp_path):
+    path = tmp_path / "old.sqlite"
+    ResultStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = ? WHERE name = 'format_version'",
+                   (str(FORMAT_VERSION - 1),))
+    with pytest.raises(StoreFormatError, match=rf"format version {FORMAT_VERSION - 1}.*new path"):
+        ResultStore(path)
+    with pytest.raises(StoreFormatError):  # the op refuses it when built
+        make_op("Qwen/Qwen3-VL-8B-Instruct", result_store=str(path), backend="openai",
+                model_params={"api_base": "http://127.0.0.1:9/v1", "model_type": "qwen3_vl"})
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from dj_ops.store import ResultStore
+    store = ResultStore(sys.argv[1])
+    name, batches = sys.argv[2], int(sys.argv[3])
+    for b in range(batches):
+        store.put_many({f"{name}-{b}-{i}": {"batch": b, "text": "x" * 500} for i in range(20)})
+    print("done", flush=True)
+""")
+
+
+def writer(path: Path, name: str, batches: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, str(batches)],
+                            env=env, stdout=subprocess.PIPE, text=True)
+
+
+def stored_keys(path: Path) -> list[str]:
+    with ResultStore(path) as store:
+        assert store.integrity() == "ok"
+        return [k for (k,) in store._db.execute("SELECT key FROM results")]
+
+
+def test_repeated_kills_during_writes_never_corrupt_the_store(tmp_path):
+    path = tmp_path / "store.sqlite"
+    ResultStore(path).close()
+    for round_ in range(6):
+        proc = writer(path, f"w{round_}", 100_000)
+        time.sleep(0.4 + 0.15 * round_)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    keys = stored_keys(path)
+    assert keys  # some batches were committed before each kill
+    batches: dict[str, int] = {}
+    for key in keys:
+        name, batch, _ = key.rsplit("-", 2)
+        batches[f"{name}-{batch}"] = batches.get(f"{name}-{batch}", 0) + 1
+    assert set(batches.values()) == {20}  # every committed batch is whole: no torn write
+
+
+def test_two_processes_write_at_once(tmp_path):
+    path = tmp_path / "store.sqlite"
+    procs = [writer(path, name, 150) for name in ("a", "b")]
+    assert [p.communicate(timeout=300)[0].strip() for p in procs] == ["done", "done"]
+    keys = stored_keys(path)
+    assert len(keys) == 2 * 150 * 20
+
+
+def captions_and_reuse(rows: list[dict]) -> list[tuple[str, list[bool]]]:
+    return [(r["text"], [v["from_store"] for v in r[Fields.meta][META_KEY]["videos"]])
+            for r in rows]
+
+
+def test_the_op_reuses_stored_captions_and_never_stale_ones(tmp_path, qwen3, tiny_models, videos):
+    store = str(tmp_path / "store.sqlite")
+    samples = [{"text": f"{V} {E}", "videos": [v]} for v in videos[:3]]
+    samples.append({"text": f"{V} a {E}{V} b {E}", "videos": videos[3:5]})
+
+    def run(model=qwen3, **params):
+        op = make_op(model, keep_original_sample=False, result_store=store, **params)
+        return captions_and_reuse(run_op(op, samples))
+
+    first = run()
+    assert all(not any(flags) for _, flags in first)
+    again = run()
+    assert [t for t, _ in again] == [t for t, _ in first]
+    assert all(all(flags) for _, flags in again)
+    for changed in (run(prompt="Say what happens."), run(caption_num=2),
+                    run(model=tiny_models["qwen2_5_vl"]), run(max_frames=2)):
+        assert all(not any(flags) for _, flags in changed)
+    with ResultStore(store) as opened:
+        assert opened.count() == 5 * 5  # 5 configurations x 5 videos, each stored once

@@ -53,7 +53,10 @@ def test_options_map_to_op_parameters():
     assert op_params(args) == {
         "hf_model": "m", "caption_key": "caption", "caption_num": 3,
         "keep_candidate_mode": "all", "seed": 0, "generation_batch_size": 8,
-        "backend": "transformers", "on_error": "keep", "sampling_params": {"max_new_tokens": 64}}
+        "backend": "transformers", "on_error": "keep", "sampling_params": {"max_new_tokens": 64},
+        "result_store": "o.jsonl.store.sqlite"}
+    assert "result_store" not in op_params(parse_args(["v", "-o", "o", "--no-store"]))
+    assert op_params(parse_args(["v", "-o", "o", "--store", "s.db"]))["result_store"] == "s.db"
     args = parse_args(["v", "-o", "o", "--backend", "openai", "--api-base", "http://h:1/v1",
                        "--on-error", "drop"])
     assert op_params(args)["model_params"] == {"api_base": "http://h:1/v1"}
@@ -106,6 +109,7 @@ def test_command_captions_a_folder(folder, tmp_path, qwen3):
     assert "errors: not_a_video 1" in proc.stdout
     assert proc.stdout.splitlines()[-1] == f"output: {out}"  # the last line says where
     assert "| INFO " not in proc.stderr  # Data-Juicer's INFO logs are hidden
+    assert f"store: {out}.store.sqlite (0 videos reused from it, 2 generated)" in proc.stdout
     assert "%" in proc.stderr  # the progress bar
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["videos"] for r in rows] == [[str(folder / n)] for n in
@@ -115,6 +119,12 @@ def test_command_captions_a_folder(folder, tmp_path, qwen3):
     # mode 'all': per video the list of its candidates; none for the broken video
     assert [len(r["caption"][0]) for r in rows] == [2, 0, 2]
     assert all(c for r in rows for c in r["caption"][0])
+    again = run_command(str(folder), "-o", str(out), "--model", qwen3, "--caption-num", "2",
+                        "--keep", "all", "--max-frames", "4", "--max-new-tokens", "8",
+                        "--num-proc", "1")
+    assert "(2 videos reused from it, 0 generated)" in again.stdout  # the same command resumes
+    assert [json.loads(line)["caption"] for line in out.read_text().splitlines()] == [
+        r["caption"] for r in rows]
 
 
 def test_command_fails_clearly_without_videos(tmp_path):

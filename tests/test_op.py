@@ -227,7 +227,7 @@ def test_generation_record_is_what_ran(qwen3, videos):
          "Input should be 'random_any', 'similar_one_simhash' or 'all'"),
         ({"on_error": "ignore"}, "Input should be 'keep', 'drop' or 'raise'"),
         ({"caption_num": 0}, "Input should be greater than 0"),
-        ({"hf_model": "/no/such/model"}, "hf_model='/no/such/model' cannot be loaded"),
+        ({"hf_model": "/no/such/model"}, "hf_model='/no/such/model': no such folder"),
         ({"backend": "tgi"}, "backend='tgi' is not supported; choose one of"),
         ({"prompt": "  "}, "prompt is empty"),
         ({"sampling_params": {"temprature": 1}}, "valid keys are"),

@@ -155,3 +155,95 @@ def test_the_op_reuses_stored_captions_and_never_stale_ones(tmp_path, qwen3, tin
         assert all(not any(flags) for _, flags in changed)
     with ResultStore(store) as opened:
         assert opened.count() == 5 * 5  # 5 configurations x 5 videos, each stored once
+
+
+DJ_PROCESS = str(Path(sys.executable).with_name("dj-process"))
+RESUME_VIDEOS = 42
+
+
+def stored_count(path: Path) -> int:
+    """Results committed so far (0 before the op created its tables)."""
+    try:
+        with sqlite3.connect(path, timeout=30) as db:
+            return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def recipe(tmp_path: Path, name: str, dataset: Path, model: str) -> Path:
+    import yaml
+
+    from tests.conftest import FAST_FRAMES
+
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(yaml.safe_dump({
+        "project_name": name, "dataset_path": str(dataset), "np": 1,
+        "export_path": str(tmp_path / name / "out.jsonl"), "work_dir": str(tmp_path / name),
+        "keep_stats_in_res_ds": True,
+        "process": [{"vlm_video_captioning_mapper": {
+            "hf_model": model, "keep_original_sample": False, "seed": 0, **FAST_FRAMES,
+            "generation_batch_size": 1, "result_store": str(tmp_path / name / "store.sqlite"),
+            "sampling_params": {"max_new_tokens": 24, "min_new_tokens": 24}}}]}))
+    return config
+
+
+def dj_process(config: Path, log: Path, **popen) -> subprocess.Popen:
+    """``dj-process`` on ``config`` in the background, its output going to ``log`` (a pipe
+    nobody reads while waiting would fill up and stop it)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with log.open("w") as out:
+        return subprocess.Popen([DJ_PROCESS, "--config", str(config)], env=env, text=True,
+                                stdout=out, stderr=subprocess.STDOUT, **popen)
+
+
+def finish(proc: subprocess.Popen, log: Path) -> str:
+    proc.wait(timeout=900)
+    return log.read_text()
+
+
+def export_without_reuse_flags(path: Path) -> list[dict]:
+    import json
+
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        for video in row[Fields.meta][META_KEY]["videos"]:
+            video.pop("from_store")
+    return rows
+
+
+@pytest.mark.slow
+def test_a_killed_dj_process_resumes_from_the_store(tmp_path, qwen3):
+    """SIGKILL after at least 10 captions are stored, then the same command again: the export
+    equals an uninterrupted run's, and only the videos not stored are generated again."""
+    import json
+
+    (tmp_path / "clips").mkdir()
+    clips = [make_clip(tmp_path / "clips" / f"c{i:02d}.mp4", 1.0 + (i % 4) * 0.5, 8,
+                       64 + 16 * (i % 3), 48) for i in range(RESUME_VIDEOS)]
+    dataset = tmp_path / "videos.jsonl"
+    dataset.write_text("".join(json.dumps({"text": f"{V} {E}", "videos": [str(c)]}) + "\n"
+                               for c in clips))
+    whole = recipe(tmp_path, "whole", dataset, qwen3)
+    out = finish(dj_process(whole, tmp_path / "whole.log"), tmp_path / "whole.log")
+    assert "42 rows captioned, 0 failed" in out, out[-3000:]
+
+    resumed = recipe(tmp_path, "resumed", dataset, qwen3)
+    store = tmp_path / "resumed" / "store.sqlite"
+    proc = dj_process(resumed, tmp_path / "killed.log", start_new_session=True)
+    deadline = time.monotonic() + 600
+    while stored_count(store) < 10 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # dj-process and its decoding processes
+    proc.wait()
+    stored = stored_count(store)
+    assert 10 <= stored < RESUME_VIDEOS, stored
+    with ResultStore(store) as opened:
+        assert opened.integrity() == "ok"
+
+    out = finish(dj_process(resumed, tmp_path / "resumed.log"), tmp_path / "resumed.log")
+    generated = RESUME_VIDEOS - stored
+    assert f"({stored} reused from the result store, {generated} generated)" in out, out[-3000:]
+    assert export_without_reuse_flags(tmp_path / "resumed" / "out.jsonl") == (
+        export_without_reuse_flags(tmp_path / "whole" / "out.jsonl"))
+    assert stored_count(store) == RESUME_VIDEOS
+    print(f"resume: {stored} stored before the kill, {generated} generated after it")

@@ -39,7 +39,7 @@ def local_model_problem(model: str) -> str | None:
 
 
 def check_model_source(model: str) -> None:
-    """:raises FileNotFoundError: when ``model`` names a local checkpoint that is not there."""
+    """:raises ValueError: when ``model`` names a local checkpoint that is not there."""
     problem = local_model_problem(model)
     if problem:
-        raise FileNotFoundError(problem)
+        raise ValueError(problem)

@@ -66,17 +66,33 @@ def op_params(args: argparse.Namespace) -> dict:
         params["sampling_params"] = {"max_new_tokens": args.max_new_tokens}
     if args.api_base is not None:
         params["model_params"] = {"api_base": args.api_base}
+    store = store_path(args)
+    if store is not None:
+        params["result_store"] = str(store)
     return params
+
+
+def store_path(args: argparse.Namespace) -> Path | None:
+    """The result store: ``--store``, else ``OUTPUT.store.sqlite`` beside the output (so the
+    same command run again resumes); None with ``--no-store``."""
+    if args.no_store:
+        return None
+    return Path(args.store) if args.store else Path(f"{args.output}.store.sqlite")
 
 
 def summarize(rows: list[dict], seconds: float) -> dict:
     """Counts of captioned and failed videos (one row per video), wall time, and captioned
     videos per second (failed videos are not throughput)."""
+    from dj_ops.captioning.summary import record_of
     from dj_ops.captioning.summary import summarize as count_outcomes
 
     outcomes = count_outcomes(rows)
     captioned = outcomes.by_status[STATUS_CAPTIONED]
+    # rows, not record entries: in mode 'all' a record lists each kept candidate of a video
+    reused = sum(1 for row in rows if (record := record_of(row)) and record["status"] ==
+                 STATUS_CAPTIONED and all(v["from_store"] for v in record["videos"]))
     return {"captioned": captioned, "failed": outcomes.by_status[STATUS_ERROR],
+            "reused": reused,
             "error_kinds": dict(sorted(outcomes.error_kinds.items())),
             "seconds": round(seconds, 2),
             "videos_per_second": round(captioned / seconds, 3) if seconds else 0.0}
@@ -147,6 +163,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="worker processes, each with its own model (default: one per GPU; "
                              "on CPU as many as cores and memory allow)")
     parser.add_argument("--seed", type=int, default=0, help="seed for reproducible output")
+    parser.add_argument("--store", help="result store: videos captioned into it before (same "
+                                        "model, prompt and settings) are reused, so the same "
+                                        "command run again resumes (default: OUTPUT.store.sqlite)")
+    parser.add_argument("--no-store", action="store_true",
+                        help="no result store: caption every video again")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show Data-Juicer's and the op's INFO logs")
     return parser.parse_args(argv)
@@ -187,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(rows, time.perf_counter() - started)  # the model's loading included
     print(f"captioned: {summary['captioned']}  failed: {summary['failed']}  "
           f"time: {summary['seconds']} s  videos/s: {summary['videos_per_second']}")
+    store = store_path(args)
+    if store is not None:
+        print(f"store: {store} ({summary['reused']} videos reused from it, "
+              f"{summary['captioned'] - summary['reused']} generated)")
     if summary["error_kinds"]:
         kinds = ", ".join(f"{kind} {n}" for kind, n in summary["error_kinds"].items())
         print(f"errors: {kinds} (each failed row's __dj__meta__ says why)")

@@ -126,3 +126,20 @@ def test_dj_process_fails_loudly_when_the_model_cannot_load(tmp_path, qwen3, vid
     samples = [{"text": f"{V} {E}", "videos": videos[:1]}]
     with pytest.raises(AssertionError, match="Error|error"):
         run_recipe(tmp_path, samples, {"hf_model": str(broken)})
+
+
+def test_two_op_processes_share_one_result_store(tmp_path, qwen3, videos):
+    """np 2: both worker processes write the same store; the same recipe run again reuses
+    every caption (no row generated twice) and yields the same texts."""
+    samples = [{"text": f"{V} clip {i} {E}", "videos": [v]} for i, v in enumerate(videos * 2)]
+    params = {"hf_model": qwen3, "keep_original_sample": False, "seed": 0, **FAST_FRAMES,
+              "sampling_params": FAST_SAMPLING, "batch_size": 2,
+              "result_store": str(tmp_path / "store.sqlite")}
+    (tmp_path / "first").mkdir()
+    (tmp_path / "again").mkdir()
+    first = run_recipe(tmp_path / "first", samples, params, np=2)
+    again = run_recipe(tmp_path / "again", samples, params, np=2)
+    reused = [[v["from_store"] for v in r[Fields.meta][META_KEY]["videos"]] for r in again]
+    assert [r["text"] for r in again] == [r["text"] for r in first]
+    assert all(not v["from_store"] for r in first for v in r[Fields.meta][META_KEY]["videos"])
+    assert reused == [[True]] * len(samples)

@@ -24,6 +24,7 @@ from dj_ops_cogvlm2_server.frames import (  # noqa: E402
     frame_indices,
     video_bytes,
 )
+from dj_ops_cogvlm2_server.model import card_dtype_name, load_kwargs  # noqa: E402
 from dj_ops_cogvlm2_server.protocol import (  # noqa: E402
     PAD_TOKEN_ID,
     Choice,
@@ -140,3 +141,14 @@ def test_the_preset_passes_the_openai_backends_checks():
     config = BackendConfig(op["hf_model"], parse_sampling_params(op["sampling_params"], 1),
                            model_params=op["model_params"])
     OpenAIBackend.check_config(config)
+
+
+def test_dtype_and_loading_follow_the_model_card():
+    assert [card_dtype_name(c) for c in [(9, 0), (8, 0), (7, 5), None]] == [
+        "bfloat16", "bfloat16", "float16", "float32"]
+    assert load_kwargs("cpu", "float32", 0) == {"torch_dtype": "float32",
+                                                "trust_remote_code": True}
+    with pytest.raises(ValueError, match="--quant needs a CUDA device"):
+        load_kwargs("cpu", "float32", 4)
+    with pytest.raises(ValueError, match=r"quant must be one of \[0, 4, 8\]"):
+        load_kwargs("cuda", "float16", 3)

@@ -32,11 +32,12 @@ if [ "$(cat "$VENV/.dj_ops_stamp" 2>/dev/null)" != "$STAMP" ]; then
     # shellcheck disable=SC2086  # TORCH_SPEC may name several packages
     "${PIP[@]}" install $TORCH_SPEC
     "${PIP[@]}" install -r "$HERE/requirements.txt"
+    if [ -n "$EXTRAS" ]; then "${PIP[@]}" install "$HERE[$EXTRAS]"; fi
     echo "$STAMP" > "$VENV/.dj_ops_stamp"
 fi
 # The server, not editable: the wheel holds a copy of dj_ops/video/sampling.py.
-"${PIP[@]}" install --no-deps --force-reinstall "$HERE${EXTRAS:+[$EXTRAS]}"
-if [ -n "$EXTRAS" ]; then "${PIP[@]}" install "$HERE[$EXTRAS]"; fi
+"${PIP[@]}" install --no-deps --force-reinstall "$HERE"
+rm -rf "$HERE/build"
 "$VENV/bin/python" -c "import torch, transformers, decord, dj_ops_cogvlm2_server.server as s; \
 print(f'cogvlm2 server env: torch {torch.__version__}, transformers {transformers.__version__}, \
 decord {decord.__version__} at $VENV')"

@@ -5,6 +5,7 @@ quantization, ``build_conversation_input_ids`` with ``template_version``, one vi
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from dj_ops_cogvlm2_server.protocol import CaptionCall, Choice, cut_at_stop
@@ -12,17 +13,24 @@ from dj_ops_cogvlm2_server.protocol import CaptionCall, Choice, cut_at_stop
 QUANT_BITS = (0, 4, 8)
 
 
+def card_dtype_name(capability: tuple[int, int] | None) -> str:
+    """The card's dtype for a GPU of compute ``capability``: bfloat16 from 8 (Ampere) on,
+    float16 below. On CPU (``None``) float32: the card's float16 fallback is slow or
+    unsupported there."""
+    if capability is None:
+        return "float32"
+    return "bfloat16" if capability[0] >= 8 else "float16"
+
+
 def card_dtype(device: str, requested: str = "auto"):
-    """The card's dtype: bfloat16 on a GPU of compute capability >= 8, float16 on older GPUs.
-    On CPU float32 (the card's float16 fallback is slow or unsupported there)."""
+    """The torch dtype to load with: ``requested``, or the card's rule for ``device``."""
     import torch
 
-    if requested != "auto":
-        return getattr(torch, requested)
-    if device.startswith("cuda"):
-        major, _ = torch.cuda.get_device_capability(torch.device(device))
-        return torch.bfloat16 if major >= 8 else torch.float16
-    return torch.float32
+    if requested == "auto":
+        capability = (torch.cuda.get_device_capability(torch.device(device))
+                      if device.startswith("cuda") else None)
+        requested = card_dtype_name(capability)
+    return getattr(torch, requested)
 
 
 def load_kwargs(device: str, dtype, quant: int) -> dict[str, Any]:
@@ -38,6 +46,9 @@ def load_kwargs(device: str, dtype, quant: int) -> dict[str, Any]:
         return kwargs
     if not device.startswith("cuda"):
         raise ValueError("--quant needs a CUDA device (bitsandbytes); drop --quant on CPU")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError("--quant needs bitsandbytes: EXTRAS=quant bash "
+                         "servers/cogvlm2/setup_env.sh")
     from transformers import BitsAndBytesConfig
 
     bits = ({"load_in_4bit": True, "bnb_4bit_compute_dtype": dtype} if quant == 4

@@ -19,8 +19,8 @@ from typing import Any
 
 PAD_TOKEN_ID = 128002  # the model card's pad_token_id for generate
 DEFAULT_MAX_NEW_TOKENS = 2048  # the model card's max_new_tokens
-# Sampling fields honoured; any other field the OpenAI API defines is refused, not ignored.
-IGNORED_FIELDS = frozenset({"model", "messages", "n", "seed", "stop", "template_version",
+# The fields read; any other (e.g. logprobs, response_format) is refused, never ignored.
+CALL_FIELDS = frozenset({"model", "messages", "n", "seed", "stop", "template_version",
                             "stream", "user"})
 SAMPLING_FIELDS = frozenset({"max_tokens", "max_completion_tokens", "min_tokens",
                              "temperature", "top_p", "top_k", "repetition_penalty"})
@@ -47,10 +47,10 @@ def read_call(body: dict, default_template: str) -> CaptionCall:
 
     :raises ValueError: naming what is wrong (answered with HTTP 400).
     """
-    unknown = sorted(set(body) - IGNORED_FIELDS - SAMPLING_FIELDS)
+    unknown = sorted(set(body) - CALL_FIELDS - SAMPLING_FIELDS)
     if unknown:
         raise ValueError(f"unsupported fields {unknown}; supported: "
-                         f"{sorted(IGNORED_FIELDS | SAMPLING_FIELDS)}")
+                         f"{sorted(CALL_FIELDS | SAMPLING_FIELDS)}")
     if body.get("stream"):
         raise ValueError("stream is not supported")
     system, video_url, texts = None, None, []

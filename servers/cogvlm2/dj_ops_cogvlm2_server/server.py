@@ -114,8 +114,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's name)
-        log.debug(format, *args)
+    def log_message(self, fmt: str, *args) -> None:
+        log.debug(fmt, *args)
 
 
 def _error(status: int, message: str) -> dict:

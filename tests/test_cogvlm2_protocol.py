@@ -78,6 +78,8 @@ def test_sampling_requests_keep_their_settings_seed_and_candidates():
     ({"messages": [{"role": "user", "content": [VIDEO]}], "logprobs": True},
      r"unsupported fields \['logprobs'\]"),
     ({"messages": [{"role": "user", "content": [VIDEO]}], "stream": True}, "stream"),
+    ({"messages": [{"role": "user", "content": [VIDEO]}], "n": 0}, "n must be >= 1"),
+    ([], "must be a JSON object"),
 ])
 def test_bad_requests_are_refused_naming_the_problem(body, message):
     with pytest.raises(ValueError, match=message):

@@ -47,6 +47,8 @@ def read_call(body: dict, default_template: str) -> CaptionCall:
 
     :raises ValueError: naming what is wrong (answered with HTTP 400).
     """
+    if not isinstance(body, dict):
+        raise ValueError("the request body must be a JSON object")
     unknown = sorted(set(body) - CALL_FIELDS - SAMPLING_FIELDS)
     if unknown:
         raise ValueError(f"unsupported fields {unknown}; supported: "
@@ -71,7 +73,7 @@ def read_call(body: dict, default_template: str) -> CaptionCall:
     query = "".join(texts)
     if system:
         query = f"{system}\n{query}"
-    n = int(body.get("n") or 1)
+    n = int(1 if body.get("n") is None else body["n"])
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     stop = body.get("stop") or ()

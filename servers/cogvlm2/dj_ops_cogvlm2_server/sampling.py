@@ -1,0 +1,1 @@
+../../../dj_ops/video/sampling.py

@@ -230,6 +230,26 @@ def _gpu_section(gpu: dict | None) -> str:
     return head + f"Device: {gpu['machine']['gpu']}.\n\n" + markdown_table(rows, columns) + "\n"
 
 
+def _store_section(store: dict) -> str:
+    """The result store's cost (``bench/store_overhead.py``)."""
+    per_round = store["store_over_plain_wall_per_round"]
+    cpu_per_round = store["store_over_plain_op_cpu_per_round"]
+    return "\n".join([
+        "## Result store overhead", "",
+        f"`python -m bench.store_overhead`: {store['workload']['requests']} unseen videos per "
+        f"round, {store['workload']['rounds']} rounds, caption_num 1, 16 tokens, the op with and "
+        f"without `result_store` (load average {store['load_avg_1m_during']} during the run).", "",
+        f"- Time spent inside the store (keys, lookups, one write per micro-batch): "
+        f"{store['store_own_seconds']} s of {store['seconds']['store']} s, "
+        f"**{100 * store['store_own_share_of_store_mode']:.2f}%** of the op's time.",
+        f"- The op process's CPU seconds with / without the store: "
+        f"{store['store_over_plain_op_cpu']} (per round {cpu_per_round}).",
+        f"- Wall time with / without: {store['store_over_plain_wall']} (per round {per_round}): "
+        "on a loaded machine this spread is the machine's, not the store's.",
+        f"- Re-running over stored videos: {store['reuse_seconds']} s for the "
+        f"{store['workload']['requests']} videos (nothing decoded or generated).", ""])
+
+
 def _summary(results: dict[str, dict]) -> str:
     """One line per scenario and thread setting: the ratios that count."""
     lines = ["## Summary", "", "Same-process ratios (op over the sequential baseline, wall time; "
@@ -258,6 +278,8 @@ def write_doc() -> Path:
         parts.append(_builtin_section(throughput))
     if scaling:
         parts.append(_scaling_section(scaling))
+    if store := load("store_overhead"):
+        parts.append(_store_section(store))
     parts += [_gpu_section(load("gpu")), PROFILE]
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(parts))

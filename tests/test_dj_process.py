@@ -131,7 +131,7 @@ def test_dj_process_fails_loudly_when_the_model_cannot_load(tmp_path, qwen3, vid
 def test_two_op_processes_share_one_result_store(tmp_path, qwen3, videos):
     """np 2: both worker processes write the same store; the same recipe run again reuses
     every caption (no row generated twice) and yields the same texts."""
-    samples = [{"text": f"{V} clip {i} {E}", "videos": [v]} for i, v in enumerate(videos * 2)]
+    samples = [{"text": f"{V} clip {i} {E}", "videos": [v]} for i, v in enumerate(videos)]
     params = {"hf_model": qwen3, "keep_original_sample": False, "seed": 0, **FAST_FRAMES,
               "sampling_params": FAST_SAMPLING, "batch_size": 2,
               "result_store": str(tmp_path / "store.sqlite")}

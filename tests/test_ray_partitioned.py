@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from data_juicer.config import init_configs
+from data_juicer.utils.ckpt_utils import CheckpointStrategy, RayCheckpointManager
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 
@@ -24,7 +26,7 @@ from dj_ops.store import ResultStore
 from dj_ops.testing.recipes import load_recipe, offline_variant, write_recipe
 from tests.conftest import FAST_FRAMES
 from tests.test_ray import ray_address  # noqa: F401  (the loopback cluster fixture)
-from tests.test_recipes import clips
+from tests.test_recipes import clips, isolated_config  # noqa: F401  (fixture)
 from tests.test_result_store import DJ_PROCESS, stored_count
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,5 +171,37 @@ def test_ray_partitioned_checkpoints_and_resumes(tmp_path, qwen3, ray_address): 
     with ResultStore(store) as opened:
         assert opened.integrity() == "ok"
     assert stored_count(store) == ROWS
+
+    # 3. Resuming a finished job does nothing: the export is left as it is.
+    export_files = {f: f.stat().st_mtime_ns for f in (tmp_path / "out").rglob("*") if f.is_file()}
+    again = start(config, tmp_path / "again.log", ray_address, "--resume", job_id)
+    again.wait(timeout=RUN_TIMEOUT_S)
+    log = (tmp_path / "again.log").read_text()
+    assert again.returncode == 0 and "Job is already completed - nothing to do" in log, log[-4000:]
+    assert {f: f.stat().st_mtime_ns for f in (tmp_path / "out").rglob("*")
+            if f.is_file()} == export_files
     print(f"killed with partitions {sorted(done)} checkpointed and {stored_before} captions "
           f"stored: {len(reused)} reused from the store on resume; job {job_id}")
+
+
+def checkpointed_ops(cfg) -> list[str]:
+    """Ops after which the ray_partitioned executor writes a checkpoint, with ``cfg``'s
+    ``checkpoint`` settings read the way ``PartitionedRayExecutor.__init__`` reads them."""
+    manager = RayCheckpointManager(
+        ckpt_dir="unused", checkpoint_enabled=cfg.checkpoint.enabled,
+        checkpoint_strategy=CheckpointStrategy(cfg.checkpoint.strategy),
+        checkpoint_n_ops=cfg.checkpoint.n_ops, checkpoint_op_names=cfg.checkpoint.op_names)
+    names = [next(iter(op)) for op in cfg.process]
+    return [name for i, name in enumerate(names) if manager.should_checkpoint(i, name)]
+
+
+@pytest.mark.usefixtures("isolated_config")
+def test_the_recipe_checkpoints_after_captioning_and_the_default_would_not(tmp_path):
+    path = ROOT / "recipes/caption_ray_partitioned.yaml"
+    cfg = init_configs(["--config", str(path)], load_configs_only=True)
+    assert checkpointed_ops(cfg) == ["vlm_video_captioning_mapper"]
+    recipe = load_recipe(path)
+    del recipe["checkpoint"]  # Data-Juicer's defaults: every_n_ops, n_ops 5
+    cfg = init_configs(["--config", str(write_recipe(recipe, tmp_path / "r.yaml"))],
+                       load_configs_only=True)
+    assert cfg.checkpoint.strategy == "every_n_ops" and checkpointed_ops(cfg) == []

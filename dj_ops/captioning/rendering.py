@@ -14,8 +14,8 @@ The text is made of sentences, one per field, in a fixed priority order: the sum
 subject, the scene, the camera, the lighting, the style, then the timeline's events. Sentences
 are taken in that order while the whole text stays within the budget; one that does not fit is
 skipped and later, shorter ones may still fit, so lower-priority fields are the first dropped.
-When not even the summary fits, its words are cut to the budget (never an empty caption while
-the document says something). The budget is checked on the joined text itself, so it holds for
+The first sentence (the summary) is always there: when it does not fit, its words are cut to
+the budget and nothing else follows (never an empty caption while the document says something). The budget is checked on the joined text itself, so it holds for
 tokenizers whose counts are not additive.
 """
 
@@ -150,12 +150,14 @@ def render_caption(document: Mapping[str, Any], budget: int, count: Counter = co
     """The text caption of ``document`` within ``budget`` units of ``count`` (see the module's
     doc for the order and what is dropped first)."""
     sentences = caption_sentences(document)
-    kept: list[str] = []
-    for sentence in sentences:
+    if not sentences:
+        return ""
+    if count(sentences[0]) > budget:  # the most important sentence first, cut if need be
+        return _cut_to_budget(sentences[0], budget, count)
+    kept = [sentences[0]]
+    for sentence in sentences[1:]:
         if count(" ".join([*kept, sentence])) <= budget:
             kept.append(sentence)
-    if not kept and sentences:
-        return _cut_to_budget(sentences[0], budget, count)
     return " ".join(kept)
 
 

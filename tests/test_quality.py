@@ -150,8 +150,8 @@ units = st.lists(words, min_size=1, max_size=4).map(" ".join)
 def test_a_unit_repeated_k_times_is_a_loop_from_the_threshold_on(unit, k):
     tokens = len(unit.split())
     text = " ".join([unit] * k)
-    looping = k >= DEFAULT_THRESHOLDS.min_repeats and k * tokens >= DEFAULT_THRESHOLDS.min_loop_tokens
-    if looping:
+    t = DEFAULT_THRESHOLDS
+    if k >= t.min_repeats and k * tokens >= t.min_loop_tokens:
         assert has_repetition_loop(text)
     if k < 2:  # one copy can still hold a loop of its own ("a a a a a a"), never more
         assert has_repetition_loop(text) == has_repetition_loop(unit)

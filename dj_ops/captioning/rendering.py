@@ -15,8 +15,9 @@ subject, the scene, the camera, the lighting, the style, then the timeline's eve
 are taken in that order while the whole text stays within the budget; one that does not fit is
 skipped and later, shorter ones may still fit, so lower-priority fields are the first dropped.
 The first sentence (the summary) is always there: when it does not fit, its words are cut to
-the budget and nothing else follows (never an empty caption while the document says something). The budget is checked on the joined text itself, so it holds for
-tokenizers whose counts are not additive.
+the budget and nothing else follows (never an empty caption while the document says
+something). The budget is checked on the joined text itself, so it holds for tokenizers whose
+counts are not additive.
 """
 
 from __future__ import annotations

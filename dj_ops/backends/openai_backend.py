@@ -1,7 +1,9 @@
 """OpenAI-compatible HTTP backend: ``vllm serve``, SGLang, hosted APIs.
 
-Every video of a batch is one chat-completions request asking for ``n=caption_num`` choices; the
-requests run concurrently (at most ``max_concurrency`` in flight) with a timeout, and retries
+Every video is one chat-completions request asking for ``n=caption_num`` choices, sent as soon
+as the video is decoded (a :class:`~dj_ops.backends.streaming.StreamSession`: the server batches
+requests by itself); the requests run concurrently (at most ``max_concurrency`` on the wire,
+queued in the client beyond that) with a timeout, and retries
 with exponential backoff on timeouts, lost connections, 429 and 5xx. A server that ignores ``n``
 is detected (fewer choices than asked) and the missing candidates are asked for one by one. A
 request that still fails becomes that video's error record (``timeout``, ``http_error``,
@@ -13,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Hashable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import aiohttp
 import av
@@ -43,6 +47,7 @@ from dj_ops.backends.openai_payload import (
     sampling_fields,
     single_choice_payloads,
 )
+from dj_ops.backends.streaming import StreamingBackend, StreamSession
 
 ERROR_BODY_CHARS = 300  # how much of an error answer goes into the record
 
@@ -51,16 +56,6 @@ def server_settings(config: BackendConfig) -> ServerSettings:
     """The server settings in ``model_params`` (adapter keys such as ``model_type`` aside)."""
     _, params = split_adapter_params(config.model_params)
     return ServerSettings(**params)
-
-
-def run_sync(coroutine):
-    """Run ``coroutine`` to completion, also when this thread already runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 class _Client:
@@ -109,7 +104,55 @@ def _json(body: str):
         raise BadResponse(f"the answer is not JSON: {body[:ERROR_BODY_CHARS]!r}") from error
 
 
-class OpenAIBackend(CaptionBackend):
+class _ServerStream(StreamSession):
+    """Requests run on an event loop in a thread of their own, so that the caller can go on
+    decoding and submitting while they are on the wire; their payloads (``mp4``: the frames
+    re-encoded) are built in a pool of encoder threads."""
+
+    def __init__(self, backend: OpenAIBackend):
+        self.backend = backend
+        server = backend.server
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                       name="dj_ops-openai")
+        self.thread.start()
+        self.encoders = ThreadPoolExecutor(max_workers=min(server.max_concurrency,
+                                                           os.cpu_count() or 1))
+        self.session, self.client = self._call(self._open()).result()
+        self.futures: dict[Future, Hashable] = {}
+
+    def _call(self, coroutine) -> Future:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    async def _open(self):
+        timeout = aiohttp.ClientTimeout(total=self.backend.server.timeout_s)
+        session = aiohttp.ClientSession(timeout=timeout, headers=self.backend.headers)
+        return session, _Client(session, self.backend.server)
+
+    def submit(self, key: Hashable, request: CaptionRequest) -> None:
+        future = self._call(self.backend._request(self.client, self.encoders, request))
+        self.futures[future] = key
+
+    def poll(self, wait_s: float) -> list[tuple[Hashable, CaptionResult]]:
+        done, _ = wait(list(self.futures), timeout=wait_s, return_when=FIRST_COMPLETED)
+        return [(self.futures.pop(future), future.result()) for future in done]
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.futures)
+
+    def close(self) -> None:
+        for future in self.futures:
+            future.cancel()
+        self.futures.clear()
+        self._call(self.session.close()).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+        self.encoders.shutdown(wait=False)
+
+
+class OpenAIBackend(StreamingBackend, CaptionBackend):
     """Captions through an OpenAI-compatible ``/v1/chat/completions`` server."""
 
     name = "openai"
@@ -125,6 +168,8 @@ class OpenAIBackend(CaptionBackend):
         # Frames are sized to the family's patch factor when the model is known locally.
         adapter = resolve_adapter(config.model, config.model_params, local_only=True)
         self.size_factor = adapter.size_factor
+        # the client's own bound on requests on the wire
+        self.concurrency_limit = self.server.max_concurrency
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
@@ -132,23 +177,14 @@ class OpenAIBackend(CaptionBackend):
         adapter = resolve_adapter(config.model, config.model_params, local_only=True)
         adapter.check(config.model_params)
 
-    def generate(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
-        return run_sync(self._generate_all(requests))
+    def open_stream(self) -> StreamSession:
+        return _ServerStream(self)
 
     def _payload(self, request: CaptionRequest) -> dict:
         """The request body of one video (re-encoding its frames for ``mp4``)."""
         video_url = VIDEO_TRANSPORTS[self.server.video_transport](request)
         return build_payload(self.model_name, request, video_url, self.sampling,
                              self.server.extra_body)
-
-    async def _generate_all(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
-        timeout = aiohttp.ClientTimeout(total=self.server.timeout_s)
-        workers = min(self.server.max_concurrency, os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=workers) as encoders:
-            async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
-                client = _Client(session, self.server)
-                return list(await asyncio.gather(
-                    *(self._request(client, encoders, r) for r in requests)))
 
     async def _request(self, client: _Client, encoders, request: CaptionRequest):
         """Build one video's payload in a worker thread (encoding overlaps the network), then

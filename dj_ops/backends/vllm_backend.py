@@ -1,29 +1,34 @@
-"""vLLM backend: the whole batch in one ``LLM.generate`` call, ``SamplingParams(n=caption_num)``.
+"""vLLM backend: an in-process ``vllm.LLM`` engine, fed one video at a time.
 
-The engine is built once per worker (the op loads backends through Data-Juicer's model zoo) and
-takes the GPUs it is given, so the op runs it in one worker process; several GPUs serve one engine
-through ``model_params.tensor_parallel_size``. Videos go in as already-sampled frames with their
-metadata (see :mod:`dj_ops.backends.vllm_requests` and the family adapters). A request that
-cannot fit the model's context fails alone, with a ``context_length`` record.
+Each video is one request asking for ``SamplingParams(n=caption_num)``. The op hands a video to
+the engine as soon as it is decoded and keeps up to ``max_in_flight`` requests in the engine,
+which batches them itself (continuous batching); see :mod:`dj_ops.backends.vllm_stream`.
+``generate`` (a list in, a list out) submits the whole list at once. The engine is built once per
+worker (the op loads backends through Data-Juicer's model zoo) and takes the GPUs it is given, so
+the op runs it in one worker process; several GPUs serve one engine through
+``model_params.tensor_parallel_size``. Videos go in as already-sampled frames with their metadata
+(see :mod:`dj_ops.backends.vllm_requests` and the family adapters). A request that cannot fit the
+model's context fails alone, with a ``context_length`` record. An engine that dies is rebuilt
+once per death and the requests in flight are retried.
 """
 
 from __future__ import annotations
 
 import functools
+import gc
 
 import vllm
+from loguru import logger
 
 from dj_ops.adapters import resolve_adapter
-from dj_ops.backends.base import BackendConfig, CaptionBackend, CaptionRequest, CaptionResult
+from dj_ops.backends.base import BackendConfig, CaptionBackend
+from dj_ops.backends.streaming import StreamingBackend, StreamSession
 from dj_ops.backends.vllm_requests import (
-    build_request,
-    check_context,
     check_vllm_config,
-    classify_engine_error,
     engine_kwargs,
-    parse_request_output,
     sampling_kwargs,
 )
+from dj_ops.backends.vllm_stream import VLLMStream
 
 
 def engine_max_model_len(llm) -> int:
@@ -33,7 +38,22 @@ def engine_max_model_len(llm) -> int:
     return int(model_config.max_model_len)
 
 
-class VLLMBackend(CaptionBackend):
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def _final_only(params: vllm.SamplingParams) -> vllm.SamplingParams:
+    """Ask the engine for each request's output once, when it is finished (as ``LLM.generate``
+    does), not after every step."""
+    from vllm.sampling_params import RequestOutputKind
+
+    params.output_kind = RequestOutputKind.FINAL_ONLY
+    return params
+
+
+class VLLMBackend(StreamingBackend, CaptionBackend):
     """Captions with an in-process ``vllm.LLM`` engine."""
 
     name = "vllm"
@@ -43,11 +63,17 @@ class VLLMBackend(CaptionBackend):
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         super().__init__(config, device)
         self.adapter = resolve_adapter(config.model, config.model_params)
-        self.llm = vllm.LLM(**engine_kwargs(config, self.adapter))
-        self.sampling_params = vllm.SamplingParams(**sampling_kwargs(config))
+        self.engine_kwargs = engine_kwargs(config, self.adapter)
+        self.llm = vllm.LLM(**self.engine_kwargs)
+        # On CPU, vLLM 0.32's engine dies ("CPU Generator does not use offset") when a request
+        # with its own seed meets chunked prefill; there the seed goes to the engine only
+        # (engine_kwargs), which makes sampled captions depend on how requests are batched.
+        self.sampling_params = _final_only(vllm.SamplingParams(
+            **sampling_kwargs(config, per_request_seed=not _on_cpu())))
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = engine_max_model_len(self.llm)
         self.size_factor = self.adapter.size_factor
+        self.engine_restarts = 0
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
@@ -62,31 +88,29 @@ class VLLMBackend(CaptionBackend):
         return transformers.AutoProcessor.from_pretrained(self.config.model,
                                                           trust_remote_code=remote)
 
-    def _render(self, messages: list[dict]) -> str:
+    def render(self, messages: list[dict]) -> str:
         return self._processor.apply_chat_template(messages, tokenize=False,
                                                    add_generation_prompt=True)
 
-    def generate(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
-        prompts = [build_request(self.adapter, r, self._render) for r in requests]
-        results: list[CaptionResult | None] = [
-            check_context(self.adapter, r, len(self.tokenizer.encode(p["prompt"])),
-                          self.max_model_len)
-            for r, p in zip(requests, prompts)
-        ]
-        todo = [i for i, result in enumerate(results) if result is None]
-        for i, result in zip(todo, self._run([prompts[i] for i in todo])):
-            results[i] = result
-        return results  # type: ignore[return-value]
+    def open_stream(self) -> StreamSession:
+        return VLLMStream(self)
 
-    def _run(self, prompts: list[dict]) -> list[CaptionResult]:
-        """Generate ``prompts`` in one call; when vLLM refuses one of them (it then runs none),
-        retry them one by one so that only the refused ones fail."""
-        if not prompts:
-            return []
+    @staticmethod
+    def is_engine_dead(error: BaseException) -> bool:
+        """Whether ``error`` means the engine is gone (as opposed to one bad request)."""
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        return isinstance(error, EngineDeadError)
+
+    def restart_engine(self) -> None:
+        """Shut the dead engine down and build a new one with the same arguments."""
+        self.engine_restarts += 1
+        logger.warning(f"rebuilding the vLLM engine (restart {self.engine_restarts})")
         try:
-            outputs = self.llm.generate(prompts, self.sampling_params, use_tqdm=False)
-        except ValueError as error:
-            if len(prompts) == 1:
-                return [CaptionResult.failure(classify_engine_error(str(error)), str(error))]
-            return [result for prompt in prompts for result in self._run([prompt])]
-        return [parse_request_output(o, self.config.num_candidates) for o in outputs]
+            self.llm.llm_engine.engine_core.shutdown()
+        except Exception as error:  # noqa: BLE001 - the engine is dead already
+            logger.debug(f"shutting the dead engine down failed: {error!r}")
+        self.llm = None
+        gc.collect()
+        self.llm = vllm.LLM(**self.engine_kwargs)
+        self.tokenizer = self.llm.get_tokenizer()

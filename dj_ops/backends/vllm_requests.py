@@ -72,10 +72,16 @@ def check_vllm_config(config: BackendConfig) -> ModelAdapter:
     return adapter
 
 
-def sampling_kwargs(config: BackendConfig) -> dict[str, Any]:
+def sampling_kwargs(config: BackendConfig, per_request_seed: bool = True) -> dict[str, Any]:
     """Keyword arguments for ``vllm.SamplingParams``: ``n=caption_num`` when sampling; greedy
-    decoding asks for one sequence, which stands for every candidate."""
-    kwargs = to_vllm_sampling_kwargs(config.settings, config.num_candidates, config.seed)
+    decoding asks for one sequence, which stands for every candidate.
+
+    :param per_request_seed: give each request the op's seed (reproducible whatever the
+        batching); False leaves the seed to the engine (``engine_kwargs``), for platforms whose
+        engine cannot take per-request seeds (vLLM 0.32 on CPU, see docs/findings.md).
+    """
+    seed = config.seed if per_request_seed else None
+    kwargs = to_vllm_sampling_kwargs(config.settings, config.num_candidates, seed)
     if not kwargs["temperature"]:
         kwargs["n"] = 1
     return kwargs

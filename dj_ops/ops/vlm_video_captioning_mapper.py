@@ -27,6 +27,7 @@ from dj_ops.backends.base import (
     backend_class,
     build_backend,
 )
+from dj_ops.backends.streaming import DEFAULT_MAX_IN_FLIGHT, is_streaming
 from dj_ops.captioning.generation import generation_record, parse_sampling_params
 from dj_ops.captioning.records import STATUS_CAPTIONED, STATUS_ERROR, RunInfo
 from dj_ops.ops.cpu_threads import generation_threads, intra_op_threads
@@ -34,6 +35,7 @@ from dj_ops.ops.export_notice import ExportTarget
 from dj_ops.ops.outcome_log import OutcomeLog, log_dataset_outcomes
 from dj_ops.ops.pipeline import caption_batch
 from dj_ops.ops.sample_builder import SampleBuilder
+from dj_ops.ops.streaming import caption_with_engine
 from dj_ops.store import ResultKeyer, ResultStore, model_identity
 from dj_ops.store.session import StoreSession
 from dj_ops.video import FrameSettings
@@ -112,6 +114,7 @@ class VLMVideoCaptioningMapper(Mapper):
         torch_threads: PositiveInt | None = None,
         result_store: str | None = None,
         result_store_content_hash: bool = False,
+        max_in_flight: PositiveInt = DEFAULT_MAX_IN_FLIGHT,
         *args,
         **kwargs,
     ):
@@ -148,7 +151,10 @@ class VLMVideoCaptioningMapper(Mapper):
         :param backend: generation backend by name: 'transformers', 'vllm' (in-process engine)
             or 'openai' (an OpenAI-compatible server, ``model_params.api_base``); None means
             'transformers', or 'vllm' when enable_vllm.
-        :param generation_batch_size: videos per generate call (micro-batch).
+        :param generation_batch_size: videos per generate call (micro-batch) of the
+            transformers backend. The vllm and openai backends batch by themselves and get
+            each video as soon as it is decoded (see ``max_in_flight``); for them this only
+            sizes the decoding window (``prefetch``).
         :param seed: seed for sampling and 'random_any'; fixed seed, reproducible output.
         :param frame_strategy: frame sampling strategy: 'fps' (Qwen-VL style), 'uniform'
             (``num_frames`` evenly spread), or CogVLM2-Llama3-Caption's 'chat' (the frame
@@ -195,6 +201,10 @@ class VLMVideoCaptioningMapper(Mapper):
         :param result_store_content_hash: identify videos in the store by a hash of their bytes
             (found again after a move or copy, at the cost of reading each file) instead of
             their path, size and modification time.
+        :param max_in_flight: for the backends that batch by themselves (vllm, openai): most
+            requests handed to the engine or server at once; decoded videos wait beyond it.
+            The default suits a GPU engine's continuous batching; the openai backend also
+            keeps at most ``model_params.max_concurrency`` requests on the wire.
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -252,6 +262,7 @@ class VLMVideoCaptioningMapper(Mapper):
         self.prefetch = DEFAULT_PREFETCH if prefetch is True else int(prefetch)
         self.generation_batch_size = generation_batch_size
         self.torch_threads = torch_threads
+        self.max_in_flight = max_in_flight
         self._threads: int | None = None  # resolved with _workers, in each worker process
         self.run_info = RunInfo(hf_model, backend, generation_record(self.settings, seed),
                                 keep_candidate_mode)
@@ -343,12 +354,20 @@ class VLMVideoCaptioningMapper(Mapper):
             self._workers = cores if self.decode_workers is None else self.decode_workers
             self._threads = generation_threads(cores, self._workers, on_gpu=self.use_cuda(),
                                                requested=self.torch_threads)
+        source = decode_source(self.decoder, self._workers, self.decode_timeout)
         with intra_op_threads(self._threads):
-            caption_batch(
-                builder, backend, decode_source(self.decoder, self._workers, self.decode_timeout),
-                settings, batch_size=self.generation_batch_size, prefetch=self.prefetch,
-                system_prompt=self.system_prompt, store=self._store_session(backend, settings),
-            )
+            store = self._store_session(backend, settings)
+            if is_streaming(backend):  # the engine batches by itself: feed it continuously
+                caption_with_engine(
+                    builder, backend, source, settings, max_in_flight=self.max_in_flight,
+                    max_decoded=(self.prefetch + 1) * self.generation_batch_size,
+                    system_prompt=self.system_prompt, store=store,
+                )
+            else:
+                caption_batch(
+                    builder, backend, source, settings, batch_size=self.generation_batch_size,
+                    prefetch=self.prefetch, system_prompt=self.system_prompt, store=store,
+                )
         # what generation actually runs with, as the loaded backend resolved it
         run = replace(self.run_info, generation=backend.generation_record())
         output = builder.build(

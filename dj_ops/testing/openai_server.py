@@ -51,12 +51,14 @@ class Faults:
     :param fail_status: the status of those answers.
     :param ignore_n: answer one choice whatever ``n`` asks (as ``transformers serve`` does).
     :param hang: never answer (until the server stops).
+    :param delay_s: wait this long before answering each request (a slow engine).
     """
 
     fail_first: int = 0
     fail_status: int = 500
     ignore_n: bool = False
     hang: bool = False
+    delay_s: float = 0.0
 
 
 def completion_body(model: str, result: CaptionResult) -> dict:
@@ -182,6 +184,7 @@ class CompletionServer:
         if self.faults.hang:
             await self._closing.wait()
             return _error(503, "shutting down")
+        await asyncio.sleep(self.faults.delay_s)
         loop = asyncio.get_running_loop()
         try:
             body = await loop.run_in_executor(self._pool, self._complete, payload)

@@ -28,9 +28,12 @@ CACHE_ENV_VAR = "DJ_OPS_TINY_MODEL_DIR"
 DEFAULT_CACHE_DIR = Path("~/.cache/dj_ops/tiny_models")
 
 BPE_VOCAB_SIZE = 640  # upper bound: 256 byte symbols plus the merges the corpus yields
-TEXT_HIDDEN_SIZE = 64
-TEXT_HEADS = 4  # head_dim 16, so each family's mrope sections add up to 8
+TEXT_HEADS = 4
 TEXT_KV_HEADS = 2
+# The text attention's head size; the hidden size is TEXT_HEADS * head_dim. 16 is the smallest
+# and fastest; vLLM's CPU attention needs one of its sizes (32 and up: ``VLLM_HEAD_DIM``).
+DEFAULT_HEAD_DIM = 16
+VLLM_HEAD_DIM = 32
 TEXT_LAYERS = 2
 VISION_HIDDEN_SIZE = 32
 VISION_HEADS = 2
@@ -93,8 +96,8 @@ class FamilySpec:
     model_class: str
     processor_class: str
     video_processor_class: str
-    text_config: dict[str, Any]
-    vision_config: dict[str, Any]
+    rope: dict[str, Any]  # mrope_section at DEFAULT_HEAD_DIM; text_config() scales it
+    vision_config: dict[str, Any]  # out_hidden_size comes from the text's hidden size
     pixel_config: dict[str, Any]  # shared by the image and the video processor
     image_size: dict[str, int]  # pixel budgets as in the real checkpoints
     video_size: dict[str, int]  # Qwen3-VL counts it over all frames, Qwen2.5-VL per frame
@@ -102,12 +105,9 @@ class FamilySpec:
 
 
 _TEXT = {
-    "hidden_size": TEXT_HIDDEN_SIZE,
-    "intermediate_size": 2 * TEXT_HIDDEN_SIZE,
     "num_hidden_layers": TEXT_LAYERS,
     "num_attention_heads": TEXT_HEADS,
     "num_key_value_heads": TEXT_KV_HEADS,
-    "head_dim": TEXT_HIDDEN_SIZE // TEXT_HEADS,
     "max_position_embeddings": 4096,
     "initializer_range": INITIALIZER_RANGE,
 }
@@ -116,9 +116,25 @@ _VISION = {
     "hidden_size": VISION_HIDDEN_SIZE,
     "intermediate_size": 2 * VISION_HIDDEN_SIZE,
     "num_heads": VISION_HEADS,
-    "out_hidden_size": TEXT_HIDDEN_SIZE,
     "initializer_range": INITIALIZER_RANGE,
 }
+
+
+def text_config(spec: FamilySpec, head_dim: int) -> dict[str, Any]:
+    """The family's text config at ``head_dim``: hidden size ``TEXT_HEADS * head_dim``, and the
+    family's mrope section (given at ``DEFAULT_HEAD_DIM``) scaled to add up to ``head_dim / 2``.
+
+    >>> text_config(FAMILIES["qwen3_vl"], 32)["rope_parameters"]["mrope_section"]
+    [8, 4, 4]
+    """
+    if head_dim < DEFAULT_HEAD_DIM or head_dim % DEFAULT_HEAD_DIM:
+        raise ValueError(f"head_dim must be a multiple of {DEFAULT_HEAD_DIM}, got {head_dim}")
+    hidden = TEXT_HEADS * head_dim
+    section = [part * head_dim // DEFAULT_HEAD_DIM for part in spec.rope["mrope_section"]]
+    return {**_TEXT, "hidden_size": hidden, "intermediate_size": 2 * hidden, "head_dim": head_dim,
+            "rope_parameters": {**spec.rope, "mrope_section": section}}
+
+
 _QWEN2_5_PIXELS = {"shortest_edge": 56 * 56, "longest_edge": 28 * 28 * 16384}
 _HALF = [0.5, 0.5, 0.5]
 
@@ -128,7 +144,7 @@ FAMILIES: dict[str, FamilySpec] = {
         model_class="Qwen2_5_VLForConditionalGeneration",
         processor_class="Qwen2_5_VLProcessor",
         video_processor_class="Qwen2VLVideoProcessor",
-        text_config={**_TEXT, "rope_parameters": {"rope_theta": 1e6, "mrope_section": [2, 3, 3]}},
+        rope={"rope_theta": 1e6, "mrope_section": [2, 3, 3]},
         vision_config={**_VISION, "patch_size": 14, "window_size": 112, "tokens_per_second": 2,
                        "fullatt_block_indexes": [VISION_DEPTH - 1]},
         pixel_config={"patch_size": 14},
@@ -141,8 +157,7 @@ FAMILIES: dict[str, FamilySpec] = {
         model_class="Qwen3VLForConditionalGeneration",
         processor_class="Qwen3VLProcessor",
         video_processor_class="Qwen3VLVideoProcessor",
-        text_config={**_TEXT, "rope_parameters": {"rope_theta": 5e6, "mrope_section": [4, 2, 2],
-                                                  "mrope_interleaved": True}},
+        rope={"rope_theta": 5e6, "mrope_section": [4, 2, 2], "mrope_interleaved": True},
         vision_config={**_VISION, "patch_size": 16, "num_position_embeddings": 64,
                        "deepstack_visual_indexes": [0]},
         pixel_config={"patch_size": 16, "image_mean": _HALF, "image_std": _HALF},
@@ -209,17 +224,18 @@ def _muted_token_ids(tokenizer) -> list[int]:
     return sorted(muted + tokenizer.convert_tokens_to_ids(specials))
 
 
-def _build_model(spec: FamilySpec, tokenizer, seed: int):
+def _build_model(spec: FamilySpec, tokenizer, seed: int, head_dim: int):
     """A random-weight model of the real class with ``tokenizer``'s ids; seeded, RNG restored."""
     import torch
     import transformers
 
     ids = tokenizer.convert_tokens_to_ids
     pad_id, eos_id = ids(PAD_TOKEN), ids(EOS_TOKEN)
+    text = text_config(spec, head_dim)
     config = getattr(transformers, spec.config_class)(
-        text_config={**spec.text_config, "vocab_size": len(tokenizer), "bos_token_id": pad_id,
+        text_config={**text, "vocab_size": len(tokenizer), "bos_token_id": pad_id,
                      "eos_token_id": eos_id, "pad_token_id": pad_id},
-        vision_config=spec.vision_config,
+        vision_config={**spec.vision_config, "out_hidden_size": text["hidden_size"]},
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),
@@ -251,9 +267,12 @@ def _progress_bars_off() -> Iterator[None]:
             logging.enable_progress_bar()
 
 
-def _marker(family: str, seed: int) -> dict[str, Any]:
+def _marker(family: str, seed: int, head_dim: int) -> dict[str, Any]:
     """Contents of the marker file that says a checkpoint is complete and how it was built."""
-    return {"builder_version": BUILDER_VERSION, "family": family, "seed": seed}
+    marker = {"builder_version": BUILDER_VERSION, "family": family, "seed": seed}
+    if head_dim != DEFAULT_HEAD_DIM:  # earlier builds (head_dim 16) keep their marker
+        marker["head_dim"] = head_dim
+    return marker
 
 
 def _read_marker(out_dir: Path) -> dict[str, Any] | None:
@@ -269,7 +288,8 @@ def _write_checkpoint(spec: FamilySpec, out_dir: Path, marker: dict[str, Any]) -
     tokenizer = _build_tokenizer(spec.chat_template)
     with _progress_bars_off():
         _build_processor(spec, tokenizer).save_pretrained(out_dir)
-        _build_model(spec, tokenizer, marker["seed"]).save_pretrained(out_dir)
+        head_dim = marker.get("head_dim", DEFAULT_HEAD_DIM)
+        _build_model(spec, tokenizer, marker["seed"], head_dim).save_pretrained(out_dir)
     (out_dir / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
 
 
@@ -286,7 +306,8 @@ def _clear_for_replacement(out_dir: Path, wanted: dict[str, Any]) -> None:
         out_dir.rmdir()
 
 
-def build_tiny_model(family: str, out_dir: str | os.PathLike, seed: int = 0) -> str:
+def build_tiny_model(family: str, out_dir: str | os.PathLike, seed: int = 0,
+                     head_dim: int = DEFAULT_HEAD_DIM) -> str:
     """Build a tiny random-weight checkpoint of ``family`` into ``out_dir`` and return its path.
 
     Returns at once when ``out_dir`` already holds a complete build of the same builder version,
@@ -296,11 +317,14 @@ def build_tiny_model(family: str, out_dir: str | os.PathLike, seed: int = 0) -> 
     :param family: a key of ``FAMILIES`` (``"qwen2_5_vl"``, ``"qwen3_vl"``).
     :param out_dir: folder to create; an existing one must be empty or an earlier build.
     :param seed: seed of the random weights; same seed, same weights.
+    :param head_dim: the text attention's head size (a multiple of 16); vLLM's CPU engine needs
+        ``VLLM_HEAD_DIM`` or more.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; allowed: {', '.join(sorted(FAMILIES))}")
     out_dir = Path(out_dir).expanduser().absolute()
-    wanted = _marker(family, seed)
+    wanted = _marker(family, seed, head_dim)
+    text_config(FAMILIES[family], head_dim)  # a bad head_dim fails before anything is removed
     if _read_marker(out_dir) == wanted:
         return str(out_dir)
     _clear_for_replacement(out_dir, wanted)
@@ -317,14 +341,16 @@ def build_tiny_model(family: str, out_dir: str | os.PathLike, seed: int = 0) -> 
     return str(out_dir)
 
 
-def default_model_dir(family: str) -> Path:
-    """Cache folder of ``family``: ``$DJ_OPS_TINY_MODEL_DIR/<family>``, else under ~/.cache."""
-    return Path(os.environ.get(CACHE_ENV_VAR) or DEFAULT_CACHE_DIR).expanduser() / family
+def default_model_dir(family: str, head_dim: int = DEFAULT_HEAD_DIM) -> Path:
+    """Cache folder of ``family``: ``$DJ_OPS_TINY_MODEL_DIR/<family>`` (``<family>-hd<N>`` for
+    another head size), else under ~/.cache."""
+    name = family if head_dim == DEFAULT_HEAD_DIM else f"{family}-hd{head_dim}"
+    return Path(os.environ.get(CACHE_ENV_VAR) or DEFAULT_CACHE_DIR).expanduser() / name
 
 
-def tiny_model_path(family: str) -> str:
+def tiny_model_path(family: str, head_dim: int = DEFAULT_HEAD_DIM) -> str:
     """Path of the cached tiny ``family`` checkpoint (seed 0), built on first use."""
-    return build_tiny_model(family, default_model_dir(family))
+    return build_tiny_model(family, default_model_dir(family, head_dim), head_dim=head_dim)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -333,10 +359,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--family", required=True, choices=sorted(FAMILIES))
     parser.add_argument("--out", help="output folder (default: default_model_dir)")
     parser.add_argument("--seed", type=int, default=0, help="weight seed (needs --out)")
+    parser.add_argument("--head-dim", type=int, default=DEFAULT_HEAD_DIM,
+                        help=f"text head size (vLLM on CPU: {VLLM_HEAD_DIM})")
     args = parser.parse_args(argv)
     if args.out is None and args.seed != 0:
         parser.error("--seed other than 0 needs --out (the cache holds seed 0)")
-    print(build_tiny_model(args.family, args.out or default_model_dir(args.family), args.seed))
+    out = args.out or default_model_dir(args.family, args.head_dim)
+    print(build_tiny_model(args.family, out, args.seed, head_dim=args.head_dim))
 
 
 if __name__ == "__main__":

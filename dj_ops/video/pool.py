@@ -73,6 +73,16 @@ class DecodePool:
                 self._check_usable()
             return self._results.pop(ticket)
 
+    def ready(self, tickets: list[int], timeout_s: float) -> list[int]:
+        """Those of ``tickets`` whose result can be collected now, in the order given, waiting
+        up to ``timeout_s`` for one when none is."""
+        with self._cond:
+            self._cond.wait_for(lambda: any(t in self._results for t in tickets)
+                                or self._failure or self._closed or not tickets, timeout_s)
+            if not any(t in self._results for t in tickets):
+                self._check_usable()
+            return [t for t in tickets if t in self._results]
+
     def discard(self, tickets) -> None:
         """Forget ``tickets``: queued ones are dropped, running ones' results thrown away."""
         with self._cond:

@@ -1,0 +1,72 @@
+"""Backends that batch by themselves are fed continuously: each decoded video is submitted at
+once, up to ``max_in_flight`` requests are in flight, and nothing waits for a micro-batch's
+slowest video. Checked through the real op and the real HTTP backend against the loopback
+server (which counts the requests it is answering at once)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from data_juicer.utils.constant import Fields
+
+from dj_ops.captioning.records import META_KEY
+from dj_ops.testing.openai_server import CompletionServer, Faults
+from dj_ops.video import FrameSettings
+from dj_ops.video.decoders import decode_source
+from tests.conftest import make_op, run_op
+from tests.test_op import single_video_samples
+
+
+@pytest.fixture(scope="module")
+def server(qwen3):
+    with CompletionServer(qwen3) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def slow_server(qwen3):
+    """Answers each request after 0.5 s: decoded videos pile up faster than it answers."""
+    with CompletionServer(qwen3, faults=Faults(delay_s=0.5)) as running:
+        yield running
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 3])
+def test_requests_in_flight_reach_max_in_flight_not_the_micro_batch(qwen3, videos, slow_server,
+                                                                    max_in_flight):
+    server = slow_server
+    server.max_in_flight = 0
+    received = len(server.received)
+    samples = single_video_samples(videos)
+    op = make_op(qwen3, backend="openai", model_params={"api_base": server.url},
+                 generation_batch_size=1, prefetch=4, max_in_flight=max_in_flight,
+                 keep_original_sample=False)
+    rows = run_op(op, samples, batch_size=len(samples))
+    assert len(rows) == len(samples)
+    assert all(r[Fields.meta][META_KEY]["status"] == "captioned" for r in rows)
+    assert len(server.received) - received == len(samples)
+    # micro-batches of generation_batch_size=1 would never have two requests on the wire
+    assert server.max_in_flight == max_in_flight
+
+
+def test_the_backend_concurrency_limit_caps_max_in_flight(qwen3, videos, slow_server):
+    server = slow_server
+    server.max_in_flight = 0
+    op = make_op(qwen3, backend="openai", max_in_flight=64, prefetch=4,
+                 model_params={"api_base": server.url, "max_concurrency": 2})
+    rows = run_op(op, single_video_samples(videos), batch_size=len(videos))
+    assert all(r[Fields.meta][META_KEY]["status"] == "captioned" for r in rows[1::2])
+    assert server.max_in_flight == 2
+
+
+def test_the_pool_says_which_tickets_are_ready(videos):
+    source = decode_source("pyav", 1, 60.0)
+    settings = FrameSettings(max_frames=2, min_frames=2, max_pixels=64 * 64, min_pixels=28 * 28)
+    tickets = [source.submit(path, settings) for path in videos[:2]]
+    start = time.monotonic()
+    first = source.ready(tickets, timeout_s=60.0)
+    assert first and set(first) <= set(tickets) and time.monotonic() - start < 60.0
+    while len(source.ready(tickets, timeout_s=1.0)) < 2:
+        pass
+    assert [source.result(t).frames.shape[0] for t in tickets] == [2, 2]
+    assert source.ready([], timeout_s=5.0) == []

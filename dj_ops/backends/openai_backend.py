@@ -27,6 +27,7 @@ from dj_ops.adapters import resolve_adapter, split_adapter_params
 from dj_ops.backends.base import (
     BAD_RESPONSE,
     CONNECTION_ERROR,
+    CONTEXT_LENGTH,
     HTTP_ERROR,
     INVALID_REQUEST,
     TIMEOUT,
@@ -48,6 +49,7 @@ from dj_ops.backends.openai_payload import (
     single_choice_payloads,
 )
 from dj_ops.backends.streaming import StreamingBackend, StreamSession
+from dj_ops.backends.vllm_requests import is_context_error
 
 ERROR_BODY_CHARS = 300  # how much of an error answer goes into the record
 
@@ -81,6 +83,8 @@ class _Client:
                 failure = CaptionResult.failure(HTTP_ERROR,
                                                 f"HTTP {status}: {body[:ERROR_BODY_CHARS]}")
                 if not is_retryable(status):
+                    if is_context_error(body):  # vLLM's server: the prompt is too long
+                        return CaptionResult.failure(CONTEXT_LENGTH, failure.error_message)
                     return failure
             except asyncio.TimeoutError:
                 failure = CaptionResult.failure(

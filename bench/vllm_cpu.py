@@ -31,13 +31,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
-from data_juicer.utils.constant import Fields
 from data_juicer.utils.model_utils import get_model
 
 from bench.measure import save
-from bench.workload import Workload, batches, request_paths, samples_for
+from bench.workload import Workload, batches, caption_all, request_paths
 from dj_ops.backends.base import CaptionRequest
-from dj_ops.captioning.records import META_KEY
 from dj_ops.ops import VLMVideoCaptioningMapper
 from dj_ops.testing.tiny_models import VLLM_HEAD_DIM, tiny_model_path
 from dj_ops.testing.vllm_server import VLLMServer
@@ -88,15 +86,9 @@ class Runner:
         return replace(self.op.frame_settings, size_factor=self.backend.size_factor)
 
     def run_op(self, paths: list[str]) -> None:
-        for batch in batches(paths, self.op.batch_size):
-            out = self.op.process(samples_for(batch))
-            for meta in out[Fields.meta]:
-                record = meta[META_KEY]
-                if record["status"] != "captioned":
-                    raise RuntimeError(f"the op failed on a benchmark video: {record}")
-                for video in record["videos"]:
-                    self.seen["tokens"].append(video["generated_tokens"])
-                    self.seen["frames"].append(len(video["timestamps"]))
+        for video in caption_all(self.op, paths):
+            self.seen["tokens"].append(video["generated_tokens"])
+            self.seen["frames"].append(len(video["timestamps"]))
 
     def decode(self, paths: list[str]) -> list[CaptionRequest]:
         settings = self.frame_settings()

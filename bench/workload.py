@@ -118,3 +118,24 @@ def batches(paths: Sequence[str], size: int) -> list[list[str]]:
     [['a', 'b'], ['c']]
     """
     return [list(paths[i : i + size]) for i in range(0, len(paths), size)]
+
+
+def caption_all(op, paths: Sequence[str]) -> list[dict]:
+    """The op's video records (``generated_tokens``, ``timestamps``, ...) for ``paths``, run in
+    Data-Juicer batches of the op's ``batch_size``.
+
+    :raises RuntimeError: when a video is not captioned (a benchmark must not time failures).
+    """
+    from data_juicer.utils.constant import Fields
+
+    from dj_ops.captioning.records import META_KEY
+
+    videos = []
+    for batch in batches(paths, op.batch_size):
+        out = op.process(samples_for(batch))
+        for meta in out[Fields.meta]:
+            record = meta[META_KEY]
+            if record["status"] != "captioned":
+                raise RuntimeError(f"the op failed on a benchmark video: {record}")
+            videos.extend(record["videos"])
+    return videos

@@ -190,3 +190,23 @@ def test_build_from_another_builder_version_is_replaced(tmp_path, monkeypatch):
     marker = (out_dir / MARKER_FILE).read_text()
     assert f'"builder_version": "{tiny_models.BUILDER_VERSION}"' in marker
     assert [p.name for p in tmp_path.iterdir()] == ["qwen3_vl"]  # no temporary folder left
+
+
+@pytest.mark.parametrize("family, section", [("qwen3_vl", [8, 4, 4]),
+                                             ("qwen2_5_vl", [4, 6, 6])])
+def test_head_dim_is_a_parameter(tmp_path, family, section):
+    """vLLM's CPU attention needs head_dim >= 32: the same builder makes that variant, with the
+    hidden size and the mrope section (adding up to head_dim / 2) scaled to it."""
+    import transformers
+
+    from dj_ops.testing.tiny_models import VLLM_HEAD_DIM, build_tiny_model
+
+    path = build_tiny_model(family, tmp_path / family, head_dim=VLLM_HEAD_DIM)
+    text = transformers.AutoConfig.from_pretrained(path).text_config
+    assert text.head_dim == VLLM_HEAD_DIM and text.hidden_size == 4 * VLLM_HEAD_DIM
+    assert text.rope_parameters["mrope_section"] == section
+    assert sum(section) == VLLM_HEAD_DIM // 2
+    model = transformers.AutoModelForImageTextToText.from_pretrained(path)
+    assert model.config.vision_config.out_hidden_size == text.hidden_size
+    with pytest.raises(ValueError, match="multiple of 16"):
+        build_tiny_model(family, tmp_path / "bad", head_dim=24)

@@ -17,6 +17,7 @@ from data_juicer.utils.constant import Fields  # noqa: E402
 from data_juicer.utils.mm_utils import SpecialTokens  # noqa: E402
 
 from dj_ops.captioning.records import META_KEY  # noqa: E402
+from dj_ops.testing.clips import make_clip  # noqa: E402
 from dj_ops.testing.tiny_models import VLLM_HEAD_DIM, build_tiny_model  # noqa: E402
 from dj_ops.testing.vllm_server import VLLMServer  # noqa: E402
 from tests.conftest import make_op, run_op  # noqa: E402
@@ -35,18 +36,27 @@ def model(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(model, videos, tmp_path_factory):
+def short_clips(tmp_path_factory) -> list[str]:
+    """Short small clips: with ``video_transport: path`` the server samples the file itself
+    (vLLM's defaults: 2 fps, full size), so long clips would not fit the context."""
+    folder = tmp_path_factory.mktemp("short_clips")
+    return [str(make_clip(folder / f"clip{i}.mp4", seconds=2.0 + i, width=96, height=64))
+            for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def server(model, short_clips, tmp_path_factory):
     log = tmp_path_factory.mktemp("vllm_server") / "server.log"
-    media = os.path.commonpath([os.path.dirname(v) for v in videos])
+    media = os.path.dirname(short_clips[0])
     with VLLMServer(model, media_root=media, max_model_len=2048, log_path=log) as running:
         yield running
 
 
 def _op(model, server, **params):
     server_params = {"api_base": server.url, "backoff_s": 0.2, "max_backoff_s": 2.0,
-                     **params.pop("server", {})}
-    return make_op(model, backend="openai", model_params=server_params, **FRAMES,
-                   sampling_params=SAMPLING, **params)
+                     **params.pop("settings", {})}
+    return make_op(model, backend="openai", model_params=server_params,
+                   **{**FRAMES, "sampling_params": SAMPLING, **params})
 
 
 def _status(rows):
@@ -54,12 +64,13 @@ def _status(rows):
 
 
 @pytest.mark.parametrize("transport", ["mp4", "path"])
-def test_both_transports_with_n_candidates(model, server, videos, transport):
-    samples = single_video_samples(videos[:3])
+def test_both_transports_with_n_candidates(model, server, short_clips, transport):
+    samples = single_video_samples(short_clips)
     rows = run_op(_op(model, server, caption_num=3, keep_candidate_mode="all",
-                      keep_original_sample=False, server={"video_transport": transport}),
+                      keep_original_sample=False, settings={"video_transport": transport}),
                   samples)
-    assert len(rows) == 3 * 3 and set(_status(rows)) == {"captioned"}
+    assert set(_status(rows)) == {"captioned"}, [r[Fields.meta][META_KEY] for r in rows]
+    assert len(rows) == 3 * 3
     for row in rows:
         video = row[Fields.meta][META_KEY]["videos"][0]
         assert video["generated_tokens"] > 0 and video["timestamps"]
@@ -71,8 +82,8 @@ def test_a_request_longer_than_the_context_gets_a_context_length_record(model, s
               max_pixels=448 * 448)
     rows = run_op(big, samples)
     assert _status(rows) == ["error", "error"]
-    assert {r[Fields.meta][META_KEY]["videos"][0]["error_kind"] for r in rows} == {
-        "context_length"}
+    videos = [r[Fields.meta][META_KEY]["videos"][0] for r in rows]
+    assert {v["error_kind"] for v in videos} == {"context_length"}, videos
 
 
 def test_the_op_keeps_max_in_flight_requests_running_on_the_server(model, server, videos):
@@ -93,7 +104,7 @@ def test_the_op_keeps_max_in_flight_requests_running_on_the_server(model, server
     op = _op(model, server, generation_batch_size=1, prefetch=8, max_in_flight=4,
              keep_original_sample=False,
              sampling_params={"max_new_tokens": 64, "min_new_tokens": 64},
-             server={"max_concurrency": 16})
+             settings={"max_concurrency": 16})
     rows = run_op(op, samples, batch_size=len(samples))
     done.set()
     watcher.join()
@@ -105,7 +116,7 @@ def test_a_server_killed_mid_batch_and_restarted_loses_no_row(model, server, vid
     samples = single_video_samples(videos) * 4
     op = _op(model, server, keep_original_sample=False, max_in_flight=4,
              sampling_params={"max_new_tokens": 64, "min_new_tokens": 64},
-             server={"max_retries": 12, "backoff_s": 1.0, "max_backoff_s": 4.0})
+             settings={"max_retries": 40, "backoff_s": 1.0, "max_backoff_s": 4.0})
     restarted = threading.Event()
 
     def crash_and_restart():
@@ -128,7 +139,7 @@ def test_a_server_that_stays_down_gives_error_records_not_lost_rows(model, serve
     samples = single_video_samples(videos) * 2
     op = _op(model, server, keep_original_sample=False, max_in_flight=2,
              sampling_params={"max_new_tokens": 64, "min_new_tokens": 64},
-             server={"max_retries": 1, "backoff_s": 0.2})
+             settings={"max_retries": 1, "backoff_s": 0.2})
     killer = threading.Thread(target=lambda: (
         _wait_running(server), server.kill()), daemon=True)
     killer.start()

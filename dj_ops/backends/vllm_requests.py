@@ -27,8 +27,9 @@ from dj_ops.captioning.generation import to_vllm_sampling_kwargs
 
 # One engine per worker on one GPU unless model_params say otherwise.
 ENGINE_DEFAULTS: dict[str, Any] = {"tensor_parallel_size": 1}
-# Words of vLLM's error for a prompt longer than the context (``max_model_len``).
-CONTEXT_ERROR_MARKERS = ("maximum model length", "max_model_len")
+# Words of vLLM's error for a prompt longer than the context (``max_model_len``): the engine's
+# and, for the openai backend, its server's ("This model's maximum context length is ...").
+CONTEXT_ERROR_MARKERS = ("maximum model length", "max_model_len", "maximum context length")
 
 
 def engine_kwargs(config: BackendConfig, adapter: ModelAdapter) -> dict[str, Any]:

@@ -70,3 +70,17 @@ def test_the_pool_says_which_tickets_are_ready(videos):
         pass
     assert [source.result(t).frames.shape[0] for t in tickets] == [2, 2]
     assert source.ready([], timeout_s=5.0) == []
+
+
+def test_the_result_store_works_on_the_continuous_path(qwen3, videos, server, tmp_path):
+    """Captions of the openai backend go to the result store; a second run reuses them all
+    and sends the server nothing."""
+    samples = single_video_samples(videos)
+    params = dict(backend="openai", model_params={"api_base": server.url},
+                  keep_original_sample=False, result_store=str(tmp_path / "store.sqlite"),
+                  max_in_flight=2, generation_batch_size=1)
+    first = run_op(make_op(qwen3, **params), samples, batch_size=len(samples))
+    received = len(server.received)
+    again = run_op(make_op(qwen3, **params), samples, batch_size=len(samples))
+    assert len(server.received) == received
+    assert [r["text"] for r in again] == [r["text"] for r in first]

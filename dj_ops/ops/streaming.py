@@ -95,7 +95,7 @@ def caption_stream(builder: SampleBuilder, session: StreamSession, source,
                             unflushed += 1
                     else:
                         builder.fail_video(slot, result.error_kind, result.error_message)
-            if store is not None and (unflushed >= max_decoded or not waiting):
+            if store is not None and unflushed and (unflushed >= max_decoded or not waiting):
                 store.flush()
                 unflushed = 0
     finally:

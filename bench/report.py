@@ -250,6 +250,41 @@ def _store_section(store: dict) -> str:
         f"{store['workload']['requests']} videos (nothing decoded or generated).", ""])
 
 
+def _vllm_cpu_section(result: dict) -> str:
+    """The op on vLLM's CPU engine against the engine alone and decoding alone
+    (``bench/vllm_cpu.py``, run from ``.venv-vllm``)."""
+    vllm = result["vllm"]
+    work = vllm["workload"]
+    seconds, cpu = vllm["seconds"], vllm["cpu_seconds"]
+    lines = [
+        "## vLLM's CPU engine (vllm-cpu 0.32)", "",
+        f"`.venv-vllm/bin/python -m bench.vllm_cpu`: {vllm['videos']} videos (the sample clips "
+        f"under distinct paths), caption_num {work['caption_num']}, exactly "
+        f"{work['new_tokens']} tokens per caption, `generation_batch_size` "
+        f"{work['generation_batch_size']}, the tiny Qwen3-VL with text head_dim 32, float32, "
+        f"the op's default frames ({vllm['frames_per_video']} frames per video on average), "
+        f"{vllm['cores']} cores, in one process (load average {result['load_avg_1m_before']} "
+        f"before, {vllm['load_avg_1m_during']} during). CPU-seconds include the engine's and the "
+        "decoders' processes.", "",
+        "| mode | wall s | CPU-s |", "|---|---|---|",
+        f"| op (`backend: vllm`, continuous feeding) | {seconds['op']} | {cpu['op']} |",
+        f"| engine alone (all requests pre-decoded, one `generate` call) | {seconds['engine']} "
+        f"| {cpu['engine']} |",
+        f"| decoding alone (one process) | {seconds['decode']} | {cpu['decode']} |", "",
+        f"Target: 1.1 x (decode + engine CPU-s) / cores = **{vllm['target_seconds']} s**; the "
+        f"op took **{vllm['op_over_target']} x** the target "
+        f"({vllm['op_over_engine_alone']} x the engine alone, {vllm['op_over_decode_alone']} x "
+        "decoding alone)."]
+    server = result.get("openai_server")
+    if server:
+        lines += ["", f"`backend: openai` against `python -m vllm.entrypoints.openai.api_server` "
+                      f"on loopback, same videos: {server['seconds']} s wall "
+                      f"({server['op_openai_over_target']} x the in-process target); client "
+                      f"{server['client_cpu_seconds']} CPU-s, server "
+                      f"{server['server_cpu_seconds']} CPU-s."]
+    return "\n".join(lines) + "\n"
+
+
 def _summary(results: dict[str, dict]) -> str:
     """One line per scenario and thread setting: the ratios that count."""
     lines = ["## Summary", "", "Same-process ratios (op over the sequential baseline, wall time; "
@@ -280,6 +315,8 @@ def write_doc() -> Path:
         parts.append(_scaling_section(scaling))
     if store := load("store_overhead"):
         parts.append(_store_section(store))
+    if vllm_cpu := load("vllm_cpu"):
+        parts.append(_vllm_cpu_section(vllm_cpu))
     parts += [_gpu_section(load("gpu")), PROFILE]
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(parts))

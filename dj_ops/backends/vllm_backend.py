@@ -14,14 +14,17 @@ once per death and the requests in flight are retried.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import gc
+import weakref
 
 import vllm
 from loguru import logger
 
 from dj_ops.adapters import resolve_adapter
 from dj_ops.backends.base import BackendConfig, CaptionBackend
+from dj_ops.backends.engine_watchdog import watch
 from dj_ops.backends.streaming import StreamingBackend, StreamSession
 from dj_ops.backends.vllm_requests import (
     check_vllm_config,
@@ -64,7 +67,7 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
         super().__init__(config, device)
         self.adapter = resolve_adapter(config.model, config.model_params)
         self.engine_kwargs = engine_kwargs(config, self.adapter)
-        self.llm = vllm.LLM(**self.engine_kwargs)
+        self.llm = self._build_engine()
         # On CPU, vLLM 0.32's engine dies ("CPU Generator does not use offset") when a request
         # with its own seed meets chunked prefill; there the seed goes to the engine only
         # (engine_kwargs), which makes sampled captions depend on how requests are batched.
@@ -74,6 +77,7 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
         self.max_model_len = engine_max_model_len(self.llm)
         self.size_factor = self.adapter.size_factor
         self.engine_restarts = 0
+        atexit.register(_shut_down, weakref.ref(self))
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
@@ -102,15 +106,56 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
 
         return isinstance(error, EngineDeadError)
 
+    def __del__(self):
+        # Data-Juicer drops its models after an op (``free_models``); the engine's processes
+        # go with the backend rather than live on until the interpreter exits.
+        self.shut_down(kill=True)
+
+    def shut_down(self, kill: bool = False) -> None:
+        """Stop the engine's processes; ``kill``: at once (SIGKILL), as at exit."""
+        if getattr(self, "llm", None) is None:
+            return
+        core = self.llm.llm_engine.engine_core
+        if kill:
+            for process in _engine_processes(self.llm):
+                try:
+                    process.kill()  # its worker process exits when it sees its parent gone
+                except (OSError, ValueError):  # gone already
+                    pass
+        try:
+            core.shutdown()
+        except BaseException as error:  # noqa: BLE001 - best effort: the engine is stopping
+            logger.debug(f"shutting the vLLM engine down failed: {error!r}")
+        self.llm = None
+        gc.collect()
+
     def restart_engine(self) -> None:
         """Shut the dead engine down and build a new one with the same arguments."""
         self.engine_restarts += 1
         logger.warning(f"rebuilding the vLLM engine (restart {self.engine_restarts})")
-        try:
-            self.llm.llm_engine.engine_core.shutdown()
-        except Exception as error:  # noqa: BLE001 - the engine is dead already
-            logger.debug(f"shutting the dead engine down failed: {error!r}")
-        self.llm = None
-        gc.collect()
-        self.llm = vllm.LLM(**self.engine_kwargs)
+        self.shut_down()
+        self.llm = self._build_engine()
         self.tokenizer = self.llm.get_tokenizer()
+
+    def _build_engine(self):
+        """A new engine, with a watchdog that kills its processes if this one ends abruptly."""
+        llm = vllm.LLM(**self.engine_kwargs)
+        watch([process.pid for process in _engine_processes(llm)])
+        return llm
+
+
+def _shut_down(backend_ref: weakref.ref) -> None:
+    """At exit, kill the engine processes of a backend still alive. Written here (with
+    ``__del__``) because after ``dj-process`` vLLM's own finalizer did not stop them: the engine
+    process outlived the run, holding its output pipe open (a caller reading that pipe then
+    waits for ever)."""
+    backend = backend_ref()
+    if backend is not None:
+        backend.shut_down(kill=True)
+
+
+def _engine_processes(llm) -> list:
+    """The engine-core processes of ``llm`` (none for an engine in this process)."""
+    core = llm.llm_engine.engine_core
+    manager = getattr(getattr(core, "resources", None), "engine_manager", None)
+    return list(getattr(manager, "processes", None) or [])

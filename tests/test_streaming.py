@@ -24,18 +24,17 @@ def server(qwen3):
         yield running
 
 
-@pytest.fixture(scope="module")
-def slow_server(qwen3):
-    """Answers each request after 0.5 s: decoded videos pile up faster than it answers."""
-    with CompletionServer(qwen3, faults=Faults(delay_s=0.5)) as running:
-        yield running
-
-
 @pytest.mark.parametrize("max_in_flight", [1, 3])
-def test_requests_in_flight_reach_max_in_flight_not_the_micro_batch(qwen3, videos, slow_server,
+def test_requests_in_flight_reach_max_in_flight_not_the_micro_batch(qwen3, videos,
                                                                     max_in_flight):
-    server = slow_server
-    server.max_in_flight = 0
+    """The server holds the first max_in_flight requests until that many are in flight (60 s
+    at most): micro-batches of one video would keep one at a time."""
+    faults = Faults(hold_first=max_in_flight)
+    with CompletionServer(qwen3, faults=faults) as server:
+        _run_and_check(qwen3, videos, server, max_in_flight)
+
+
+def _run_and_check(qwen3, videos, server, max_in_flight):
     received = len(server.received)
     samples = single_video_samples(videos)
     op = make_op(qwen3, backend="openai", model_params={"api_base": server.url},
@@ -49,9 +48,12 @@ def test_requests_in_flight_reach_max_in_flight_not_the_micro_batch(qwen3, video
     assert server.max_in_flight == max_in_flight
 
 
-def test_the_backend_concurrency_limit_caps_max_in_flight(qwen3, videos, slow_server):
-    server = slow_server
-    server.max_in_flight = 0
+def test_the_backend_concurrency_limit_caps_max_in_flight(qwen3, videos):
+    with CompletionServer(qwen3, faults=Faults(hold_first=2)) as server:
+        _check_concurrency_cap(qwen3, videos, server)
+
+
+def _check_concurrency_cap(qwen3, videos, server):
     op = make_op(qwen3, backend="openai", max_in_flight=64, prefetch=4,
                  model_params={"api_base": server.url, "max_concurrency": 2})
     rows = run_op(op, single_video_samples(videos), batch_size=len(videos))

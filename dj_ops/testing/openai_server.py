@@ -41,6 +41,7 @@ SERVER_FPS = 2.0
 MAX_FRAMES = 32
 MAX_PIXELS = 448 * 448
 DATA_URL_PREFIX = "data:video/mp4;base64,"
+HOLD_TIMEOUT_S = 60.0  # longest hold of Faults.hold_first
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class Faults:
     :param ignore_n: answer one choice whatever ``n`` asks (as ``transformers serve`` does).
     :param hang: never answer (until the server stops).
     :param delay_s: wait this long before answering each request (a slow engine).
+    :param hold_first: hold the first this many requests until that many are in flight at once
+        (at most ``HOLD_TIMEOUT_S``): whether a client keeps that many in flight shows
+        whatever the machine's speed.
     """
 
     fail_first: int = 0
@@ -59,6 +63,7 @@ class Faults:
     ignore_n: bool = False
     hang: bool = False
     delay_s: float = 0.0
+    hold_first: int = 0
 
 
 def completion_body(model: str, result: CaptionResult) -> dict:
@@ -185,6 +190,10 @@ class CompletionServer:
             await self._closing.wait()
             return _error(503, "shutting down")
         await asyncio.sleep(self.faults.delay_s)
+        if len(self.received) <= self.faults.hold_first:
+            deadline = time.monotonic() + HOLD_TIMEOUT_S
+            while self.in_flight < self.faults.hold_first and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
         loop = asyncio.get_running_loop()
         try:
             body = await loop.run_in_executor(self._pool, self._complete, payload)

@@ -41,7 +41,7 @@ from dj_ops.testing.tiny_models import VLLM_HEAD_DIM, tiny_model_path
 from dj_ops.testing.vllm_server import VLLMServer
 from dj_ops.video import FrameSettings, decode_video
 
-ENGINE = {"dtype": "float32", "gpu_memory_utilization": 0.1, "max_model_len": 8192,
+ENGINE = {"dtype": "float32", "gpu_memory_utilization": 0.1, "max_model_len": 4096,
           "enforce_eager": True}
 MODES = ("op", "engine", "decode")
 

@@ -101,9 +101,10 @@ def test_the_op_keeps_max_in_flight_requests_running_on_the_server(model, server
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
+    # long answers (256 tokens each) keep requests running while the next videos decode
     op = _op(model, server, generation_batch_size=1, prefetch=8, max_in_flight=4,
              keep_original_sample=False,
-             sampling_params={"max_new_tokens": 64, "min_new_tokens": 64},
+             sampling_params={"max_new_tokens": 256, "min_new_tokens": 256},
              settings={"max_concurrency": 16})
     rows = run_op(op, samples, batch_size=len(samples))
     done.set()

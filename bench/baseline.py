@@ -44,9 +44,9 @@ class SequentialBaseline:
         op_model = self.backend.model
         self.model = type(op_model).from_pretrained(checkpoint, dtype=op_model.dtype)
         self.model.to(op_model.device).eval()
-        self.frame_settings = replace(op.frame_settings, size_factor=self.backend.size_factor)
-        self.caption_num = op.caption_num
-        self.prompt = op.prompt
+        self.frame_settings = replace(op.config.frames, size_factor=self.backend.size_factor)
+        self.caption_num = op.config.model.num_candidates
+        self.prompt = op.config.layout.default_prompt
         # Data-Juicer's op asks for one sequence per call and loops over candidates.
         self.generate_kwargs = {**self.backend.generate_kwargs, "num_return_sequences": 1}
 

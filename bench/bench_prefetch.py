@@ -92,7 +92,7 @@ def prefetch_speedup(paths: list[str], batch: int, model_dir: Path) -> dict:
     model_core, decode_cores = set(cores[:1]), set(cores[1:]) or set(cores)
     workers = len(decode_cores)
     model = build_tiny_model("qwen3_vl", model_dir)
-    settings = replace(make_op(model, 1, batch, workers, 0).frame_settings, size_factor=32)
+    settings = replace(make_op(model, 1, batch, workers, 0).config.frames, size_factor=32)
     os.sched_setaffinity(0, decode_cores)
     decode_s = pool_decode_seconds(paths[:batch], settings, workers)
     os.sched_setaffinity(0, model_core)

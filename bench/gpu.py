@@ -34,7 +34,8 @@ def video_prompts(runner: Runner, paths: list[str]) -> dict[str, VideoPrompt]:
     prompts = {}
     for source in {str(Path(p).resolve()) for p in paths}:
         video = decode_video(source, runner.frame_settings)
-        request = CaptionRequest(video.frames, video.transformers_metadata(), runner.op.prompt)
+        request = CaptionRequest(video.frames, video.transformers_metadata(),
+                                 runner.op.config.layout.default_prompt)
         inputs = backend.encode([request])
         t, h, w = inputs["video_grid_thw"][0].tolist()
         prompts[source] = VideoPrompt(t, h, w, int(inputs["input_ids"].shape[1]))

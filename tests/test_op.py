@@ -237,3 +237,16 @@ def test_generation_record_is_what_ran(qwen3, videos):
 def test_invalid_parameters_fail_at_construction(qwen3, params, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         make_op(qwen3, **params)
+
+
+def test_a_copy_sent_to_a_worker_starts_afresh_and_counts_from_zero(qwen3, videos):
+    import dill
+
+    op = make_op(qwen3, decode_workers=0, keep_original_sample=False)
+    samples = [{"text": "", "videos": [videos[0]]}]
+    first = run_op(op, samples)
+    assert op.outcome_log.batches == 1
+    copy = dill.loads(dill.dumps(op))  # how Data-Juicer's workers receive the op
+    assert copy.outcome_log.batches == 0
+    assert run_op(copy, samples) == first and copy.outcome_log.total.rows == 1
+    assert op.outcome_log.batches == 1  # the original's tally is its own

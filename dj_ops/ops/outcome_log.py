@@ -1,32 +1,21 @@
 """The captioning op's running tally of outcomes, logged so that no failure goes unnoticed.
 
-Each process keeps its own counts (a worker receives a copy of the op and starts from zero):
-a DEBUG line per batch, an INFO line with the totals every ``every`` batches and when the
-process exits normally (pool workers, which Data-Juicer uses even with ``np: 1``, are
-terminated by their pool: their last totals are the latest periodic line). After a
-Data-Juicer run, :func:`log_dataset_outcomes` logs the counts over the whole output.
+Each process keeps its own counts (its :class:`~dj_ops.ops.captioner.Captioner` owns one): a
+DEBUG line per batch, an INFO line with the totals every ``every`` batches and when the
+captioner closes (pool workers, which Data-Juicer uses even with ``np: 1``, are terminated by
+their pool: their last totals are the latest periodic line). After a Data-Juicer run,
+:func:`log_dataset_outcomes` logs the counts over the whole output.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
-import weakref
 
 from loguru import logger
 
 from dj_ops.captioning.summary import OutcomeSummary, summarize
 
 DEFAULT_LOG_EVERY = 50  # batches between two INFO lines with the totals
-
-# Tallies alive in this process that counted something; their totals are logged at exit.
-_LIVE: weakref.WeakSet[OutcomeLog] = weakref.WeakSet()
-
-
-@atexit.register
-def _log_totals_at_exit() -> None:
-    for tally in list(_LIVE):
-        tally.log_at_exit()
 
 
 class OutcomeLog:
@@ -41,11 +30,9 @@ class OutcomeLog:
         self.every = every
         self.total = OutcomeSummary()
         self.batches = 0
-        self._pid: int | None = None
 
     def add_batch(self, records: list[dict | None]) -> OutcomeSummary:
         """Count one batch (one record or None per input row) and log it; returns its counts."""
-        self._start_in_this_process()
         batch = OutcomeSummary()
         for record in records:
             batch.add(record)
@@ -57,25 +44,13 @@ class OutcomeLog:
         return batch
 
     def log_total(self) -> None:
-        """Log the totals of this process at INFO."""
+        """Log the totals of this process at INFO (nothing before the first batch)."""
+        if not self.batches:
+            return
         logger.info(
             f"{self.name} totals in process {os.getpid()} after {self.batches} batches: "
             f"{self.total.format()}"
         )
-
-    def log_at_exit(self) -> None:
-        """Log the totals if this process counted batches (a forked child inherits the
-        parent's tallies: only the owner logs)."""
-        if self._pid == os.getpid() and self.batches:
-            self.log_total()
-
-    def _start_in_this_process(self) -> None:
-        """On the first batch in a process: count from zero, log the totals at exit."""
-        pid = os.getpid()
-        if self._pid == pid:
-            return
-        self._pid, self.total, self.batches = pid, OutcomeSummary(), 0
-        _LIVE.add(self)
 
 
 def log_dataset_outcomes(name: str, dataset, meta_field: str, note: str = "") -> OutcomeSummary:

@@ -1,0 +1,156 @@
+"""The op's parameters, parsed once into typed parts: what the per-process captioner runs on.
+
+:func:`parse_config` checks every parameter against the others and the model (a bad value fails
+here, at the op's construction, naming the fix) and returns a :class:`CaptionConfig`:
+generation and frames (in the backend's :class:`BackendConfig`), the output policy, the text
+layout, and decoding. Nothing here opens a model, a process or a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from loguru import logger
+
+from dj_ops.backends.base import BACKENDS, BackendConfig, backend_class
+from dj_ops.captioning.generation import (
+    GenerationSettings,
+    generation_record,
+    parse_sampling_params,
+)
+from dj_ops.captioning.records import RunInfo
+from dj_ops.captioning.selection import SELECTORS
+from dj_ops.store import ResultStore
+from dj_ops.video.decoders import resolve_decoder
+from dj_ops.video.settings import FrameSettings
+
+DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
+DEFAULT_PROMPT = "Describe the input video in 1-2 sentences."
+DEFAULT_PREFETCH = 2
+ON_ERROR = ("keep", "drop", "raise")
+
+
+@dataclass(frozen=True)
+class OutputPolicy:
+    """What the op writes: ``mode`` (a ``keep_candidate_mode``), the original kept before its
+    generated rows, the caption field (None: generated text rows), and what a failed row
+    becomes (``on_error``)."""
+
+    mode: str = "random_any"
+    keep_original: bool = True
+    caption_key: str | None = None
+    on_error: str = "keep"
+
+
+@dataclass(frozen=True)
+class TextLayout:
+    """Where a sample keeps its text, videos and meta, its special tokens, and the prompts."""
+
+    text_key: str = "text"
+    video_key: str = "videos"
+    meta_key: str = "__dj__meta__"
+    video_token: str = "<__dj__video>"
+    eoc_token: str = "<|__dj__eoc|>"
+    special_tokens: tuple[str, ...] = ()
+    prompt_key: str | None = None
+    prompt: str | None = None  # None: DEFAULT_PROMPT
+    system_prompt: str | None = None
+
+    @property
+    def default_prompt(self) -> str:
+        """The prompt of a sample without its own (``prompt_key``)."""
+        return self.prompt or DEFAULT_PROMPT
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """Where and how videos are decoded: the decoder by name, its processes (None: the cores
+    of the op process), the per-video timeout, micro-batches decoded ahead, torch threads."""
+
+    decoder: str = "pyav"
+    workers: int | None = None
+    timeout_s: float | None = 120.0
+    prefetch: int = DEFAULT_PREFETCH
+    torch_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The result store: its SQLite file (None: no store), and whether videos are identified by
+    a hash of their bytes rather than their path, size and modification time."""
+
+    path: str | None = None
+    content_hash: bool = False
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    """Everything one captioning process needs, validated."""
+
+    backend: str
+    model: BackendConfig
+    output: OutputPolicy = field(default_factory=OutputPolicy)
+    layout: TextLayout = field(default_factory=TextLayout)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    @property
+    def generation(self) -> GenerationSettings:
+        return self.model.settings
+
+    @property
+    def frames(self) -> FrameSettings:
+        return self.model.frame_settings
+
+    @property
+    def run_info(self) -> RunInfo:
+        """The provenance shared by every record of this op, generation as the settings say
+        (the captioner records it as its loaded backend resolved it)."""
+        return RunInfo(self.model.model, self.backend,
+                       generation_record(self.generation, self.model.seed), self.output.mode)
+
+
+def check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {list(allowed)}")
+
+
+def check_layout(layout: TextLayout, caption_key: str | None) -> None:
+    """Refuse a caption field that would overwrite the sample, and empty prompts."""
+    if caption_key is not None and caption_key in ("", layout.text_key, layout.video_key,
+                                                  layout.meta_key):
+        raise ValueError(f"caption_key={caption_key!r} must name a new field, not empty nor "
+                         "the text, videos or meta field")
+    if layout.prompt is not None and not layout.prompt.strip():
+        raise ValueError("prompt is empty; give a prompt or leave it unset for the default")
+    if layout.system_prompt is not None and not layout.system_prompt.strip():
+        raise ValueError("system_prompt is empty; give a system prompt or leave it unset")
+
+
+def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPolicy,
+                 layout: TextLayout, decoding: DecodingConfig, frames: FrameSettings,
+                 model_params: dict | None, sampling_params: dict | None,
+                 generation_batch_size: int, seed: int | None,
+                 store: StoreConfig | None = None) -> CaptionConfig:
+    """The op's parameters as one :class:`CaptionConfig`.
+
+    :raises ValueError: (or ``ModuleNotFoundError`` for a missing optional package) naming the
+        fix, for any parameter that cannot work.
+    """
+    check_choice("backend", backend, BACKENDS)
+    check_choice("keep_candidate_mode", output.mode, SELECTORS)
+    check_choice("on_error", output.on_error, ON_ERROR)
+    check_layout(layout, output.caption_key)
+    if layout.prompt and layout.prompt_key:
+        logger.warning("Both `prompt` and `prompt_key` are set; `prompt_key` takes precedence.")
+    resolve_decoder(decoding.decoder)  # unknown name or missing package: here, not in a worker
+    config = BackendConfig(
+        model=model, settings=parse_sampling_params(sampling_params, caption_num),
+        num_candidates=caption_num, batch_size=generation_batch_size, seed=seed,
+        model_params=dict(model_params or {}), frame_settings=frames,
+    )
+    backend_class(backend).check_config(config)
+    store = store or StoreConfig()
+    if store.path:  # a store of another format fails here, not in a worker
+        ResultStore(store.path).close()
+    return CaptionConfig(backend, config, output, layout, decoding, store)

@@ -20,7 +20,7 @@ import torch
 from data_juicer.utils.model_utils import get_model
 from transformers import AutoProcessor
 
-from dj_ops.backends.base import CaptionRequest
+from dj_ops.captioning.requests import CaptionRequest
 from dj_ops.video import decode_video
 
 

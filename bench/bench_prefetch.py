@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from data_juicer.utils.mm_utils import SpecialTokens
 
-from dj_ops.backends.base import CaptionRequest
+from dj_ops.captioning.requests import CaptionRequest
 from dj_ops.ops import VLMVideoCaptioningMapper
 from dj_ops.testing.tiny_models import build_tiny_model
 from dj_ops.video import decode_video

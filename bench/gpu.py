@@ -22,7 +22,7 @@ from bench.measure import rate, save, timed
 from bench.model_shapes import SHAPES, build_shaped_checkpoint
 from bench.throughput import Runner
 from bench.workload import Workload, request_paths
-from dj_ops.backends.base import CaptionRequest
+from dj_ops.captioning.requests import CaptionRequest
 from dj_ops.video import decode_video
 
 FRAMES = {"frame_strategy": "uniform", "num_frames": 24, "max_pixels": 448 * 448}

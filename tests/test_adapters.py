@@ -19,7 +19,7 @@ from dj_ops.adapters import (
 )
 from dj_ops.adapters.cogvlm2 import to_cthw
 from dj_ops.adapters.qwen import qwen_prompt, qwen_video_tokens, sampled_fps
-from dj_ops.backends.base import CaptionRequest
+from dj_ops.captioning.requests import CaptionRequest
 from dj_ops.video import FrameSettings
 
 FRAMES = np.arange(4 * 64 * 96 * 3, dtype=np.uint32).reshape(4, 64, 96, 3).astype(np.uint8)

@@ -11,10 +11,10 @@ from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dj_ops.backends.base import Candidate
 from dj_ops.captioning.generation import GenerationSettings, generation_record
 from dj_ops.captioning.records import META_KEY, RunInfo
 from dj_ops.captioning.repetition import trim_repetition
+from dj_ops.captioning.requests import Candidate
 from dj_ops.captioning.text import special_tokens_only
 from dj_ops.ops.config import OutputPolicy, TextLayout
 from dj_ops.ops.sample_builder import SampleBuilder

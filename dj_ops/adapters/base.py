@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dj_ops.backends.base import CaptionRequest
+    from dj_ops.captioning.requests import CaptionRequest
     from dj_ops.video.settings import FrameSettings
 
 # Renders chat messages into a prompt string (a processor's ``apply_chat_template``).

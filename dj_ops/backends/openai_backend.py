@@ -183,8 +183,7 @@ class OpenAIBackend(CaptionBackend):
         """Keep ``wanted`` candidates; one greedy answer stands for every candidate."""
         if not result.ok:
             return result
-        kept = result.candidates[:wanted]
-        return CaptionResult(kept * (self.config.num_candidates // wanted))
+        return CaptionResult.repeated(result.candidates[:wanted], self.config.num_candidates)
 
     def _note_n_ignored(self, wanted: int, got: int) -> None:
         if self.n_supported:

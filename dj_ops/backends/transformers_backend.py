@@ -178,10 +178,9 @@ class TransformersBackend(CaptionBackend):
             inputs = self.encode(requests)
             output = self.model.generate(**inputs, **self.generate_kwargs)
             new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        repeat = self.config.num_candidates // k  # greedy: one sequence stands for all candidates
         return [
-            CaptionResult([self._candidate(row) for row in new_tokens[i * k : (i + 1) * k]]
-                          * repeat)
+            CaptionResult.repeated([self._candidate(row) for row in new_tokens[i * k:(i + 1) * k]],
+                                   self.config.num_candidates)
             for i in range(len(requests))
         ]
 

@@ -131,4 +131,4 @@ def parse_request_output(output: Any, num_candidates: int) -> CaptionResult:
     if not candidates or num_candidates % len(candidates):
         return CaptionResult.failure(
             INVALID_REQUEST, f"vLLM returned {len(candidates)} of {num_candidates} candidates")
-    return CaptionResult(candidates * (num_candidates // len(candidates)))
+    return CaptionResult.repeated(candidates, num_candidates)

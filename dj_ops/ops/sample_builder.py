@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 
 from data_juicer.ops.base_op import convert_dict_list_to_list_dict
 
-from dj_ops.backends.base import Candidate
 from dj_ops.captioning.records import (
     META_KEY,
     STATUS_ERROR,
@@ -22,6 +21,7 @@ from dj_ops.captioning.records import (
     build_record,
 )
 from dj_ops.captioning.repetition import trim_repetition
+from dj_ops.captioning.requests import Candidate
 from dj_ops.captioning.selection import has_usable_captions, select_per_sample
 from dj_ops.captioning.text import (
     Chunk,

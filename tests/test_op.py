@@ -194,6 +194,7 @@ def test_provenance_record(qwen3, videos):
     assert record["generation"]["max_new_tokens"] == 3
     video = record["videos"][0]
     assert video["generated_tokens"] == 3 and video["hit_token_limit"] is True
+    assert video["decoding"] == "shared_prefix"  # the checked fast path made it
     assert len(video["timestamps"]) == 4 and video["timestamps"] == sorted(video["timestamps"])
 
 
@@ -232,6 +233,7 @@ def test_generation_record_is_what_ran(qwen3, videos):
         ({"prompt": "  "}, "prompt is empty"),
         ({"sampling_params": {"temprature": 1}}, "valid keys are"),
         ({"frame_strategy": "every"}, "every"),
+        ({"fast_decoding": "always"}, "Input should be 'auto' or 'off'"),
     ],
 )
 def test_invalid_parameters_fail_at_construction(qwen3, params, message):

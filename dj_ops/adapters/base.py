@@ -63,6 +63,8 @@ class ModelAdapter:
     :cvar recommended_params: op parameters the model card recommends (see ``configs/``).
     :cvar hf_generate_overrides: ``generate`` keyword arguments the family always needs.
     :cvar adapter_param_keys: ``model_params`` keys the adapter reads (kept from the loaders).
+    :cvar fast_decoding_checked: ``model_type`` values on which the transformers backend's
+        speed-ups were checked against plain ``generate`` (see ``backends/fast_decoding.py``).
     :param params: this family's adapter parameters taken from ``model_params``.
     """
 
@@ -75,6 +77,7 @@ class ModelAdapter:
     recommended_params: dict[str, Any] = {}
     hf_generate_overrides: dict[str, Any] = {}
     adapter_param_keys: tuple[str, ...] = ()
+    fast_decoding_checked: tuple[str, ...] = ()
 
     def __init__(self, params: dict[str, Any] | None = None):
         self.params = dict(params or {})
@@ -108,23 +111,18 @@ class ModelAdapter:
         processor.tokenizer.padding_side = "left"
         return processor
 
-    def prepare_hf_model(self, model) -> None:
-        """Adjust the loaded model in place: patch-cutting convolutions as matrix products
-        (the same weights and results, several times faster; see ``patch_embedding``)."""
-        from dj_ops.adapters.patch_embedding import use_matmul_patch_embedding  # loads torch
-
-        use_matmul_patch_embedding(model)
-
     def hf_tokenizer(self, processor):
         """The tokenizer inside what :meth:`load_hf_processor` returned."""
         return processor.tokenizer
 
     def hf_size_factor(self, processor) -> int | None:
-        """Frame side multiple: the family's, else the video processor's, else None."""
+        """Frame side multiple: the family's, else the video processor's patch (times its merge
+        size), else None (the op's default)."""
         video_processor = getattr(processor, "video_processor", None)
-        if self.size_factor or video_processor is None:
+        patch = getattr(video_processor, "patch_size", None)
+        if self.size_factor or not isinstance(patch, int):  # e.g. LLaVA's: resizes by itself
             return self.size_factor
-        return int(video_processor.patch_size * video_processor.merge_size)
+        return patch * int(getattr(video_processor, "merge_size", None) or 1)
 
     def encode_hf(self, processor, model, requests: list[CaptionRequest],
                   processor_kwargs: dict[str, Any]):

@@ -76,6 +76,7 @@ class Qwen25VLAdapter(QwenVLAdapter):
 
     name = "qwen2_5_vl"
     size_factor = QWEN25_VL_PATCH_FACTOR
+    fast_decoding_checked = ("qwen2_5_vl",)  # tests/test_prefill.py, test_fast_decoding.py
     default_system_prompt = "You are a helpful assistant."
     recommended_params = qwen_recommended_params(QWEN25_VL_PATCH_FACTOR)
 
@@ -88,6 +89,7 @@ class Qwen3VLAdapter(QwenVLAdapter):
 
     name = "qwen3_vl"
     size_factor = QWEN3_VL_PATCH_FACTOR
+    fast_decoding_checked = ("qwen3_vl",)  # not the MoE variant: no checkpoint checked
     recommended_params = qwen_recommended_params(QWEN3_VL_PATCH_FACTOR)
 
     def hf_processor_kwargs(self) -> dict[str, Any]:

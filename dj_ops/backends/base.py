@@ -31,6 +31,9 @@ CONNECTION_ERROR = "connection_error"  # the server could not be reached
 BAD_RESPONSE = "bad_response"  # the answer does not follow the API
 
 
+FAST_DECODING_MODES = ("auto", "off")
+
+
 @dataclass(frozen=True)
 class BackendConfig:
     """What every backend is built from (the op's parameters, validated)."""
@@ -42,6 +45,7 @@ class BackendConfig:
     seed: int | None = None
     model_params: dict[str, Any] = field(default_factory=dict)
     frame_settings: FrameSettings = field(default_factory=FrameSettings)
+    fast_decoding: str = "auto"  # transformers' checked speed-ups: 'auto' or 'off'
 
 
 def check_model_params(backend: str, params: dict[str, Any], valid: frozenset[str]) -> None:

@@ -21,9 +21,9 @@ from dj_ops.backends.base import (
     CaptionRequest,
     CaptionResult,
 )
+from dj_ops.backends.fast_decoding import FastDecoding, fast_decoding_blockers
 from dj_ops.backends.memory import OUT_OF_MEMORY, free_memory, is_out_of_memory
 from dj_ops.backends.model_source import check_model_source
-from dj_ops.backends.prefill import generate_from_separate_prefills, supports_separate_prefill
 from dj_ops.backends.quantization import (
     QUANTIZATION_KEY,
     check_hf_quantization,
@@ -87,7 +87,6 @@ class TransformersBackend(CaptionBackend):
         if quantization is None:  # a quantized model is placed by device_map and cannot move
             self.model.to(device)
         self.model.eval()
-        self.adapter.prepare_hf_model(self.model)
         self.generate_kwargs = {**to_hf_generate_kwargs(config.settings, config.num_candidates),
                                 **self.adapter.hf_generate_overrides}
         if "stop_strings" in self.generate_kwargs:
@@ -97,8 +96,19 @@ class TransformersBackend(CaptionBackend):
         self.pad_token_id = self.generate_kwargs.get("pad_token_id", self.tokenizer.pad_token_id)
         self.size_factor = self.adapter.hf_size_factor(self.processor)
         self.batch_size = min(config.batch_size, self.adapter.max_batch_size or config.batch_size)
-        # Each prompt is prefilled alone and once, then all are decoded together (see prefill).
-        self.separate_prefill = supports_separate_prefill(self.model)
+        # The speed-ups run where they were checked, and are checked again on the first
+        # micro-batch (fast_decoding.py).
+        self.fast = FastDecoding(self.model, fast_decoding_blockers(
+            self.model, mode=config.fast_decoding,
+            checked_model_types=self.adapter.fast_decoding_checked,
+            attn_implementation=config.model_params.get("attn_implementation"),
+            generate_kwargs=self.generate_kwargs))
+
+    @property
+    def separate_prefill(self) -> bool:
+        """Whether micro-batches are prefilled prompt by prompt, then decoded together with
+        shared-prefix attention (see prefill.py), rather than by plain ``generate``."""
+        return self.fast.enabled
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
@@ -170,21 +180,15 @@ class TransformersBackend(CaptionBackend):
         if self.config.seed is not None:
             torch.manual_seed(self.config.seed)
         k = self.generate_kwargs["num_return_sequences"]
-        if self.separate_prefill:
-            prompts = [self.encode([request]) for request in requests]
-            new_tokens = generate_from_separate_prefills(self.model, prompts, k,
-                                                         self.generate_kwargs)
-        else:
-            inputs = self.encode(requests)
-            output = self.model.generate(**inputs, **self.generate_kwargs)
-            new_tokens = output[:, inputs["input_ids"].shape[1]:]
+        new_tokens, path = self.fast.generate(requests, self.encode, self.generate_kwargs, k)
         return [
-            CaptionResult.repeated([self._candidate(row) for row in new_tokens[i * k:(i + 1) * k]],
-                                   self.config.num_candidates)
+            CaptionResult.repeated(
+                [self._candidate(row, path) for row in new_tokens[i * k:(i + 1) * k]],
+                self.config.num_candidates)
             for i in range(len(requests))
         ]
 
-    def _candidate(self, token_ids: torch.Tensor) -> Candidate:
+    def _candidate(self, token_ids: torch.Tensor, path: str) -> Candidate:
         ids = token_ids.tolist()
         pad = self.pad_token_id
         while ids and ids[-1] == pad and pad not in self.eos_ids:
@@ -195,4 +199,4 @@ class TransformersBackend(CaptionBackend):
         text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
         max_tokens = self.generate_kwargs["max_new_tokens"]
         hit_limit = not ended and len(ids) >= max_tokens
-        return Candidate(text, num_tokens=len(ids), hit_token_limit=hit_limit)
+        return Candidate(text, num_tokens=len(ids), hit_token_limit=hit_limit, decoding=path)

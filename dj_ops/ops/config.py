@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
-from dj_ops.backends.base import BACKENDS, BackendConfig, backend_class
+from dj_ops.backends.base import BACKENDS, FAST_DECODING_MODES, BackendConfig, backend_class
 from dj_ops.captioning.generation import (
     GenerationSettings,
     generation_record,
@@ -131,6 +131,7 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
                  layout: TextLayout, decoding: DecodingConfig, frames: FrameSettings,
                  model_params: dict | None, sampling_params: dict | None,
                  generation_batch_size: int, seed: int | None,
+                 fast_decoding: str = "auto",
                  store: StoreConfig | None = None) -> CaptionConfig:
     """The op's parameters as one :class:`CaptionConfig`.
 
@@ -140,6 +141,7 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
     check_choice("backend", backend, BACKENDS)
     check_choice("keep_candidate_mode", output.mode, SELECTORS)
     check_choice("on_error", output.on_error, ON_ERROR)
+    check_choice("fast_decoding", fast_decoding, FAST_DECODING_MODES)
     check_layout(layout, output.caption_key)
     if layout.prompt and layout.prompt_key:
         logger.warning("Both `prompt` and `prompt_key` are set; `prompt_key` takes precedence.")
@@ -148,6 +150,7 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
         model=model, settings=parse_sampling_params(sampling_params, caption_num),
         num_candidates=caption_num, batch_size=generation_batch_size, seed=seed,
         model_params=dict(model_params or {}), frame_settings=frames,
+        fast_decoding=fast_decoding,
     )
     backend_class(backend).check_config(config)
     store = store or StoreConfig()

@@ -98,6 +98,7 @@ class VLMVideoCaptioningMapper(Mapper):
         torch_threads: PositiveInt | None = None,
         result_store: str | None = None,
         result_store_content_hash: bool = False,
+        fast_decoding: Literal["auto", "off"] = "auto",
         *args,
         **kwargs,
     ):
@@ -172,6 +173,14 @@ class VLMVideoCaptioningMapper(Mapper):
         :param torch_threads: torch intra-op threads while the op generates; None: on CPU
             with decoding processes, half the cores of the op process (the decoders use the
             rest), else torch's own setting. Restored after each batch.
+        :param fast_decoding: the transformers backend's speed-ups (each prompt prefilled once,
+            its candidates decoded with shared-prefix attention; the patch embedding as a
+            matrix product): 'auto' runs them on the model types they were checked on, when
+            the model routes attention through transformers' attention interface and
+            ``model_params.attn_implementation`` is unset, and checks them against plain
+            ``generate`` on the first micro-batch (a mismatch or failure falls back to plain
+            ``generate``); 'off' never runs them. Each video's record says which path
+            decoded it (``decoding``).
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -206,7 +215,7 @@ class VLMVideoCaptioningMapper(Mapper):
             frames=FrameSettings(frame_strategy, fps, min_frames, max_frames, num_frames,
                                  video_start, video_end, min_pixels, max_pixels, total_pixels),
             model_params=model_params, sampling_params=sampling_params,
-            generation_batch_size=generation_batch_size, seed=seed,
+            generation_batch_size=generation_batch_size, seed=seed, fast_decoding=fast_decoding,
             store=StoreConfig(result_store, result_store_content_hash),
         )
         # Data-Juicer's model zoo loads this once per worker, on the worker's device.

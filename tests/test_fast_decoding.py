@@ -83,6 +83,9 @@ def test_each_reason_to_stay_off_is_named(qwen3):
     assert "outside the checked range" in blockers(version="4.57.1")
     assert "['repetition_penalty'] read the prompt's tokens" in blockers(
         generate_kwargs={"repetition_penalty": 1.3})
+    model.generation_config.repetition_penalty = 1.05  # as Qwen2.5-VL checkpoints ship it
+    assert "['repetition_penalty'] read the prompt's tokens" in blockers()
+    assert blockers(generate_kwargs={"repetition_penalty": 1.0}) == ""  # the settings win
     bloom = transformers.BloomForCausalLM(transformers.BloomConfig(
         vocab_size=64, hidden_size=32, n_layer=1, n_head=2))
     assert "does not route attention through" in " ".join(fast_decoding_blockers(

@@ -11,8 +11,8 @@ silently wrong, so :class:`FastDecoding` runs them only when
 - transformers is a version they were checked on, and the model routes attention through
   transformers' attention interface (``_supports_attention_backend``): shared-prefix attention
   is such an attention function;
-- no generation setting reads the prompt's tokens (``repetition_penalty``: ``generate`` is fed
-  only each prompt's last token);
+- no generation setting reads the prompt's tokens (``repetition_penalty``, also from the
+  model's own ``generation_config``: ``generate`` is fed only each prompt's last token);
 - the user did not choose ``attn_implementation``: decoding steps would use shared-prefix
   attention instead of it, so a user's choice is kept and the speed-ups are off;
 - ``generate`` can continue from caches filled by hand (``supports_separate_prefill``).
@@ -47,7 +47,7 @@ CHECKED_TRANSFORMERS = (Version("5.0"), Version("6.0"))
 CHECK_CANDIDATES = 2
 SAMPLING_KEYS = ("temperature", "top_p", "top_k")
 # generate settings that look at the prompt's token ids: generate is fed only the last one.
-PROMPT_BOUND_KWARGS = ("repetition_penalty",)
+PROMPT_BOUND_KWARGS = ("repetition_penalty", "no_repeat_ngram_size", "encoder_repetition_penalty")
 
 Encode = Callable[[list], dict]
 
@@ -59,7 +59,11 @@ def fast_decoding_blockers(model, *, mode: str, checked_model_types: tuple[str, 
     if mode == "off":
         return ["fast_decoding is off"]
     reasons = []
-    prompt_bound = [k for k in PROMPT_BOUND_KWARGS if generate_kwargs.get(k) not in (None, 1.0)]
+    # generate takes what the settings leave open from the model's generation_config (Qwen2.5-VL
+    # checkpoints ship repetition_penalty 1.05)
+    own = getattr(model, "generation_config", None)
+    prompt_bound = [k for k in PROMPT_BOUND_KWARGS
+                    if generate_kwargs.get(k, getattr(own, k, None)) not in (None, 0, 1.0)]
     if prompt_bound:
         reasons.append(f"{prompt_bound} read the prompt's tokens, which the fast path does not "
                        "pass to generate")

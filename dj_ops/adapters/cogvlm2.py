@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from dj_ops.adapters.base import ModelAdapter
+from dj_ops.video.sampling import COGVLM2_NUM_FRAMES
 
 PAD_TOKEN_ID = 128002
-NUM_FRAMES = 24
+NUM_FRAMES = COGVLM2_NUM_FRAMES  # the card's strategies (dj_ops.video.sampling)
 TEMPLATE_VERSIONS = ("chat", "base")  # also the names of the card's frame strategies
 DEFAULT_PROMPT = "Please describe this video in detail."
 

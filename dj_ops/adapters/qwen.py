@@ -16,8 +16,10 @@ from typing import Any
 
 from dj_ops.adapters.base import ModelAdapter
 from dj_ops.adapters.qwen_patchify import install_patchify_first
-from dj_ops.video.sampling import QWEN3_VL_PATCH_FACTOR, QWEN25_VL_PATCH_FACTOR
 
+# Patch side (14) times the 2 x 2 merge, and 16 x 2 for Qwen3-VL: frame sides are multiples.
+QWEN25_VL_PATCH_FACTOR = 28
+QWEN3_VL_PATCH_FACTOR = 32
 VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
 TEMPORAL_PATCH_SIZE = 2
 MODEL_SEQ_LEN = 128000  # qwen-vl-utils' context budget for VIDEO_TOTAL_PIXELS

@@ -15,10 +15,10 @@ from dj_ops.adapters import (
     Qwen25VLAdapter,
     read_model_identity,
     resolve_adapter,
-    split_adapter_params,
 )
 from dj_ops.adapters.cogvlm2 import to_cthw
 from dj_ops.adapters.qwen import qwen_prompt, qwen_video_tokens, sampled_fps
+from dj_ops.backends.model_params import parse_model_params
 from dj_ops.captioning.requests import CaptionRequest
 from dj_ops.video import FrameSettings
 
@@ -69,9 +69,14 @@ def test_local_only_never_looks_a_hub_id_up():
 
 
 def test_adapter_params_are_split_from_loader_params():
-    params = {"model_type": "cogvlm2", "template_version": "base", "dtype": "bfloat16"}
-    assert split_adapter_params(params) == (
-        {"model_type": "cogvlm2", "template_version": "base"}, {"dtype": "bfloat16"})
+    params = parse_model_params({"model_type": "cogvlm2", "template_version": "base",
+                                 "dtype": "bfloat16", "quantization": "4bit",
+                                 "processor_kwargs": {"fps": 1}})
+    assert params.adapter == {"model_type": "cogvlm2", "template_version": "base"}
+    assert params.loader == {"dtype": "bfloat16"}
+    assert (params.quantization, params.processor_kwargs) == ("4bit", {"fps": 1})
+    assert params.backend == {"dtype": "bfloat16", "quantization": "4bit",
+                              "processor_kwargs": {"fps": 1}}
 
 
 def test_adapter_params_of_another_family_are_refused(qwen3):

@@ -8,19 +8,22 @@ when that backend is chosen.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from dj_ops.backends.model_params import (  # noqa: F401 - the key, named here for backends
+    PROCESSOR_KWARGS_KEY,
+    ModelParams,
+    parse_model_params,
+)
 from dj_ops.captioning.generation import GenerationSettings, generation_record
 
 # The contract's values live in captioning/ (adapters use them too); named here for backends.
 from dj_ops.captioning.requests import Candidate, CaptionRequest, CaptionResult  # noqa: F401
 from dj_ops.lazy_import import load_entry
 from dj_ops.video.settings import FrameSettings
-
-# model_params key holding processor options (``videos_kwargs`` / vLLM ``mm_processor_kwargs``).
-PROCESSOR_KWARGS_KEY = "processor_kwargs"
 
 # Kinds of per-request failures that backends record on the sample.
 CONTEXT_LENGTH = "context_length"  # the prompt does not fit the model's context
@@ -46,6 +49,11 @@ class BackendConfig:
     model_params: dict[str, Any] = field(default_factory=dict)
     frame_settings: FrameSettings = field(default_factory=FrameSettings)
     fast_decoding: str = "auto"  # transformers' checked speed-ups: 'auto' or 'off'
+
+    @functools.cached_property
+    def params(self) -> ModelParams:
+        """``model_params`` parsed once into the adapter's and the backend's parts."""
+        return parse_model_params(self.model_params)
 
 
 def check_model_params(backend: str, params: dict[str, Any], valid: frozenset[str]) -> None:

@@ -19,7 +19,7 @@ import aiohttp
 import av
 from loguru import logger
 
-from dj_ops.adapters import resolve_adapter, split_adapter_params
+from dj_ops.adapters import resolve_adapter
 from dj_ops.backends.base import (
     BAD_RESPONSE,
     CONNECTION_ERROR,
@@ -49,8 +49,7 @@ ERROR_BODY_CHARS = 300  # how much of an error answer goes into the record
 
 def server_settings(config: BackendConfig) -> ServerSettings:
     """The server settings in ``model_params`` (adapter keys such as ``model_type`` aside)."""
-    _, params = split_adapter_params(config.model_params)
-    return ServerSettings(**params)
+    return ServerSettings(**config.params.backend)
 
 
 def run_sync(coroutine):
@@ -123,13 +122,13 @@ class OpenAIBackend(CaptionBackend):
         self.sampling = sampling_fields(config)
         self.n_supported = self.server.n_supported
         # Frames are sized to the family's patch factor when the model is known locally.
-        adapter = resolve_adapter(config.model, config.model_params, local_only=True)
+        adapter = resolve_adapter(config.model, config.params, local_only=True)
         self.size_factor = adapter.size_factor
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
         auth_headers(server_settings(config))
-        adapter = resolve_adapter(config.model, config.model_params, local_only=True)
+        adapter = resolve_adapter(config.model, config.params, local_only=True)
         adapter.check(config.model_params)
 
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionResult]:

@@ -11,7 +11,7 @@ import torch
 import transformers
 from loguru import logger
 
-from dj_ops.adapters import resolve_adapter, split_adapter_params
+from dj_ops.adapters import resolve_adapter
 from dj_ops.adapters.registry import ADAPTER_PARAM_KEYS
 from dj_ops.backends.base import (
     PROCESSOR_KWARGS_KEY,
@@ -70,11 +70,10 @@ class TransformersBackend(CaptionBackend):
         super().__init__(config, device)
         # The model family's adapter builds inputs; model_params keys it reads stay out of
         # from_pretrained, as do processor options and the quantization mode.
-        self.adapter = resolve_adapter(config.model, config.model_params)
-        _, params = split_adapter_params(config.model_params)
+        self.adapter = resolve_adapter(config.model, config.params)
         self.videos_kwargs = {**self.adapter.hf_processor_kwargs(),
-                              **(params.pop(PROCESSOR_KWARGS_KEY, None) or {})}
-        quantization = params.pop(QUANTIZATION_KEY, None)
+                              **config.params.processor_kwargs}
+        quantization, params = config.params.quantization, config.params.loader
         if "torch_dtype" in params:  # the old spelling, else ignored beside our default dtype
             params.setdefault("dtype", params.pop("torch_dtype"))
         params.setdefault("dtype", pick_dtype(device))
@@ -122,8 +121,8 @@ class TransformersBackend(CaptionBackend):
                 f"hf_model={config.model!r} cannot be loaded: {error}. Give a local checkpoint "
                 "folder or a Hugging Face model id (downloaded or reachable)."
             ) from None  # the message holds the cause; its traceback chain only hides it
-        resolve_adapter(config.model, config.model_params).check(config.model_params)
-        check_hf_quantization(config.model_params.get(QUANTIZATION_KEY),
+        resolve_adapter(config.model, config.params).check(config.model_params)
+        check_hf_quantization(config.params.quantization,
                               torch.cuda.is_available())
 
     def generation_record(self) -> dict:

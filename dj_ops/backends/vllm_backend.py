@@ -42,7 +42,7 @@ class VLLMBackend(CaptionBackend):
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         super().__init__(config, device)
-        self.adapter = resolve_adapter(config.model, config.model_params)
+        self.adapter = resolve_adapter(config.model, config.params)
         self.llm = vllm.LLM(**engine_kwargs(config, self.adapter))
         self.sampling_params = vllm.SamplingParams(**sampling_kwargs(config))
         self.tokenizer = self.llm.get_tokenizer()

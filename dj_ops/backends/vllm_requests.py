@@ -10,19 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from dj_ops.adapters import ModelAdapter, resolve_adapter, split_adapter_params
+from dj_ops.adapters import ModelAdapter, resolve_adapter
 from dj_ops.adapters.base import PromptRenderer
 from dj_ops.backends.base import (
     CONTEXT_LENGTH,
     INVALID_REQUEST,
-    PROCESSOR_KWARGS_KEY,
     BackendConfig,
     Candidate,
     CaptionRequest,
     CaptionResult,
 )
 from dj_ops.backends.model_source import check_model_source
-from dj_ops.backends.quantization import QUANTIZATION_KEY, vllm_quantization_kwargs
+from dj_ops.backends.quantization import vllm_quantization_kwargs
 from dj_ops.captioning.generation import to_vllm_sampling_kwargs
 
 # One engine per worker on one GPU unless model_params say otherwise.
@@ -39,9 +38,8 @@ def engine_kwargs(config: BackendConfig, adapter: ModelAdapter) -> dict[str, Any
     here: ``processor_kwargs`` (merged into ``mm_processor_kwargs``), ``quantization`` and the
     adapter's keys.
     """
-    _, params = split_adapter_params(config.model_params)
-    processor_kwargs = params.pop(PROCESSOR_KWARGS_KEY, None) or {}
-    quantization = vllm_quantization_kwargs(params.pop(QUANTIZATION_KEY, None))
+    params, processor_kwargs = config.params.loader, config.params.processor_kwargs
+    quantization = vllm_quantization_kwargs(config.params.quantization)
     settings = config.frame_settings
     kwargs = {
         "model": config.model,
@@ -64,7 +62,7 @@ def check_vllm_config(config: BackendConfig) -> ModelAdapter:
         quantization mode vLLM does not offer.
     """
     check_model_source(config.model)
-    adapter = resolve_adapter(config.model, config.model_params)
+    adapter = resolve_adapter(config.model, config.params)
     adapter.check(config.model_params)
     if not adapter.vllm_supported:
         raise ValueError(f"vLLM does not serve {adapter.name} models; use backend: transformers")

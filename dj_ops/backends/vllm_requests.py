@@ -22,7 +22,7 @@ from dj_ops.backends.base import (
 )
 from dj_ops.backends.model_source import check_model_source
 from dj_ops.backends.quantization import vllm_quantization_kwargs
-from dj_ops.captioning.generation import to_vllm_sampling_kwargs
+from dj_ops.captioning.generation import sequences_per_prompt, to_vllm_sampling_kwargs
 
 # One engine per worker on one GPU unless model_params say otherwise.
 ENGINE_DEFAULTS: dict[str, Any] = {"tensor_parallel_size": 1}
@@ -74,9 +74,7 @@ def sampling_kwargs(config: BackendConfig) -> dict[str, Any]:
     """Keyword arguments for ``vllm.SamplingParams``: ``n=caption_num`` when sampling; greedy
     decoding asks for one sequence, which stands for every candidate."""
     kwargs = to_vllm_sampling_kwargs(config.settings, config.num_candidates, config.seed)
-    if not kwargs["temperature"]:
-        kwargs["n"] = 1
-    return kwargs
+    return {**kwargs, "n": sequences_per_prompt(config.settings, config.num_candidates)}
 
 
 def build_request(adapter: ModelAdapter, request: CaptionRequest,

@@ -52,7 +52,7 @@ class SequentialBaseline:
 
     def encode(self, request: CaptionRequest):
         """The stock processor's inputs for one request, with the op's prompt template."""
-        return self.backend.adapter.encode_hf(self.processor, self.model, [request],
+        return self.backend.inputs.encode(self.processor, self.model, [request],
                                               self.backend.videos_kwargs)
 
     def caption(self, path: str) -> BaselineCaption:

@@ -22,7 +22,7 @@ from dj_ops.captioning.requests import CaptionRequest
 from dj_ops.ops import VLMVideoCaptioningMapper
 from dj_ops.testing.tiny_models import build_tiny_model
 from dj_ops.video import decode_video
-from dj_ops.video.decoders import decode_source
+from dj_ops.video.decoders import open_decode_source
 
 ROUNDS = 3
 PREFETCH = (0, 1, 2)
@@ -51,16 +51,19 @@ def best_of(repeats: int, function, *args) -> float:
 
 
 def pool_decode_seconds(paths: list[str], settings, workers: int) -> float:
-    """Best time to decode ``paths`` through the op's (shared) pool, started here: its
-    workers keep this thread's cores."""
-    pool = decode_source("pyav", workers, DECODE_TIMEOUT)
+    """Best time to decode ``paths`` through a pool like the op's, started here: its workers
+    keep this thread's cores."""
+    pool = open_decode_source("pyav", workers, DECODE_TIMEOUT)
 
     def decode_all():
         for ticket in [pool.submit(path, settings) for path in paths]:
             pool.result(ticket)
 
-    decode_all()  # start the workers
-    return best_of(2, decode_all)
+    try:
+        decode_all()  # start the workers
+        return best_of(2, decode_all)
+    finally:
+        pool.close()
 
 
 def calibrate(model: str, settings, requests: list[CaptionRequest], decode_s: float

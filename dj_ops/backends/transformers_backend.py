@@ -22,6 +22,7 @@ from dj_ops.backends.base import (
     CaptionResult,
 )
 from dj_ops.backends.fast_decoding import FastDecoding, fast_decoding_blockers
+from dj_ops.backends.hf_inputs import hf_inputs_for
 from dj_ops.backends.memory import OUT_OF_MEMORY, free_memory, is_out_of_memory
 from dj_ops.backends.model_source import check_model_source
 from dj_ops.backends.quantization import (
@@ -68,32 +69,33 @@ class TransformersBackend(CaptionBackend):
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         super().__init__(config, device)
-        # The model family's adapter builds inputs; model_params keys it reads stay out of
+        # The model family's builder makes inputs; model_params keys its adapter reads stay out of
         # from_pretrained, as do processor options and the quantization mode.
         self.adapter = resolve_adapter(config.model, config.params)
-        self.videos_kwargs = {**self.adapter.hf_processor_kwargs(),
-                              **config.params.processor_kwargs}
+        self.inputs = hf_inputs_for(self.adapter)
+        self.videos_kwargs = {**self.adapter.processor_kwargs(), **config.params.processor_kwargs}
         quantization, params = config.params.quantization, config.params.loader
         if "torch_dtype" in params:  # the old spelling, else ignored beside our default dtype
             params.setdefault("dtype", params.pop("torch_dtype"))
         params.setdefault("dtype", pick_dtype(device))
         params.update(hf_quantization_kwargs(quantization, params["dtype"], device))
         remote = {"trust_remote_code": params.get("trust_remote_code", False)}
-        self.processor = self.adapter.load_hf_processor(config.model, **remote)
-        self.tokenizer = self.adapter.hf_tokenizer(self.processor)
+        self.processor = self.inputs.load_processor(config.model, **remote)
+        self.tokenizer = self.inputs.tokenizer(self.processor)
         model_class = getattr(transformers, self.adapter.model_class)
         self.model = model_class.from_pretrained(config.model, **params)
         if quantization is None:  # a quantized model is placed by device_map and cannot move
             self.model.to(device)
         self.model.eval()
-        self.generate_kwargs = {**to_hf_generate_kwargs(config.settings, config.num_candidates),
-                                **self.adapter.hf_generate_overrides}
+        self.generate_kwargs = to_hf_generate_kwargs(config.settings, config.num_candidates)
+        if self.adapter.pad_token_id is not None:  # the family's own (CogVLM2's card: 128002)
+            self.generate_kwargs["pad_token_id"] = self.adapter.pad_token_id
         if "stop_strings" in self.generate_kwargs:
             self.generate_kwargs["tokenizer"] = self.tokenizer
         self.eos_ids = self._eos_ids()
         # The adapter may set the family's pad token (CogVLM2's); else the tokenizer's.
         self.pad_token_id = self.generate_kwargs.get("pad_token_id", self.tokenizer.pad_token_id)
-        self.size_factor = self.adapter.hf_size_factor(self.processor)
+        self.size_factor = self.inputs.size_factor(self.processor)
         self.batch_size = min(config.batch_size, self.adapter.max_batch_size or config.batch_size)
         # The speed-ups run where they were checked, and are checked again on the first
         # micro-batch (fast_decoding.py).
@@ -171,8 +173,8 @@ class TransformersBackend(CaptionBackend):
         )
 
     def encode(self, requests: list[CaptionRequest]):
-        """Model inputs for one micro-batch (left padded), built by the family's adapter."""
-        return self.adapter.encode_hf(self.processor, self.model, requests, self.videos_kwargs)
+        """Model inputs for one micro-batch (left padded), built by the family's builder."""
+        return self.inputs.encode(self.processor, self.model, requests, self.videos_kwargs)
 
     @torch.inference_mode()
     def _generate_micro_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from data_juicer.utils.resource_utils import is_cuda_available
 from loguru import logger
 
 from dj_ops.backends.base import BACKENDS, FAST_DECODING_MODES, BackendConfig, backend_class
@@ -27,6 +28,7 @@ from dj_ops.video.settings import FrameSettings
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 DEFAULT_PROMPT = "Describe the input video in 1-2 sentences."
 DEFAULT_PREFETCH = 2
+ROWS_PER_MICRO_BATCH = 16  # default batch_size, in generation_batch_size units
 ON_ERROR = ("keep", "drop", "raise")
 
 
@@ -113,6 +115,30 @@ class CaptionConfig:
 def check_choice(name: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not supported; choose one of {list(allowed)}")
+
+
+def data_juicer_resources(backend: str, enable_vllm: bool, generation_batch_size: int,
+                          kwargs: dict) -> dict:
+    """The op's Data-Juicer settings (``memory``, ``batch_size``, ``skip_op_error``,
+    ``num_proc``, ``num_gpus``) with this op's defaults where the recipe leaves them."""
+    kwargs = dict(kwargs)
+    kwargs.setdefault("memory", "20GB" if enable_vllm else "4GB")
+    # Rows per batch: enough micro-batches for decoding to run ahead of generation
+    # (memory is bounded by generation_batch_size and prefetch, not by this).
+    kwargs.setdefault("batch_size", ROWS_PER_MICRO_BATCH * generation_batch_size)
+    # Failures are handled per sample (``on_error``). Data-Juicer's skip_op_error would
+    # instead drop a whole batch silently on any exception, so it is off for this op: what
+    # escapes process_batched (a model that cannot load, on_error='raise') stops the job.
+    kwargs["skip_op_error"] = False
+    if backend_class(backend).single_process:
+        # An in-process engine (vLLM) takes the GPUs it is given; several GPUs serve one
+        # engine through model_params.tensor_parallel_size, not through worker processes.
+        if (kwargs.get("num_proc") or 1) > 1:
+            logger.info(f"backend {backend!r} runs in one worker process (num_proc 1)")
+        kwargs["num_proc"] = 1
+    elif is_cuda_available():  # one model replica per GPU (Ray actors, default-executor procs)
+        kwargs.setdefault("num_gpus", 1)
+    return kwargs
 
 
 def check_layout(layout: TextLayout, caption_key: str | None) -> None:

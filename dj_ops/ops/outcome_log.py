@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 
+from data_juicer.utils.constant import Fields
 from loguru import logger
 
+from dj_ops.captioning.records import STATUS_CAPTIONED, STATUS_ERROR
 from dj_ops.captioning.summary import OutcomeSummary, summarize
 
 DEFAULT_LOG_EVERY = 50  # batches between two INFO lines with the totals
@@ -65,3 +67,25 @@ def log_dataset_outcomes(name: str, dataset, meta_field: str, note: str = "") ->
         summary = summarize({} for _ in range(len(dataset)))
     logger.info(f"{name} output: {summary.format()}{note}")
     return summary
+
+
+def warn_records_elsewhere(name: str, target) -> None:
+    """Before a run: a warning when the export will not hold the op's records."""
+    if target and target.records_elsewhere():
+        logger.warning(f"{name}: {target.records_elsewhere()}")
+
+
+def log_run_outcomes(name: str, dataset, target, dropped: bool) -> OutcomeSummary:
+    """After a run: the counts over the whole output, then where the output and the records
+    went (a warning when rows failed and the export drops their records).
+
+    :param target: the run's ``ExportTarget`` (``dj_ops.ops.export_notice``), or None.
+    :param dropped: failed rows were dropped (``on_error: drop``).
+    """
+    note = " (failed rows were dropped: see the workers' counts)" if dropped else ""
+    outcomes = log_dataset_outcomes(name, dataset, Fields.meta, note)
+    if target:
+        failed = outcomes.by_status[STATUS_ERROR]
+        line = f"{name}: {target.summary(outcomes.by_status[STATUS_CAPTIONED], failed)}"
+        (logger.warning if failed and not target.keeps_meta else logger.info)(line)
+    return outcomes

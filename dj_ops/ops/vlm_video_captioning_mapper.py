@@ -14,12 +14,10 @@ from data_juicer.ops.base_op import OPERATORS, Mapper
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 from data_juicer.utils.model_utils import get_model
-from data_juicer.utils.resource_utils import cuda_device_count, is_cuda_available
-from loguru import logger
+from data_juicer.utils.resource_utils import cuda_device_count
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, validate_call
 
-from dj_ops.backends.base import BACKENDS, backend_class, build_backend
-from dj_ops.captioning.records import STATUS_CAPTIONED, STATUS_ERROR
+from dj_ops.backends.base import BACKENDS, build_backend
 from dj_ops.ops.captioner import Captioner, ProcessPlacement
 from dj_ops.ops.config import (
     DEFAULT_MODEL,
@@ -29,15 +27,15 @@ from dj_ops.ops.config import (
     StoreConfig,
     TextLayout,
     check_choice,
+    data_juicer_resources,
     parse_config,
 )
 from dj_ops.ops.export_notice import ExportTarget
-from dj_ops.ops.outcome_log import OutcomeLog, log_dataset_outcomes
+from dj_ops.ops.outcome_log import OutcomeLog, log_run_outcomes, warn_records_elsewhere
 from dj_ops.video import FrameSettings
 from dj_ops.video.decoders import DEFAULT_DECODER
 
 OP_NAME = "vlm_video_captioning_mapper"
-ROWS_PER_MICRO_BATCH = 16  # default batch_size, in generation_batch_size units
 FRAMES = FrameSettings()  # the frame parameters' defaults
 
 
@@ -184,24 +182,9 @@ class VLMVideoCaptioningMapper(Mapper):
         :param args: extra args
         :param kwargs: extra kwargs
         """
-        kwargs.setdefault("memory", "20GB" if enable_vllm else "4GB")
-        # Rows per batch: enough micro-batches for decoding to run ahead of generation
-        # (memory is bounded by generation_batch_size and prefetch, not by this).
-        kwargs.setdefault("batch_size", ROWS_PER_MICRO_BATCH * generation_batch_size)
-        # Failures are handled per sample (``on_error``). Data-Juicer's skip_op_error would
-        # instead drop a whole batch silently on any exception, so it is off for this op: what
-        # escapes process_batched (a model that cannot load, on_error='raise') stops the job.
-        kwargs["skip_op_error"] = False
         backend = backend or ("vllm" if enable_vllm else "transformers")
         check_choice("backend", backend, BACKENDS)
-        if backend_class(backend).single_process:
-            # An in-process engine (vLLM) takes the GPUs it is given; several GPUs serve one
-            # engine through model_params.tensor_parallel_size, not through worker processes.
-            if (kwargs.get("num_proc") or 1) > 1:
-                logger.info(f"backend {backend!r} runs in one worker process (num_proc 1)")
-            kwargs["num_proc"] = 1
-        elif is_cuda_available():  # one model replica per GPU (Ray actors, default-executor procs)
-            kwargs.setdefault("num_gpus", 1)
+        kwargs = data_juicer_resources(backend, enable_vllm, generation_batch_size, kwargs)
         super().__init__(*args, **kwargs)
         self.config = parse_config(
             backend=backend, model=hf_model, caption_num=caption_num,
@@ -246,24 +229,17 @@ class VLMVideoCaptioningMapper(Mapper):
         and one saying where the output and the records go (a warning, also before the run,
         when the export will not hold the records)."""
         target = ExportTarget.of(exporter)
-        if target and target.records_elsewhere():
-            logger.warning(f"{OP_NAME}: {target.records_elsewhere()}")
+        warn_records_elsewhere(OP_NAME, target)
         dataset = super().run(dataset, exporter=exporter, tracer=tracer)
         self.close()
-        dropped = self.config.output.on_error == "drop"
-        note = " (failed rows were dropped: see the workers' counts)" if dropped else ""
-        outcomes = log_dataset_outcomes(OP_NAME, dataset, Fields.meta, note)
-        if target:
-            failed = outcomes.by_status[STATUS_ERROR]
-            line = f"{OP_NAME}: {target.summary(outcomes.by_status[STATUS_CAPTIONED], failed)}"
-            (logger.warning if failed and not target.keeps_meta else logger.info)(line)
+        log_run_outcomes(OP_NAME, dataset, target, self.config.output.on_error == "drop")
         return dataset
 
     def close(self) -> None:
-        """Stop this process's decoding processes (a later batch sets them up again)."""
-        captioner, self._captioner = self._captioner, None
-        if captioner is not None:
-            captioner.close()
+        """Stop this process's decoding processes and close its result store (a later batch
+        sets them up again; the counts go on)."""
+        if self._captioner is not None:
+            self._captioner.close()
 
     def _op_processes(self) -> int:
         """How many processes run this op on this machine (their decoders share its cores).
@@ -277,7 +253,9 @@ class VLMVideoCaptioningMapper(Mapper):
 
     def process_batched(self, samples: dict[str, list], rank: int | None = None):
         if self._captioner is None:
-            placement = ProcessPlacement(rank, self.use_cuda(), self._op_processes())
             load = functools.partial(get_model, self.model_key)
-            self._captioner = Captioner(self.config, load, OP_NAME).setup(placement)
+            self._captioner = Captioner(self.config, load, OP_NAME)
+        if not self._captioner.ready:
+            placement = ProcessPlacement(rank, self.use_cuda(), self._op_processes())
+            self._captioner.setup(placement)
         return self._captioner.caption(samples)

@@ -223,9 +223,9 @@ def test_op_with_each_decoder_and_cogvlm2_strategy(qwen3, videos, decoder, modul
 def test_worker_killed_while_idle_is_replaced_without_losing_the_video(pool, clip_dir):
     assert not isinstance(pool.result(pool.submit(str(clip_dir / "a.mp4"), SETTINGS)),
                           VideoError)
-    for worker in filter(None, pool._workers):
-        worker.process.kill()
-        worker.process.wait()
+    for process in pool.processes:
+        process.kill()
+        process.wait()
     again = [pool.submit(str(clip_dir / f"{name}.mp4"), SETTINGS) for name in "ab"]
     assert not any(isinstance(pool.result(ticket), VideoError) for ticket in again)
 

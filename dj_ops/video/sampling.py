@@ -16,10 +16,14 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dj_ops.video.settings import FrameSettings
+# Type only: this module imports nothing of dj_ops when it runs (the CogVLM2 server links it
+# into its own environment, servers/cogvlm2).
+if TYPE_CHECKING:
+    from dj_ops.video.settings import FrameSettings
 
 MAX_ASPECT_RATIO = 200
 # Tolerance when comparing a window bound (seconds) with frame times, so that
@@ -32,7 +36,7 @@ SEEK_GAP_RATIO = 0.5
 COGVLM2_NUM_FRAMES = 24
 COGVLM2_BASE_SECONDS = 60
 
-Sampler = Callable[[int, float, Sequence[float] | None, FrameSettings], list[int]]
+Sampler = Callable[[int, float, "Sequence[float] | None", "FrameSettings"], list[int]]
 
 
 def round_by_factor(value: float, factor: int) -> int:

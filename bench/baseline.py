@@ -20,7 +20,7 @@ import torch
 from data_juicer.utils.model_utils import get_model
 from transformers import AutoProcessor
 
-from dj_ops.backends.base import CaptionRequest
+from dj_ops.captioning.requests import CaptionRequest
 from dj_ops.video import decode_video
 
 
@@ -44,15 +44,15 @@ class SequentialBaseline:
         op_model = self.backend.model
         self.model = type(op_model).from_pretrained(checkpoint, dtype=op_model.dtype)
         self.model.to(op_model.device).eval()
-        self.frame_settings = replace(op.frame_settings, size_factor=self.backend.size_factor)
-        self.caption_num = op.caption_num
-        self.prompt = op.prompt
+        self.frame_settings = replace(op.config.frames, size_factor=self.backend.size_factor)
+        self.caption_num = op.config.model.num_candidates
+        self.prompt = op.config.layout.default_prompt
         # Data-Juicer's op asks for one sequence per call and loops over candidates.
         self.generate_kwargs = {**self.backend.generate_kwargs, "num_return_sequences": 1}
 
     def encode(self, request: CaptionRequest):
         """The stock processor's inputs for one request, with the op's prompt template."""
-        return self.backend.adapter.encode_hf(self.processor, self.model, [request],
+        return self.backend.inputs.encode(self.processor, self.model, [request],
                                               self.backend.videos_kwargs)
 
     def caption(self, path: str) -> BaselineCaption:

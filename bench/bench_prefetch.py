@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 from data_juicer.utils.mm_utils import SpecialTokens
 
-from dj_ops.backends.base import CaptionRequest
+from dj_ops.captioning.requests import CaptionRequest
 from dj_ops.ops import VLMVideoCaptioningMapper
 from dj_ops.testing.tiny_models import build_tiny_model
 from dj_ops.video import decode_video
-from dj_ops.video.decoders import decode_source
+from dj_ops.video.decoders import open_decode_source
 
 ROUNDS = 3
 PREFETCH = (0, 1, 2)
@@ -51,16 +51,19 @@ def best_of(repeats: int, function, *args) -> float:
 
 
 def pool_decode_seconds(paths: list[str], settings, workers: int) -> float:
-    """Best time to decode ``paths`` through the op's (shared) pool, started here: its
-    workers keep this thread's cores."""
-    pool = decode_source("pyav", workers, DECODE_TIMEOUT)
+    """Best time to decode ``paths`` through a pool like the op's, started here: its workers
+    keep this thread's cores."""
+    pool = open_decode_source("pyav", workers, DECODE_TIMEOUT)
 
     def decode_all():
         for ticket in [pool.submit(path, settings) for path in paths]:
             pool.result(ticket)
 
-    decode_all()  # start the workers
-    return best_of(2, decode_all)
+    try:
+        decode_all()  # start the workers
+        return best_of(2, decode_all)
+    finally:
+        pool.close()
 
 
 def calibrate(model: str, settings, requests: list[CaptionRequest], decode_s: float
@@ -92,7 +95,7 @@ def prefetch_speedup(paths: list[str], batch: int, model_dir: Path) -> dict:
     model_core, decode_cores = set(cores[:1]), set(cores[1:]) or set(cores)
     workers = len(decode_cores)
     model = build_tiny_model("qwen3_vl", model_dir)
-    settings = replace(make_op(model, 1, batch, workers, 0).frame_settings, size_factor=32)
+    settings = replace(make_op(model, 1, batch, workers, 0).config.frames, size_factor=32)
     os.sched_setaffinity(0, decode_cores)
     decode_s = pool_decode_seconds(paths[:batch], settings, workers)
     os.sched_setaffinity(0, model_core)

@@ -20,6 +20,8 @@ from typing import Any
 
 from data_juicer.utils.mm_utils import SpecialTokens
 
+from dj_ops.captioning.samples import as_columns, one_video_sample
+
 BUILTIN_OP = "video_captioning_from_vlm_mapper"
 
 
@@ -44,7 +46,7 @@ def try_builtin_op(model: str, video: str) -> dict[str, Any]:
     op = VideoCaptioningFromVLMMapper(**params)
     # dj-process turns skip_op_error on by default (its config); built from Python it is off.
     as_in_dj_process = VideoCaptioningFromVLMMapper(**params, skip_op_error=True)
-    one_video = {"text": [f"{SpecialTokens.video} {SpecialTokens.eoc}"], "videos": [[video]]}
+    one_video = as_columns([one_video_sample(video, SpecialTokens.video, SpecialTokens.eoc)])
     no_video = {"text": ["a sample without videos"], "videos": [[]]}
     return {
         "op": BUILTIN_OP,

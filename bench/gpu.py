@@ -22,7 +22,7 @@ from bench.measure import rate, save, timed
 from bench.model_shapes import SHAPES, build_shaped_checkpoint
 from bench.throughput import Runner
 from bench.workload import Workload, request_paths
-from dj_ops.backends.base import CaptionRequest
+from dj_ops.captioning.requests import CaptionRequest
 from dj_ops.video import decode_video
 
 FRAMES = {"frame_strategy": "uniform", "num_frames": 24, "max_pixels": 448 * 448}
@@ -34,7 +34,8 @@ def video_prompts(runner: Runner, paths: list[str]) -> dict[str, VideoPrompt]:
     prompts = {}
     for source in {str(Path(p).resolve()) for p in paths}:
         video = decode_video(source, runner.frame_settings)
-        request = CaptionRequest(video.frames, video.transformers_metadata(), runner.op.prompt)
+        request = CaptionRequest(video.frames, video.transformers_metadata(),
+                                 runner.op.config.layout.default_prompt)
         inputs = backend.encode([request])
         t, h, w = inputs["video_grid_thw"][0].tolist()
         prompts[source] = VideoPrompt(t, h, w, int(inputs["input_ids"].shape[1]))

@@ -58,7 +58,7 @@ def run_point(workload: Workload, threads: int | None) -> dict:
             "videos_per_cpu_s": round(rate(workload.requests, cpu), 4),
             "seconds": round(seconds, 3), "peak_rss_mib": round(peak_rss_mib(), 1),
             "rss_after_load_mib": round(rss_loaded, 1),
-            "torch_threads": op._threads or torch.get_num_threads()}
+            "torch_threads": op.torch_threads or torch.get_num_threads()}
 
 
 def point_in_subprocess(overrides: dict) -> dict:

@@ -11,6 +11,7 @@ from typing import Any
 
 from data_juicer.utils.mm_utils import SpecialTokens
 
+from dj_ops.captioning.samples import as_columns, one_video_sample
 from dj_ops.testing.clips import sample_videos
 from dj_ops.testing.tiny_models import tiny_model_path
 
@@ -107,8 +108,8 @@ def request_paths(count: int, folder: Path = REQUESTS_DIR,
 
 def samples_for(paths: Sequence[str]) -> dict[str, list]:
     """A Data-Juicer batch (dict of lists) with one single-video sample per path."""
-    text = f"{SpecialTokens.video} {SpecialTokens.eoc}"
-    return {"text": [text] * len(paths), "videos": [[p] for p in paths]}
+    return as_columns([one_video_sample(p, SpecialTokens.video, SpecialTokens.eoc)
+                       for p in paths])
 
 
 def batches(paths: Sequence[str], size: int) -> list[list[str]]:

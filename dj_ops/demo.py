@@ -20,6 +20,7 @@ from pathlib import Path
 
 from data_juicer.utils.mm_utils import SpecialTokens
 
+from dj_ops.captioning.samples import one_video_sample
 from dj_ops.testing.clips import SHARED_VIDEOS_DIR, sample_video_paths
 from dj_ops.testing.tiny_models import build_tiny_model
 
@@ -32,7 +33,7 @@ def write_dataset(videos: list[str], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         for video in videos:
-            sample = {"text": f"{SpecialTokens.video} {SpecialTokens.eoc}", "videos": [video]}
+            sample = one_video_sample(video, SpecialTokens.video, SpecialTokens.eoc)
             f.write(json.dumps(sample, ensure_ascii=False) + "\n")
 
 

@@ -1,4 +1,5 @@
-"""Model-family adapters: chosen from the table by config.json, and what each builds, exactly."""
+"""Model families: adapters (facts) chosen from the table by config.json, and what each backend's
+builder for a family makes of a request, exactly."""
 
 from __future__ import annotations
 
@@ -15,16 +16,23 @@ from dj_ops.adapters import (
     Qwen25VLAdapter,
     read_model_identity,
     resolve_adapter,
-    split_adapter_params,
 )
-from dj_ops.adapters.cogvlm2 import to_cthw
-from dj_ops.adapters.qwen import qwen_prompt, qwen_video_tokens, sampled_fps
-from dj_ops.backends.base import CaptionRequest
+from dj_ops.adapters.cogvlm2 import DEFAULT_PROMPT as COGVLM2_PROMPT
+from dj_ops.adapters.qwen import qwen_prompt, qwen_video_tokens
+from dj_ops.backends.hf_inputs import HF_INPUTS, hf_inputs_for, to_cthw
+from dj_ops.backends.model_params import parse_model_params
+from dj_ops.backends.vllm_prompts import VLLM_PROMPTS, sampled_fps, vllm_prompts_for
+from dj_ops.captioning.requests import CaptionRequest
 from dj_ops.video import FrameSettings
+from dj_ops.video.sampling import COGVLM2_NUM_FRAMES
 
 FRAMES = np.arange(4 * 64 * 96 * 3, dtype=np.uint32).reshape(4, 64, 96, 3).astype(np.uint8)
 METADATA = {"total_num_frames": 120, "fps": 30.0, "duration": 4.0,
             "frames_indices": [0, 15, 30, 45], "width": 96, "height": 64, "video_backend": "pyav"}
+
+
+def vllm(adapter):
+    return vllm_prompts_for(adapter)
 
 
 def request(system: str | None = None) -> CaptionRequest:
@@ -69,9 +77,14 @@ def test_local_only_never_looks_a_hub_id_up():
 
 
 def test_adapter_params_are_split_from_loader_params():
-    params = {"model_type": "cogvlm2", "template_version": "base", "dtype": "bfloat16"}
-    assert split_adapter_params(params) == (
-        {"model_type": "cogvlm2", "template_version": "base"}, {"dtype": "bfloat16"})
+    params = parse_model_params({"model_type": "cogvlm2", "template_version": "base",
+                                 "dtype": "bfloat16", "quantization": "4bit",
+                                 "processor_kwargs": {"fps": 1}})
+    assert params.adapter == {"model_type": "cogvlm2", "template_version": "base"}
+    assert params.loader == {"dtype": "bfloat16"}
+    assert (params.quantization, params.processor_kwargs) == ("4bit", {"fps": 1})
+    assert params.backend == {"dtype": "bfloat16", "quantization": "4bit",
+                              "processor_kwargs": {"fps": 1}}
 
 
 def test_adapter_params_of_another_family_are_refused(qwen3):
@@ -90,9 +103,9 @@ def test_qwen_prompts_exactly():
         "<|im_start|>system\nBe brief.<|im_end|>\n"
         "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Describe.<|im_end|>\n"
         "<|im_start|>assistant\n")
-    assert Qwen25VLAdapter().vllm_prompt(request()).startswith(
+    assert vllm(Qwen25VLAdapter()).prompt(request()).startswith(
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
-    assert Qwen3VLAdapter().vllm_prompt(request()).startswith("<|im_start|>user\n")
+    assert vllm(Qwen3VLAdapter()).prompt(request()).startswith("<|im_start|>user\n")
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
@@ -102,13 +115,13 @@ def test_vllm_prompt_equals_the_family_chat_template(tiny_models, family, system
 
     processor = transformers.AutoProcessor.from_pretrained(tiny_models[family])
     adapter = resolve_adapter(tiny_models[family])
-    rendered = processor.apply_chat_template(adapter.hf_messages(request(system)),
+    rendered = processor.apply_chat_template(adapter.messages(request(system)),
                                              tokenize=False, add_generation_prompt=True)
-    assert adapter.vllm_prompt(request(system)) == rendered
+    assert vllm(adapter).prompt(request(system)) == rendered
 
 
 def test_hf_messages_exactly():
-    assert Qwen3VLAdapter().hf_messages(request("Be brief.")) == [
+    assert Qwen3VLAdapter().messages(request("Be brief.")) == [
         {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
         {"role": "user", "content": [{"type": "video"},
                                      {"type": "text", "text": "Describe the clip."}]},
@@ -116,24 +129,24 @@ def test_hf_messages_exactly():
 
 
 def test_qwen_video_goes_to_vllm_with_its_metadata():
-    frames, metadata = Qwen3VLAdapter().vllm_video(request())
+    frames, metadata = vllm(Qwen3VLAdapter()).video(request())
     assert frames is FRAMES
     assert metadata == {**METADATA, "do_sample_frames": False}
-    assert GENERIC_ADAPTER().vllm_video(request()) is FRAMES
+    assert vllm(GENERIC_ADAPTER()).video(request()) is FRAMES
 
 
 def test_qwen2_5_vl_gets_the_sampling_rate_per_request():
     assert sampled_fps(METADATA) == 4 / 120 * 30.0
-    assert Qwen25VLAdapter().vllm_request_processor_kwargs(request()) == {"fps": 1.0}
-    assert Qwen3VLAdapter().vllm_request_processor_kwargs(request()) == {}
+    assert vllm(Qwen25VLAdapter()).request_processor_kwargs(request()) == {"fps": 1.0}
+    assert vllm(Qwen3VLAdapter()).request_processor_kwargs(request()) == {}
 
 
 def test_processor_kwargs_per_family():
-    assert Qwen25VLAdapter().hf_processor_kwargs() == {"do_sample_frames": False,
-                                                       "do_resize": False}
-    assert Qwen3VLAdapter().vllm_mm_processor_kwargs(FrameSettings()) == {
+    assert Qwen25VLAdapter().processor_kwargs() == {"do_sample_frames": False,
+                                                    "do_resize": False}
+    assert vllm(Qwen3VLAdapter()).mm_processor_kwargs(FrameSettings()) == {
         "do_sample_frames": False, "do_resize": False, "cap_pixels_per_frame": False}
-    assert CogVLM2Adapter().hf_processor_kwargs() == {}
+    assert CogVLM2Adapter().processor_kwargs() == {}
 
 
 @pytest.mark.parametrize(
@@ -152,7 +165,7 @@ def test_processor_kwargs_per_family():
     ],
 )
 def test_limit_mm_per_prompt_follows_the_frame_settings(adapter, settings, expected):
-    assert adapter.vllm_limit_mm_per_prompt(settings) == {"image": 0, "video": expected}
+    assert vllm(adapter).limit_mm_per_prompt(settings) == {"image": 0, "video": expected}
 
 
 def test_video_token_counts():
@@ -162,14 +175,24 @@ def test_video_token_counts():
     assert GENERIC_ADAPTER().video_tokens_lower_bound((4, 64, 96, 3)) == 0
 
 
-def test_recommended_params_are_qwen_vl_utils_defaults():
-    assert Qwen3VLAdapter.recommended_params == {
-        "frame_strategy": "fps", "fps": 2.0, "min_frames": 4, "max_frames": 768,
-        "min_pixels": 131072, "max_pixels": 786432, "total_pixels": 117964800}
-    assert Qwen25VLAdapter.recommended_params["max_pixels"] == 768 * 28 * 28
-    for params in (Qwen3VLAdapter.recommended_params, Qwen25VLAdapter.recommended_params):
-        FrameSettings(**{("strategy" if k == "frame_strategy" else k): v
-                         for k, v in params.items()})  # valid settings
+@pytest.mark.parametrize("preset", ["qwen3_vl_8b", "qwen2_5_vl_7b"])
+def test_qwen_presets_build_valid_frame_settings_within_qwen_vl_utils_bounds(preset):
+    """qwen-vl-utils' video bounds: 4 to 768 frames at 2 fps, 128 to 768 patches per frame."""
+    op = preset_op(preset)
+    factor = 32 if preset.startswith("qwen3") else 28
+    settings = FrameSettings(strategy=op["frame_strategy"], fps=op["fps"],
+                             min_frames=op["min_frames"], max_frames=op["max_frames"],
+                             max_pixels=op["max_pixels"], total_pixels=op.get("total_pixels"),
+                             size_factor=factor)
+    assert settings.fps == 2.0 and 4 <= settings.min_frames <= settings.max_frames <= 768
+    assert 128 * 28 * 28 <= settings.max_pixels <= 768 * factor * factor
+
+
+def preset_op(name: str) -> dict:
+    from pathlib import Path
+
+    preset = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
+    return yaml.safe_load(preset.read_text())["process"][0]["vlm_video_captioning_mapper"]
 
 
 @pytest.mark.parametrize("family, factor", [("qwen2_5_vl", 28), ("qwen3_vl", 32)])
@@ -180,7 +203,7 @@ def test_transformers_backend_uses_the_family_adapter(tiny_models, family, facto
 
     backend = TransformersBackend(BackendConfig(tiny_models[family], GenerationSettings()))
     assert backend.adapter.name == family and backend.size_factor == factor
-    assert backend.videos_kwargs == backend.adapter.hf_processor_kwargs()
+    assert backend.videos_kwargs == backend.adapter.processor_kwargs()
 
 
 # ---- CogVLM2 (documented interface only: no weights or remote code here) ----
@@ -216,7 +239,7 @@ class RemoteCodeStandIn:
 def test_cogvlm2_builds_inputs_through_its_remote_code():
     model, tokenizer = RemoteCodeStandIn(), object()
     adapter = resolve_adapter("unused", {"model_type": "cogvlm2", "template_version": "base"})
-    batch = adapter.encode_hf(tokenizer, model, [request("Be brief.")], {})
+    batch = hf_inputs_for(adapter).encode(tokenizer, model, [request("Be brief.")], {})
     call = model.calls[0]
     assert call["tokenizer"] is tokenizer and call["history"] == []
     assert call["query"] == "Be brief.\nDescribe the clip." and call["template_version"] == "base"
@@ -224,18 +247,15 @@ def test_cogvlm2_builds_inputs_through_its_remote_code():
     assert batch["input_ids"].tolist() == [[5, 6, 7]]
     assert batch["images"][0][0].dtype == RemoteCodeStandIn.dtype
     with pytest.raises(ValueError, match="one video per generate call"):
-        adapter.encode_hf(tokenizer, model, [request(), request()], {})
+        hf_inputs_for(adapter).encode(tokenizer, model, [request(), request()], {})
 
 
 def test_cogvlm2_card_settings():
     adapter = CogVLM2Adapter()
-    assert adapter.hf_generate_overrides == {"pad_token_id": 128002}
+    assert adapter.pad_token_id == 128002
     assert adapter.max_batch_size == 1 and adapter.model_class == "AutoModelForCausalLM"
     assert adapter.template_version == "chat"
-    assert adapter.recommended_params == {
-        "frame_strategy": "chat", "max_frames": 24,
-        "prompt": "Please describe this video in detail.",
-        "sampling_params": {"do_sample": False, "max_new_tokens": 2048}}
+    assert type(hf_inputs_for(adapter)).__name__ == "CogVLM2Inputs"
 
 
 def test_cogvlm2_needs_remote_code_and_a_known_template():
@@ -245,12 +265,26 @@ def test_cogvlm2_needs_remote_code_and_a_known_template():
         CogVLM2Adapter({"template_version": "video"}).check({"trust_remote_code": True})
 
 
-def test_cogvlm2_preset_carries_the_adapter_recommendations():
-    from pathlib import Path
-
-    preset = Path(__file__).resolve().parents[1] / "configs" / "cogvlm2_llama3_caption.yaml"
-    op = yaml.safe_load(preset.read_text())["process"][0]["vlm_video_captioning_mapper"]
-    assert {k: op[k] for k in CogVLM2Adapter.recommended_params} == (
-        CogVLM2Adapter.recommended_params)
+def test_cogvlm2_preset_follows_the_model_card():
+    """The card: the 'chat' strategy with the same template version, at most 24 frames, its
+    prompt, greedy, 2048 new tokens."""
+    op = preset_op("cogvlm2_llama3_caption")
+    template = op["model_params"]["extra_body"]["template_version"]
+    assert op["frame_strategy"] == "chat" == template
+    assert op["max_frames"] == COGVLM2_NUM_FRAMES == 24
+    assert op["prompt"] == COGVLM2_PROMPT == "Please describe this video in detail."
+    assert op["sampling_params"] == {"do_sample": False, "max_new_tokens": 2048}
     # Its remote code needs transformers 4.42: the preset reaches it through its own server.
     assert op["backend"] == "openai"
+
+
+# ---- the backends' builder tables ----
+
+def test_each_family_has_a_builder_row_per_backend_that_serves_it():
+    from dj_ops.adapters import ADAPTERS
+
+    families = {cls.name for cls in ADAPTERS.values()} | {GENERIC_ADAPTER.name}
+    assert set(HF_INPUTS) == families
+    assert set(VLLM_PROMPTS) == families - {"cogvlm2"}
+    with pytest.raises(ValueError, match="vLLM does not serve cogvlm2 models"):
+        vllm_prompts_for(CogVLM2Adapter())

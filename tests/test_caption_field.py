@@ -6,7 +6,7 @@ import pytest
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 
-import dj_ops.ops.vlm_video_captioning_mapper as op_module
+import dj_ops.ops.config as op_module  # where the op reads its Data-Juicer resources
 from dj_ops.captioning.records import META_KEY
 from dj_ops.captioning.text import captions_after_video_tokens
 from dj_ops.testing.clips import write_bytes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dj_ops.ops import vlm_video_captioning_mapper as op_module
+from dj_ops.ops import captioner as op_module
 from dj_ops.ops.cpu_threads import generation_threads, intra_op_threads
 from dj_ops.ops.pipeline import caption_batch
 from tests.conftest import make_op, run_op

@@ -8,6 +8,7 @@ import re
 import time
 
 import numpy as np
+import psutil
 import pytest
 from data_juicer.utils.constant import Fields
 
@@ -15,9 +16,14 @@ from dj_ops.captioning.records import META_KEY
 from dj_ops.testing.clips import make_clip
 from dj_ops.testing.decoders import misbehaving_decode, settings_reporting_decode
 from dj_ops.video import FrameSettings, VideoError, decode_video
-from dj_ops.video.decoders import DECODERS, InlineDecoder, decode_source, resolve_decoder
+from dj_ops.video.decode_process import IN_PROCESS, DecodeProcess, current, decoding_as
+from dj_ops.video.decoders import (
+    DECODERS,
+    InlineDecoder,
+    open_decode_source,
+    resolve_decoder,
+)
 from dj_ops.video.pool import DecodePool
-from dj_ops.video.threads import DECODE_THREADS_ENV, decode_threads
 from dj_ops.video.worker import DECODE_NICENESS
 from tests.conftest import make_op, run_op
 
@@ -127,16 +133,16 @@ def test_discarded_tickets_leave_no_result_behind(pool, clip_dir):
     pool.discard(tickets[1:])
     assert not isinstance(pool.result(tickets[0]), VideoError)
     deadline = time.monotonic() + 30
-    while pool._discarded and time.monotonic() < deadline:  # the ones already running
+    while pool.held and time.monotonic() < deadline:  # the ones already running
         time.sleep(0.05)
-    assert pool._results == {} and pool._discarded == set()
+    assert pool.held == 0
 
 
 def test_close_ends_every_worker_even_a_hung_one(clip_dir):
     pool = DecodePool(misbehaving_decode, workers=2, timeout_s=None)
     pool.submit(str(clip_dir / "hang.mp4"), SETTINGS)
     pool.result(pool.submit(str(clip_dir / "a.mp4"), SETTINGS))
-    processes = [w.process for w in pool._workers if w is not None]
+    processes = pool.processes
     pool.close()
     assert processes and all(p.poll() is not None for p in processes)
     with pytest.raises(RuntimeError, match="closed"):
@@ -152,10 +158,35 @@ def test_inline_decoder_has_the_pool_interface(clip_dir, tmp_path):
     assert inline.result(bad).kind == "missing_file"
 
 
-def test_decode_source_is_shared_per_process_and_configuration():
-    assert decode_source("pyav", 1, 5.0) is decode_source("pyav", 1, 5.0)
-    assert decode_source("pyav", 0, 5.0) is not decode_source("pyav", 1, 5.0)
-    assert isinstance(decode_source("pyav", 0, 5.0), InlineDecoder)
+def test_each_decode_source_is_its_owners():
+    first, second = open_decode_source("pyav", 1, 5.0), open_decode_source("pyav", 1, 5.0)
+    inline = open_decode_source("pyav", 0, 5.0)
+    try:
+        assert first is not second and isinstance(inline, InlineDecoder)
+        assert isinstance(first, DecodePool)
+    finally:
+        for source in (first, second, inline):
+            source.close()
+
+
+def decoding_workers() -> list[psutil.Process]:
+    return [child for child in psutil.Process().children()
+            if "dj_ops.video.worker" in " ".join(child.cmdline())]
+
+
+def test_the_op_sets_up_its_decoding_processes_once_and_closing_ends_them(qwen3, clip_dir):
+    before = decoding_workers()
+    op = make_op(qwen3, decode_workers=2, keep_original_sample=False)
+    samples = [{"text": "", "videos": [str(clip_dir / f"{name}.mp4")]} for name in "ab"]
+    run_op(op, samples)
+    started = [p for p in decoding_workers() if p not in before]
+    run_op(op, samples)  # the same processes serve the next batches
+    assert len(started) == 2 and [p for p in decoding_workers() if p not in before] == started
+    op.close()
+    assert all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in started)
+    assert [p for p in decoding_workers() if p not in before] == []
+    assert len(run_op(op, samples)) == 2  # a closed op sets up again on its next batch
+    op.close()
 
 
 # --- the op --------------------------------------------------------------------------------
@@ -192,9 +223,9 @@ def test_op_with_each_decoder_and_cogvlm2_strategy(qwen3, videos, decoder, modul
 def test_worker_killed_while_idle_is_replaced_without_losing_the_video(pool, clip_dir):
     assert not isinstance(pool.result(pool.submit(str(clip_dir / "a.mp4"), SETTINGS)),
                           VideoError)
-    for worker in filter(None, pool._workers):
-        worker.process.kill()
-        worker.process.wait()
+    for process in pool.processes:
+        process.kill()
+        process.wait()
     again = [pool.submit(str(clip_dir / f"{name}.mp4"), SETTINGS) for name in "ab"]
     assert not any(isinstance(pool.result(ticket), VideoError) for ticket in again)
 
@@ -202,9 +233,8 @@ def test_worker_killed_while_idle_is_replaced_without_losing_the_video(pool, cli
 # --- threads -------------------------------------------------------------------------------
 
 
-def test_pool_workers_decode_each_video_in_one_thread_at_lower_priority(clip_dir, monkeypatch):
-    monkeypatch.delenv(DECODE_THREADS_ENV, raising=False)
-    assert decode_threads() == 0  # this process: the decoder's own choice
+def test_pool_workers_decode_each_video_in_one_thread_at_lower_priority(clip_dir):
+    assert current() == IN_PROCESS  # this process: the decoder's own choice, plain memory
     pool = DecodePool(settings_reporting_decode, workers=1, timeout_s=10.0)
     try:
         outcome = pool.result(pool.submit(str(clip_dir / "a.mp4"), FrameSettings()))
@@ -212,21 +242,27 @@ def test_pool_workers_decode_each_video_in_one_thread_at_lower_priority(clip_dir
         pool.close()
     nice = min(19, os.nice(0) + DECODE_NICENESS)  # 19: the lowest priority
     assert isinstance(outcome, VideoError)
-    assert outcome.message == f"decode_threads=1 nice={nice}"
+    assert outcome.message == f"decode_threads=1 shared_frames=True nice={nice}"
 
 
-def test_single_threaded_decoding_gives_the_same_frames(videos, monkeypatch):
+def test_single_threaded_decoding_gives_the_same_frames(videos):
     settings = FrameSettings(max_frames=8, max_pixels=224 * 224, min_pixels=64 * 64)
     for path in videos[:3]:
-        monkeypatch.delenv(DECODE_THREADS_ENV, raising=False)
         automatic = decode_video(path, settings)
-        monkeypatch.setenv(DECODE_THREADS_ENV, "1")
-        single = decode_video(path, settings)
+        with decoding_as(DecodeProcess(threads=1)):
+            single = decode_video(path, settings)
         assert single.frame_indices == automatic.frame_indices
         assert np.array_equal(single.frames, automatic.frames)
 
 
-def test_a_bad_thread_setting_names_the_variable(monkeypatch):
-    monkeypatch.setenv(DECODE_THREADS_ENV, "two")
-    with pytest.raises(ValueError, match=DECODE_THREADS_ENV):
-        decode_threads()
+@pytest.mark.parametrize("threads", [-1, "two"])
+def test_a_bad_thread_count_is_refused(threads):
+    with pytest.raises(ValueError, match="threads must be a thread count"):
+        DecodeProcess(threads=threads)
+
+
+def test_decoding_as_restores_the_process_role_after_an_error():
+    with pytest.raises(RuntimeError), decoding_as(DecodeProcess(threads=3)):
+        assert current().threads == 3
+        raise RuntimeError
+    assert current() == IN_PROCESS

@@ -11,7 +11,8 @@ from dj_ops.testing.clips import make_clip, read_frame_index, write_bytes
 from dj_ops.video import FrameSettings, VideoError, decode_video
 from dj_ops.video.decoders import resolve_decoder
 from dj_ops.video.frames import timestamps_if_variable
-from dj_ops.video.sampling import MAX_PIXELS, smart_resize
+from dj_ops.video.sampling import smart_resize
+from dj_ops.video.settings import MAX_PIXELS
 
 OPTIONAL = {"torchcodec": "torchcodec.decoders", "decord": "decord"}
 STRATEGIES = [

@@ -194,6 +194,7 @@ def test_provenance_record(qwen3, videos):
     assert record["generation"]["max_new_tokens"] == 3
     video = record["videos"][0]
     assert video["generated_tokens"] == 3 and video["hit_token_limit"] is True
+    assert video["decoding"] == "shared_prefix"  # the checked fast path made it
     assert len(video["timestamps"]) == 4 and video["timestamps"] == sorted(video["timestamps"])
 
 
@@ -232,8 +233,22 @@ def test_generation_record_is_what_ran(qwen3, videos):
         ({"prompt": "  "}, "prompt is empty"),
         ({"sampling_params": {"temprature": 1}}, "valid keys are"),
         ({"frame_strategy": "every"}, "every"),
+        ({"fast_decoding": "always"}, "Input should be 'auto' or 'off'"),
     ],
 )
 def test_invalid_parameters_fail_at_construction(qwen3, params, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         make_op(qwen3, **params)
+
+
+def test_a_copy_sent_to_a_worker_starts_afresh_and_counts_from_zero(qwen3, videos):
+    import dill
+
+    op = make_op(qwen3, decode_workers=0, keep_original_sample=False)
+    samples = [{"text": "", "videos": [videos[0]]}]
+    first = run_op(op, samples)
+    assert op.outcome_log.batches == 1
+    copy = dill.loads(dill.dumps(op))  # how Data-Juicer's workers receive the op
+    assert copy.outcome_log.batches == 0
+    assert run_op(copy, samples) == first and copy.outcome_log.total.rows == 1
+    assert op.outcome_log.batches == 1  # the original's tally is its own

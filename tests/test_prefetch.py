@@ -12,12 +12,13 @@ from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 
 from dj_ops.captioning.records import META_KEY
+from dj_ops.ops.config import TextLayout
 from dj_ops.ops.pipeline import caption_batch, plan_groups
 from dj_ops.ops.sample_builder import SampleBuilder
 from dj_ops.testing.clips import make_clip, write_bytes
 from dj_ops.testing.decoders import TRACKED
 from dj_ops.video import FrameSettings
-from dj_ops.video.decoders import DECODERS, decode_source
+from dj_ops.video.decoders import DECODERS, open_decode_source
 from tests.conftest import FAST_FRAMES, make_op, run_op
 
 TRACKED_DECODER = ("dj_ops.testing.decoders:tracked_decode", "")
@@ -43,10 +44,9 @@ def samples_of(paths: list[str]) -> list[dict]:
 
 def builder_of(samples: list[dict]) -> SampleBuilder:
     columns = {key: [s[key] for s in samples] for key in samples[0]}
-    return SampleBuilder(columns, text_key="text", video_key="videos", meta_key=Fields.meta,
-                         video_token=SpecialTokens.video, eoc_token=SpecialTokens.eoc,
-                         special_tokens=list(get_special_tokens().values()), prompt_key=None,
-                         default_prompt="Describe.")
+    layout = TextLayout("text", "videos", Fields.meta, SpecialTokens.video, SpecialTokens.eoc,
+                        tuple(get_special_tokens().values()), prompt="Describe.")
+    return SampleBuilder(columns, layout)
 
 
 class Recording:
@@ -94,9 +94,12 @@ def test_next_groups_are_decoding_while_the_model_generates(qwen3, clips, prefet
     log: list[str] = []
     backend = make_op(qwen3).model_key()
     builder = builder_of(samples_of(clips[:5]))
-    source = Recording(decode_source("pyav", 2, 30.0), log)
-    caption_batch(builder, Recording(backend, log), source, SETTINGS, batch_size=2,
-                  prefetch=prefetch)
+    pool = open_decode_source("pyav", 2, 30.0)
+    try:
+        caption_batch(builder, Recording(backend, log), Recording(pool, log), SETTINGS,
+                      batch_size=2, prefetch=prefetch)
+    finally:
+        pool.close()
     assert log == expected
 
 
@@ -139,16 +142,19 @@ def test_failing_videos_get_error_records_and_the_rest_is_captioned(qwen3, clips
 
 
 def test_a_failing_model_leaves_no_decoded_video_behind(qwen3, clips):
-    pool = decode_source("pyav", 2, 30.0)
+    pool = open_decode_source("pyav", 2, 30.0)
     backend = Recording(make_op(qwen3).model_key(), [], fail_generate=True)
-    with pytest.raises(RuntimeError, match="model failed"):
-        caption_batch(builder_of(samples_of(clips)), backend, pool, SETTINGS, batch_size=2,
-                      prefetch=2)
-    assert pool.result(pool.submit(clips[0], SETTINGS)).frame_indices  # the pool still works
-    deadline = time.monotonic() + 30
-    while pool._discarded and time.monotonic() < deadline:  # jobs running when it raised
-        time.sleep(0.05)
-    assert pool._results == {} and pool._discarded == set()
+    try:
+        with pytest.raises(RuntimeError, match="model failed"):
+            caption_batch(builder_of(samples_of(clips)), backend, pool, SETTINGS, batch_size=2,
+                          prefetch=2)
+        assert pool.result(pool.submit(clips[0], SETTINGS)).frame_indices  # still works
+        deadline = time.monotonic() + 30
+        while pool.held and time.monotonic() < deadline:  # jobs running when it raised
+            time.sleep(0.05)
+        assert pool.held == 0
+    finally:
+        pool.close()
 
 
 @pytest.mark.parametrize(("value", "depth"), [(True, 2), (False, 0), (0, 0), (3, 3)])

@@ -10,6 +10,7 @@ import transformers
 from dj_ops.adapters import resolve_adapter
 from dj_ops.adapters.base import PRESAMPLED_VIDEO_KWARGS
 from dj_ops.adapters.qwen_patchify import install_patchify_first, uint8_patches
+from dj_ops.backends.hf_inputs import hf_inputs_for
 from dj_ops.video import FrameSettings, decode_video
 
 FACTORS = {"qwen2_5_vl": 28, "qwen3_vl": 32}
@@ -93,7 +94,7 @@ def test_patch_layout_matches_transformers_patchify(tiny_models):
 
 def test_the_qwen_adapters_install_it_once(tiny_models):
     for family, model in tiny_models.items():
-        processor = resolve_adapter(model, {}).load_hf_processor(model)
+        processor = hf_inputs_for(resolve_adapter(model, {})).load_processor(model)
         installed = processor.video_processor._preprocess
         assert installed.patchify_first
         install_patchify_first(processor.video_processor)

@@ -11,11 +11,12 @@ from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dj_ops.backends.base import Candidate
 from dj_ops.captioning.generation import GenerationSettings, generation_record
 from dj_ops.captioning.records import META_KEY, RunInfo
 from dj_ops.captioning.repetition import trim_repetition
+from dj_ops.captioning.requests import Candidate
 from dj_ops.captioning.text import special_tokens_only
+from dj_ops.ops.config import OutputPolicy, TextLayout
 from dj_ops.ops.sample_builder import SampleBuilder
 
 V, E, IMG = SpecialTokens.video, SpecialTokens.eoc, SpecialTokens.image
@@ -57,17 +58,20 @@ def expected_layout(sample):
     return layout
 
 
+LAYOUT = TextLayout("text", "videos", META, V, E, tuple(SPECIAL), prompt="Describe.")
+
+
+def builder_of(batch):
+    return SampleBuilder({k: [s[k] for s in batch] for k in ("text", "videos")}, LAYOUT)
+
+
 def build(batch, candidates, mode, keep_original):
-    builder = SampleBuilder(
-        {k: [s[k] for s in batch] for k in ("text", "videos")}, text_key="text",
-        video_key="videos", meta_key=META, video_token=V, eoc_token=E, special_tokens=SPECIAL,
-        prompt_key=None, default_prompt="Describe.")
+    builder = builder_of(batch)
     for slot in builder.video_slots():
         builder.set_candidates(slot, candidates[slot.row][slot.video], [0.0, 0.5])
-    out = builder.build(run=RUN, mode=mode, keep_original=keep_original, on_error="keep",
-                        rng=random.Random(0))
+    out, records = builder.build(RUN, OutputPolicy(mode, keep_original), random.Random(0))
     rows = [dict(zip(out, values)) for values in zip(*out.values())]
-    return builder, rows
+    return records, rows
 
 
 def check_generated(sample, row, candidates, index):
@@ -87,7 +91,7 @@ def check_generated(sample, row, candidates, index):
 def test_every_row_is_accounted_for_with_its_layout(batch, k, mode, keep_original, data):
     candidates = [[[Candidate(data.draw(CAPTION), 4, False) for _ in range(k)]
                    for _ in s["videos"]] for s in batch]
-    builder, rows = build(batch, candidates, mode, keep_original)
+    records, rows = build(batch, candidates, mode, keep_original)
     new_per_row = k if mode == "all" else 1
     position = 0
     for sample, cands in zip(batch, candidates):
@@ -111,13 +115,13 @@ def test_every_row_is_accounted_for_with_its_layout(batch, k, mode, keep_origina
             assert rows[position]["videos"] == sample["videos"]
             position += 1
     assert position == len(rows)
-    assert len(builder.records) == len(batch)
+    assert len(records) == len(batch)
 
 
 def test_a_repetition_loop_is_trimmed_and_flagged():
     batch = [{"text": f"{V} original {E}", "videos": ["a.mp4"]}]
     looping = Candidate("A dog runs. A dog runs. A dog runs. A dog", 12, True)
-    builder, rows = build(batch, [[[looping]]], "random_any", keep_original=False)
+    _, rows = build(batch, [[[looping]]], "random_any", keep_original=False)
     assert rows[0]["text"] == f"{V} A dog runs. {E}"
     video = rows[0][META][META_KEY]["videos"][0]
     assert (video["repetition_trimmed"], video["hit_token_limit"], video["generated_tokens"]) == (
@@ -127,13 +131,10 @@ def test_a_repetition_loop_is_trimmed_and_flagged():
 def test_dropped_rows_are_still_counted():
     batch = [{"text": f"{V}{V} one video {E}", "videos": ["a.mp4"]},
              {"text": f"{V} ok {E}", "videos": ["b.mp4"]}]
-    builder = SampleBuilder(
-        {k: [s[k] for s in batch] for k in ("text", "videos")}, text_key="text",
-        video_key="videos", meta_key=META, video_token=V, eoc_token=E, special_tokens=SPECIAL,
-        prompt_key=None, default_prompt="Describe.")
+    builder = builder_of(batch)
     for slot in builder.video_slots():
         builder.set_candidates(slot, [Candidate("a cat", 2, False)], [0.0])
-    out = builder.build(run=RUN, mode="random_any", keep_original=False, on_error="drop",
-                        rng=random.Random(0))
+    out, records = builder.build(RUN, OutputPolicy("random_any", False, on_error="drop"),
+                                 random.Random(0))
     assert out["videos"] == [["b.mp4"]]
-    assert [r["status"] for r in builder.records] == ["error", "captioned"]
+    assert [r["status"] for r in records] == ["error", "captioned"]

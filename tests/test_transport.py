@@ -14,6 +14,7 @@ import pytest
 
 from dj_ops.testing.clips import sample_videos
 from dj_ops.video import FrameSettings, VideoError, decode_video, shared_memory, transport
+from dj_ops.video.decode_process import POOL_WORKER, decoding_as
 from dj_ops.video.pool import DecodePool
 from dj_ops.video.transport import recv_outcome, send_outcome
 
@@ -97,9 +98,9 @@ def test_decoders_in_a_worker_stack_frames_into_shared_memory(monkeypatch):
     path = str(sample_videos()[0])
     inline = decode_video(path, SETTINGS)
     assert shared_memory.descriptor(inline.frames) is None  # the op's own process: plain
-    monkeypatch.setenv(shared_memory.SHARED_FRAMES_ENV, "1")
     before = open_fds()
-    worker = decode_video(path, SETTINGS)
+    with decoding_as(POOL_WORKER):
+        worker = decode_video(path, SETTINGS)
     assert shared_memory.descriptor(worker.frames) is not None
     assert np.array_equal(worker.frames, inline.frames)
     assert shared_memory.descriptor(worker.frames[1:]) is None  # only a whole file is sent
@@ -109,9 +110,9 @@ def test_decoders_in_a_worker_stack_frames_into_shared_memory(monkeypatch):
 
 @linux_only
 def test_frames_stacked_in_shared_memory_are_sent_without_a_copy(pair, monkeypatch):
-    monkeypatch.setenv(shared_memory.SHARED_FRAMES_ENV, "1")
     sender, receiver = pair
-    video = decode_video(str(sample_videos()[0]), SETTINGS)
+    with decoding_as(POOL_WORKER):
+        video = decode_video(str(sample_videos()[0]), SETTINGS)
     copies = []
     monkeypatch.setattr(shared_memory, "copy", lambda array: copies.append(array))
     got = sent_and_received(sender, receiver, video)

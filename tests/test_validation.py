@@ -8,10 +8,9 @@ import pytest
 import torch
 from data_juicer.utils.constant import Fields
 
-from dj_ops.adapters.registry import ADAPTER_PARAM_KEYS
 from dj_ops.backends.base import BackendConfig, check_model_params
-from dj_ops.backends.transformers_backend import FROM_PRETRAINED_KEYS, TransformersBackend
-from dj_ops.captioning.generation import parse_sampling_params
+from dj_ops.backends.transformers_backend import TransformersBackend
+from dj_ops.captioning.generation import GenerationSettings, parse_sampling_params
 from dj_ops.captioning.records import META_KEY
 from tests.conftest import make_op, run_op
 
@@ -26,11 +25,21 @@ def test_unknown_model_params_are_refused_naming_the_valid_keys(qwen3):
     assert "'processor_kwargs'" in message and "'trust_remote_code'" in message
 
 
-def test_the_transformers_backend_declares_from_pretrained_keys_and_processor_kwargs():
-    assert TransformersBackend.model_param_keys == FROM_PRETRAINED_KEYS | ADAPTER_PARAM_KEYS | {
-        "processor_kwargs", "quantization"}
-    assert {"model_type", "template_version"} <= ADAPTER_PARAM_KEYS
-    assert {"dtype", "torch_dtype", "device_map", "quantization_config"} <= FROM_PRETRAINED_KEYS
+def test_each_group_of_declared_keys_is_accepted_and_goes_where_it_belongs(qwen3):
+    """Adapter keys choose the family and stay away from the loader, processor options reach the
+    processor, from_pretrained keys reach the model; the key after all groups is refused."""
+    params = {"model_type": "qwen3_vl", "processor_kwargs": {"cap_pixels_per_frame": True},
+              "dtype": "bfloat16", "low_cpu_mem_usage": True}
+    config = BackendConfig(model=qwen3, settings=GenerationSettings(), model_params=params)
+    TransformersBackend.check_config(config)
+    backend = TransformersBackend(config)
+    assert backend.adapter.name == "qwen3_vl" and backend.model.dtype == torch.bfloat16
+    assert backend.videos_kwargs["cap_pixels_per_frame"] is True
+    assert config.params.loader == {"dtype": "bfloat16", "low_cpu_mem_usage": True}
+    typo = BackendConfig(model=qwen3, settings=GenerationSettings(),
+                         model_params={**params, "model_typ": "qwen3_vl"})
+    with pytest.raises(ValueError, match=re.escape("unknown model_params key(s) ['model_typ']")):
+        TransformersBackend.check_config(typo)
 
 
 def test_each_backend_checks_against_its_own_declared_set():

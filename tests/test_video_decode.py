@@ -15,6 +15,7 @@ from dj_ops.testing.clips import (
     write_bytes,
 )
 from dj_ops.video import DecodedVideo, FrameSettings, VideoError, decode_video
+from dj_ops.video.decode_process import DecodeProcess, decoding_as
 
 DEFAULT = FrameSettings()
 QWEN3 = FrameSettings(size_factor=32)
@@ -164,12 +165,12 @@ def assert_skipping_keeps_frames(path, settings, method="auto") -> DecodedVideo:
     return skipped
 
 
-@pytest.mark.parametrize("threads", ["1", "2"])
-def test_skipping_unreferenced_frames_keeps_the_frames_of_the_sample_clips(monkeypatch, threads):
-    monkeypatch.setenv("DJ_OPS_DECODE_THREADS", threads)
-    for path in sample_videos():
-        for settings in (QWEN3, FrameSettings(strategy="uniform", num_frames=6)):
-            assert_skipping_keeps_frames(str(path), settings)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_skipping_unreferenced_frames_keeps_the_frames_of_the_sample_clips(threads):
+    with decoding_as(DecodeProcess(threads=threads)):
+        for path in sample_videos():
+            for settings in (QWEN3, FrameSettings(strategy="uniform", num_frames=6)):
+                assert_skipping_keeps_frames(str(path), settings)
 
 
 @pytest.fixture(scope="module")
@@ -178,16 +179,16 @@ def b_frame_clip(clip_dir):
     return str(make_clip(clip_dir / "bframes.mp4", 6.0, 24, 96, 64, gop=48, bframes=3))
 
 
-@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("method", ["sequential", "seek"])
 @pytest.mark.parametrize(
     "settings", [DEFAULT, FrameSettings(strategy="uniform", num_frames=6),
                  FrameSettings(video_start=2.5, video_end=4.0)]
 )
-def test_skipping_unreferenced_frames_keeps_the_same_frames(b_frame_clip, monkeypatch, threads,
-                                                           method, settings):
-    monkeypatch.setenv("DJ_OPS_DECODE_THREADS", threads)
-    assert_frames_are(assert_skipping_keeps_frames(b_frame_clip, settings, method))
+def test_skipping_unreferenced_frames_keeps_the_same_frames(b_frame_clip, threads, method,
+                                                           settings):
+    with decoding_as(DecodeProcess(threads=threads)):
+        assert_frames_are(assert_skipping_keeps_frames(b_frame_clip, settings, method))
 
 
 def test_skipping_decodes_fewer_frames_only_where_b_frames_allow(clip_dir, b_frame_clip):

@@ -6,12 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dj_ops.adapters.qwen import QWEN3_VL_PATCH_FACTOR, QWEN25_VL_PATCH_FACTOR
 from dj_ops.video import SAMPLERS, FrameSettings, frame_pixel_budget, sample_frame_indices
 from dj_ops.video.sampling import (
-    MAX_PIXELS,
-    MIN_PIXELS,
-    QWEN3_VL_PATCH_FACTOR,
-    QWEN25_VL_PATCH_FACTOR,
     TIME_EPSILON,
     choose_decode_method,
     keyframe_interval,
@@ -19,6 +16,7 @@ from dj_ops.video.sampling import (
     sample_uniform,
     smart_resize,
 )
+from dj_ops.video.settings import MAX_PIXELS, MIN_PIXELS, STRATEGIES
 
 DEFAULT = FrameSettings()
 VFR_TIMES = [0.0, 0.1, 0.15, 0.4, 1.0, 1.05, 1.1, 2.0]
@@ -290,3 +288,7 @@ def test_window_indices_lie_inside_the_window(video, start, length):
         return
     for index in sample_fps(total, fps, times, window):
         assert low <= times[index] <= high
+
+
+def test_every_strategy_has_its_sampler():
+    assert sorted(SAMPLERS) == sorted(STRATEGIES)

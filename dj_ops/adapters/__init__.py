@@ -8,7 +8,6 @@ from dj_ops.adapters.registry import (
     GENERIC_ADAPTER,
     read_model_identity,
     resolve_adapter,
-    split_adapter_params,
 )
 
 __all__ = [
@@ -21,5 +20,4 @@ __all__ = [
     "chat_messages",
     "read_model_identity",
     "resolve_adapter",
-    "split_adapter_params",
 ]

@@ -42,3 +42,12 @@ def use_matmul_patch_embedding(model: nn.Module) -> int:
     for conv in convs:
         conv.__class__ = PatchConv3d
     return len(convs)
+
+
+def use_stock_patch_embedding(model: nn.Module) -> int:
+    """Undo :func:`use_matmul_patch_embedding`: every :class:`PatchConv3d` of ``model`` is a
+    plain ``Conv3d`` again; returns how many."""
+    convs = [module for module in model.modules() if type(module) is PatchConv3d]
+    for conv in convs:
+        conv.__class__ = nn.Conv3d
+    return len(convs)

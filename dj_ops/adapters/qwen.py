@@ -1,12 +1,8 @@
-"""Qwen2.5-VL and Qwen3-VL: Qwen's chat format, video placeholder and frame rules.
+"""Qwen2.5-VL and Qwen3-VL: patch factors, chat format, and how many tokens a video becomes.
 
-The vLLM prompt follows vLLM's ``examples/offline_inference/vision_language.py``
-(``run_qwen2_5_vl``, ``run_qwen3_vl``) and equals what the families' chat templates render
-(tested against the tiny checkpoints' templates). Videos go to vLLM as ``(frames, metadata)``
-with ``do_sample_frames`` off, so the engine keeps our frames and Qwen3-VL gets true timestamps;
-Qwen2.5-VL, which takes time from the ``fps`` processor argument instead, gets the frames'
-sampling rate per request. Recommended frame settings are qwen-vl-utils' defaults
-(``vision_process.py``).
+The chat format equals what the families' chat templates render (tested against the tiny
+checkpoints' templates), so a backend can write the prompt without loading a processor
+(vLLM's ``examples/offline_inference/vision_language.py``, ``run_qwen2_5_vl``, ``run_qwen3_vl``).
 """
 
 from __future__ import annotations
@@ -15,12 +11,11 @@ import math
 from typing import Any
 
 from dj_ops.adapters.base import ModelAdapter
-from dj_ops.adapters.qwen_patchify import install_patchify_first
-from dj_ops.video.sampling import QWEN3_VL_PATCH_FACTOR, QWEN25_VL_PATCH_FACTOR
 
+# Patch side (14) times the 2 x 2 merge, and 16 x 2 for Qwen3-VL: frame sides are multiples.
+QWEN25_VL_PATCH_FACTOR = 28
+QWEN3_VL_PATCH_FACTOR = 32
 VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
-TEMPORAL_PATCH_SIZE = 2
-MODEL_SEQ_LEN = 128000  # qwen-vl-utils' context budget for VIDEO_TOTAL_PIXELS
 
 
 def qwen_prompt(prompt: str, system_prompt: str | None) -> str:
@@ -30,45 +25,22 @@ def qwen_prompt(prompt: str, system_prompt: str | None) -> str:
             "<|im_start|>assistant\n")
 
 
-def sampled_fps(metadata: dict[str, Any]) -> float:
-    """Frames per second of the sampled frames (as transformers' ``VideoMetadata.sampled_fps``)."""
-    return len(metadata["frames_indices"]) / metadata["total_num_frames"] * metadata["fps"]
-
-
-def qwen_video_tokens(frames_shape: tuple[int, ...], factor: int) -> int:
-    """Vision tokens of a ``(T, H, W, C)`` video: one per ``factor``-square patch per pair of
-    frames (Qwen3-VL adds timestamp text on top)."""
+def qwen_video_tokens(frames_shape: tuple[int, ...], factor: int, temporal: int = 2) -> int:
+    """Vision tokens of a ``(T, H, W, C)`` video: one per ``factor``-square patch per
+    ``temporal`` frames (Qwen3-VL adds timestamp text on top)."""
     frames, height, width = frames_shape[:3]
-    return math.ceil(frames / TEMPORAL_PATCH_SIZE) * (height // factor) * (width // factor)
-
-
-def qwen_recommended_params(factor: int) -> dict[str, Any]:
-    """qwen-vl-utils' video defaults for a family of patch factor ``factor``."""
-    return {
-        "frame_strategy": "fps", "fps": 2.0, "min_frames": 4, "max_frames": 768,
-        "min_pixels": 128 * factor * factor, "max_pixels": 768 * factor * factor,
-        "total_pixels": int(MODEL_SEQ_LEN * factor * factor * 0.9),
-    }
+    return math.ceil(frames / temporal) * (height // factor) * (width // factor)
 
 
 class QwenVLAdapter(ModelAdapter):
     """What Qwen2.5-VL and Qwen3-VL share; subclasses set the factor and the system prompt."""
 
-    default_system_prompt: str | None = None
-
-    def vllm_prompt(self, request, render=None) -> str:
-        return qwen_prompt(request.prompt, request.system_prompt or self.default_system_prompt)
-
-    def vllm_video(self, request) -> tuple:
-        return request.frames, {**request.metadata, "do_sample_frames": False}
-
     def video_tokens_lower_bound(self, frames_shape: tuple[int, ...]) -> int:
-        return qwen_video_tokens(frames_shape, self.size_factor)
+        return qwen_video_tokens(frames_shape, self.size_factor, self.temporal_factor)
 
-    def load_hf_processor(self, model: str, **kwargs):
-        processor = super().load_hf_processor(model, **kwargs)
-        install_patchify_first(processor.video_processor)  # same pixels, fewer copies
-        return processor
+    def prompt(self, request) -> str:
+        """The family's chat format for ``request`` (its template's rendering)."""
+        return qwen_prompt(request.prompt, request.system_prompt or self.default_system_prompt)
 
 
 class Qwen25VLAdapter(QwenVLAdapter):
@@ -77,10 +49,7 @@ class Qwen25VLAdapter(QwenVLAdapter):
     name = "qwen2_5_vl"
     size_factor = QWEN25_VL_PATCH_FACTOR
     default_system_prompt = "You are a helpful assistant."
-    recommended_params = qwen_recommended_params(QWEN25_VL_PATCH_FACTOR)
-
-    def vllm_request_processor_kwargs(self, request) -> dict[str, Any]:
-        return {"fps": sampled_fps(request.metadata)}
+    fast_decoding_checked = ("qwen2_5_vl",)  # tests/test_prefill.py, test_fast_decoding.py
 
 
 class Qwen3VLAdapter(QwenVLAdapter):
@@ -88,8 +57,8 @@ class Qwen3VLAdapter(QwenVLAdapter):
 
     name = "qwen3_vl"
     size_factor = QWEN3_VL_PATCH_FACTOR
-    recommended_params = qwen_recommended_params(QWEN3_VL_PATCH_FACTOR)
+    fast_decoding_checked = ("qwen3_vl",)  # not the MoE variant: no checkpoint checked
 
-    def hf_processor_kwargs(self) -> dict[str, Any]:
+    def processor_kwargs(self) -> dict[str, Any]:
         # Its processor also caps tokens per frame by default: our max_pixels already decides.
-        return {**super().hf_processor_kwargs(), "cap_pixels_per_frame": False}
+        return {**super().processor_kwargs(), "cap_pixels_per_frame": False}

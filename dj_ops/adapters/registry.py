@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dj_ops.adapters.base import ModelAdapter
 from dj_ops.adapters.cogvlm2 import CogVLM2Adapter
 from dj_ops.adapters.qwen import Qwen3VLAdapter, Qwen25VLAdapter
+
+if TYPE_CHECKING:
+    from dj_ops.backends.model_params import ModelParams
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {
     "qwen2_5_vl": Qwen25VLAdapter,
@@ -29,13 +32,6 @@ MODEL_TYPE_KEY = "model_type"
 ADAPTER_PARAM_KEYS = frozenset(
     {MODEL_TYPE_KEY}.union(*(cls.adapter_param_keys for cls in ADAPTERS.values()))
 )
-
-
-def split_adapter_params(model_params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(adapter parameters, the rest)`` of ``model_params``."""
-    adapter = {k: v for k, v in model_params.items() if k in ADAPTER_PARAM_KEYS}
-    rest = {k: v for k, v in model_params.items() if k not in ADAPTER_PARAM_KEYS}
-    return adapter, rest
 
 
 def read_model_identity(model: str, local_only: bool = False) -> list[str]:
@@ -65,16 +61,21 @@ def adapter_class(identity: list[str]) -> type[ModelAdapter]:
     return next((ADAPTERS[key] for key in identity if key in ADAPTERS), GENERIC_ADAPTER)
 
 
-def resolve_adapter(model: str, model_params: dict[str, Any] | None = None,
+def resolve_adapter(model: str, model_params: dict[str, Any] | ModelParams | None = None,
                     local_only: bool = False) -> ModelAdapter:
     """The adapter for ``model``, configured from ``model_params``.
 
     :param model: model id or local folder.
-    :param model_params: the op's ``model_params``; ``model_type`` forces a family.
+    :param model_params: the op's ``model_params`` (or ``BackendConfig.params``);
+        ``model_type`` forces a family.
     :param local_only: never reach a hub for the config (models served elsewhere).
     :raises ValueError: for a forced ``model_type`` with no adapter.
     """
-    params, _ = split_adapter_params(dict(model_params or {}))
+    from dj_ops.backends.model_params import ModelParams, parse_model_params
+
+    parsed = model_params if isinstance(model_params, ModelParams) else parse_model_params(
+        model_params)
+    params = dict(parsed.adapter)
     forced = params.pop(MODEL_TYPE_KEY, None)
     if forced is not None and forced not in ADAPTERS:
         raise ValueError(f"model_type={forced!r} has no adapter; choose one of "

@@ -8,42 +8,22 @@ when that backend is chosen.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from dj_ops.backends.model_params import (  # noqa: F401 - the key, named here for backends
+    PROCESSOR_KWARGS_KEY,
+    ModelParams,
+    parse_model_params,
+)
 from dj_ops.captioning.generation import GenerationSettings, generation_record
+
+# The contract's values live in captioning/ (adapters use them too); named here for backends.
+from dj_ops.captioning.requests import Candidate, CaptionRequest, CaptionResult  # noqa: F401
 from dj_ops.lazy_import import load_entry
 from dj_ops.video.settings import FrameSettings
-
-
-@dataclass(frozen=True)
-class CaptionRequest:
-    """One video to caption: its sampled frames with their metadata, and the prompt.
-
-    :param frames: ``(T, H, W, 3)`` uint8 frames, already sampled and resized.
-    :param metadata: the frames' metadata for the processor (``fps``, ``frames_indices``, ...).
-    :param prompt: the user prompt.
-    :param system_prompt: an optional system prompt.
-    :param video_path: the video the frames come from (for backends that can send the file).
-    """
-
-    frames: np.ndarray
-    metadata: dict[str, Any]
-    prompt: str
-    system_prompt: str | None = None
-    video_path: str | None = None
-
-    @property
-    def cost(self) -> int:
-        """Pixels to encode: how the collator orders requests."""
-        return int(np.prod(self.frames.shape[:3]))
-
-
-# model_params key holding processor options (``videos_kwargs`` / vLLM ``mm_processor_kwargs``).
-PROCESSOR_KWARGS_KEY = "processor_kwargs"
 
 # Kinds of per-request failures that backends record on the sample.
 CONTEXT_LENGTH = "context_length"  # the prompt does not fit the model's context
@@ -54,31 +34,7 @@ CONNECTION_ERROR = "connection_error"  # the server could not be reached
 BAD_RESPONSE = "bad_response"  # the answer does not follow the API
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One generated caption with what the provenance record needs."""
-
-    text: str
-    num_tokens: int
-    hit_token_limit: bool
-    repetition_trimmed: bool = False
-
-
-@dataclass
-class CaptionResult:
-    """The candidates of one request, or why there are none."""
-
-    candidates: list[Candidate] = field(default_factory=list)
-    error_kind: str = ""
-    error_message: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.error_kind
-
-    @classmethod
-    def failure(cls, kind: str, message: str) -> CaptionResult:
-        return cls(error_kind=kind, error_message=message)
+FAST_DECODING_MODES = ("auto", "off")
 
 
 @dataclass(frozen=True)
@@ -92,6 +48,12 @@ class BackendConfig:
     seed: int | None = None
     model_params: dict[str, Any] = field(default_factory=dict)
     frame_settings: FrameSettings = field(default_factory=FrameSettings)
+    fast_decoding: str = "auto"  # transformers' checked speed-ups: 'auto' or 'off'
+
+    @functools.cached_property
+    def params(self) -> ModelParams:
+        """``model_params`` parsed once into the adapter's and the backend's parts."""
+        return parse_model_params(self.model_params)
 
 
 def check_model_params(backend: str, params: dict[str, Any], valid: frozenset[str]) -> None:
@@ -113,6 +75,9 @@ class CaptionBackend(ABC):
     name: str = ""
     # The backend's engine takes every GPU it is given: run one worker process (num_proc 1).
     single_process: bool = False
+    # Frame sides must be multiples of this (the model's patch factor: 28 for Qwen2.5-VL, 32 for
+    # Qwen3-VL), known once the backend is built; None: the op's frame settings decide.
+    size_factor: int | None = None
     # The ``model_params`` keys this backend understands; others are refused at construction.
     # None: the backend checks them itself (vLLM hands them to its engine arguments).
     model_param_keys: frozenset[str] | None = frozenset()

@@ -23,7 +23,7 @@ import aiohttp
 import av
 from loguru import logger
 
-from dj_ops.adapters import resolve_adapter, split_adapter_params
+from dj_ops.adapters import resolve_adapter
 from dj_ops.backends.base import (
     BAD_RESPONSE,
     CONNECTION_ERROR,
@@ -56,8 +56,7 @@ ERROR_BODY_CHARS = 300  # how much of an error answer goes into the record
 
 def server_settings(config: BackendConfig) -> ServerSettings:
     """The server settings in ``model_params`` (adapter keys such as ``model_type`` aside)."""
-    _, params = split_adapter_params(config.model_params)
-    return ServerSettings(**params)
+    return ServerSettings(**config.params.backend)
 
 
 class _Client:
@@ -170,7 +169,7 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
         self.sampling = sampling_fields(config)
         self.n_supported = self.server.n_supported
         # Frames are sized to the family's patch factor when the model is known locally.
-        adapter = resolve_adapter(config.model, config.model_params, local_only=True)
+        adapter = resolve_adapter(config.model, config.params, local_only=True)
         self.size_factor = adapter.size_factor
         # the client's own bound on requests on the wire
         self.concurrency_limit = self.server.max_concurrency
@@ -178,7 +177,7 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
         auth_headers(server_settings(config))
-        adapter = resolve_adapter(config.model, config.model_params, local_only=True)
+        adapter = resolve_adapter(config.model, config.params, local_only=True)
         adapter.check(config.model_params)
 
     def open_stream(self) -> StreamSession:
@@ -223,8 +222,7 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
         """Keep ``wanted`` candidates; one greedy answer stands for every candidate."""
         if not result.ok:
             return result
-        kept = result.candidates[:wanted]
-        return CaptionResult(kept * (self.config.num_candidates // wanted))
+        return CaptionResult.repeated(result.candidates[:wanted], self.config.num_candidates)
 
     def _note_n_ignored(self, wanted: int, got: int) -> None:
         if self.n_supported:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from dj_ops.backends.base import BackendConfig, Candidate, CaptionRequest
-from dj_ops.captioning.generation import to_vllm_sampling_kwargs
+from dj_ops.captioning.generation import to_openai_fields
 from dj_ops.video.encode import frames_fps, mp4_data_url
 
 CHAT_COMPLETIONS_PATH = "/chat/completions"
@@ -89,12 +89,7 @@ def sampling_fields(config: BackendConfig) -> dict[str, Any]:
     ``top_p``, ``stop``, ``seed``) plus vLLM's extensions only when set (``min_tokens``,
     ``top_k``, ``repetition_penalty``). Greedy decoding asks for one choice, which stands for
     every candidate."""
-    fields = to_vllm_sampling_kwargs(config.settings, config.num_candidates, config.seed)
-    if not fields["temperature"]:
-        fields["n"] = 1
-    if not fields["min_tokens"]:
-        del fields["min_tokens"]
-    return fields
+    return to_openai_fields(config.settings, config.num_candidates, config.seed)
 
 
 def file_url(request: CaptionRequest) -> str:

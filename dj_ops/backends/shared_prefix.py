@@ -15,7 +15,8 @@ attention function (``AttentionInterface``) and builds no mask for one it has no
 for. The cache's ``update`` returns only the candidates' own tokens; the attention function finds
 the prompts' part in the cache made active for this thread around ``generate`` (its signature has
 no room for it). A model whose attention bypasses the interface would see only the new tokens:
-the cache notices (an update not followed by the attention call) and raises.
+the cache notices (an update not followed by the attention call) and raises
+:class:`AttentionBypassed` (``fast_decoding.py`` then falls back to plain ``generate``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 ATTENTION = "dj_ops_shared_prefix"
 _ACTIVE: ContextVar[SharedPrefixCache | None] = ContextVar(ATTENTION, default=None)
+
+
+class AttentionBypassed(RuntimeError):
+    """The model's attention did not call the registered attention function: this model
+    cannot decode with shared-prefix attention."""
 
 
 class _SharedPrefixLayer(CacheLayerMixin):
@@ -67,7 +73,7 @@ class _SharedPrefixLayer(CacheLayerMixin):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         """Append the new tokens; returns the candidates' own tokens so far."""
         if self.pending:
-            raise RuntimeError(
+            raise AttentionBypassed(
                 "the model's attention did not call the registered attention function "
                 f"{ATTENTION!r}; shared-prefix decoding cannot be used with this model")
         end = self.length + key_states.shape[2]

@@ -11,7 +11,7 @@ import torch
 import transformers
 from loguru import logger
 
-from dj_ops.adapters import resolve_adapter, split_adapter_params
+from dj_ops.adapters import resolve_adapter
 from dj_ops.adapters.registry import ADAPTER_PARAM_KEYS
 from dj_ops.backends.base import (
     PROCESSOR_KWARGS_KEY,
@@ -21,9 +21,10 @@ from dj_ops.backends.base import (
     CaptionRequest,
     CaptionResult,
 )
+from dj_ops.backends.fast_decoding import FastDecoding, fast_decoding_blockers
+from dj_ops.backends.hf_inputs import hf_inputs_for
 from dj_ops.backends.memory import OUT_OF_MEMORY, free_memory, is_out_of_memory
 from dj_ops.backends.model_source import check_model_source
-from dj_ops.backends.prefill import generate_from_separate_prefills, supports_separate_prefill
 from dj_ops.backends.quantization import (
     QUANTIZATION_KEY,
     check_hf_quantization,
@@ -68,37 +69,47 @@ class TransformersBackend(CaptionBackend):
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         super().__init__(config, device)
-        # The model family's adapter builds inputs; model_params keys it reads stay out of
+        # The model family's builder makes inputs; model_params keys its adapter reads stay out of
         # from_pretrained, as do processor options and the quantization mode.
-        self.adapter = resolve_adapter(config.model, config.model_params)
-        _, params = split_adapter_params(config.model_params)
-        self.videos_kwargs = {**self.adapter.hf_processor_kwargs(),
-                              **(params.pop(PROCESSOR_KWARGS_KEY, None) or {})}
-        quantization = params.pop(QUANTIZATION_KEY, None)
+        self.adapter = resolve_adapter(config.model, config.params)
+        self.inputs = hf_inputs_for(self.adapter)
+        self.videos_kwargs = {**self.adapter.processor_kwargs(), **config.params.processor_kwargs}
+        quantization, params = config.params.quantization, config.params.loader
         if "torch_dtype" in params:  # the old spelling, else ignored beside our default dtype
             params.setdefault("dtype", params.pop("torch_dtype"))
         params.setdefault("dtype", pick_dtype(device))
         params.update(hf_quantization_kwargs(quantization, params["dtype"], device))
         remote = {"trust_remote_code": params.get("trust_remote_code", False)}
-        self.processor = self.adapter.load_hf_processor(config.model, **remote)
-        self.tokenizer = self.adapter.hf_tokenizer(self.processor)
+        self.processor = self.inputs.load_processor(config.model, **remote)
+        self.tokenizer = self.inputs.tokenizer(self.processor)
         model_class = getattr(transformers, self.adapter.model_class)
         self.model = model_class.from_pretrained(config.model, **params)
         if quantization is None:  # a quantized model is placed by device_map and cannot move
             self.model.to(device)
         self.model.eval()
-        self.adapter.prepare_hf_model(self.model)
-        self.generate_kwargs = {**to_hf_generate_kwargs(config.settings, config.num_candidates),
-                                **self.adapter.hf_generate_overrides}
+        self.generate_kwargs = to_hf_generate_kwargs(config.settings, config.num_candidates)
+        if self.adapter.pad_token_id is not None:  # the family's own (CogVLM2's card: 128002)
+            self.generate_kwargs["pad_token_id"] = self.adapter.pad_token_id
         if "stop_strings" in self.generate_kwargs:
             self.generate_kwargs["tokenizer"] = self.tokenizer
         self.eos_ids = self._eos_ids()
         # The adapter may set the family's pad token (CogVLM2's); else the tokenizer's.
         self.pad_token_id = self.generate_kwargs.get("pad_token_id", self.tokenizer.pad_token_id)
-        self.size_factor = self.adapter.hf_size_factor(self.processor)
+        self.size_factor = self.inputs.size_factor(self.processor)
         self.batch_size = min(config.batch_size, self.adapter.max_batch_size or config.batch_size)
-        # Each prompt is prefilled alone and once, then all are decoded together (see prefill).
-        self.separate_prefill = supports_separate_prefill(self.model)
+        # The speed-ups run where they were checked, and are checked again on the first
+        # micro-batch (fast_decoding.py).
+        self.fast = FastDecoding(self.model, fast_decoding_blockers(
+            self.model, mode=config.fast_decoding,
+            checked_model_types=self.adapter.fast_decoding_checked,
+            attn_implementation=config.model_params.get("attn_implementation"),
+            generate_kwargs=self.generate_kwargs))
+
+    @property
+    def separate_prefill(self) -> bool:
+        """Whether micro-batches are prefilled prompt by prompt, then decoded together with
+        shared-prefix attention (see prefill.py), rather than by plain ``generate``."""
+        return self.fast.enabled
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
@@ -112,8 +123,8 @@ class TransformersBackend(CaptionBackend):
                 f"hf_model={config.model!r} cannot be loaded: {error}. Give a local checkpoint "
                 "folder or a Hugging Face model id (downloaded or reachable)."
             ) from None  # the message holds the cause; its traceback chain only hides it
-        resolve_adapter(config.model, config.model_params).check(config.model_params)
-        check_hf_quantization(config.model_params.get(QUANTIZATION_KEY),
+        resolve_adapter(config.model, config.params).check(config.model_params)
+        check_hf_quantization(config.params.quantization,
                               torch.cuda.is_available())
 
     def generation_record(self) -> dict:
@@ -162,30 +173,23 @@ class TransformersBackend(CaptionBackend):
         )
 
     def encode(self, requests: list[CaptionRequest]):
-        """Model inputs for one micro-batch (left padded), built by the family's adapter."""
-        return self.adapter.encode_hf(self.processor, self.model, requests, self.videos_kwargs)
+        """Model inputs for one micro-batch (left padded), built by the family's builder."""
+        return self.inputs.encode(self.processor, self.model, requests, self.videos_kwargs)
 
     @torch.inference_mode()
     def _generate_micro_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
         if self.config.seed is not None:
             torch.manual_seed(self.config.seed)
         k = self.generate_kwargs["num_return_sequences"]
-        if self.separate_prefill:
-            prompts = [self.encode([request]) for request in requests]
-            new_tokens = generate_from_separate_prefills(self.model, prompts, k,
-                                                         self.generate_kwargs)
-        else:
-            inputs = self.encode(requests)
-            output = self.model.generate(**inputs, **self.generate_kwargs)
-            new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        repeat = self.config.num_candidates // k  # greedy: one sequence stands for all candidates
+        new_tokens, path = self.fast.generate(requests, self.encode, self.generate_kwargs, k)
         return [
-            CaptionResult([self._candidate(row) for row in new_tokens[i * k : (i + 1) * k]]
-                          * repeat)
+            CaptionResult.repeated(
+                [self._candidate(row, path) for row in new_tokens[i * k:(i + 1) * k]],
+                self.config.num_candidates)
             for i in range(len(requests))
         ]
 
-    def _candidate(self, token_ids: torch.Tensor) -> Candidate:
+    def _candidate(self, token_ids: torch.Tensor, path: str) -> Candidate:
         ids = token_ids.tolist()
         pad = self.pad_token_id
         while ids and ids[-1] == pad and pad not in self.eos_ids:
@@ -196,4 +200,4 @@ class TransformersBackend(CaptionBackend):
         text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
         max_tokens = self.generate_kwargs["max_new_tokens"]
         hit_limit = not ended and len(ids) >= max_tokens
-        return Candidate(text, num_tokens=len(ids), hit_token_limit=hit_limit)
+        return Candidate(text, num_tokens=len(ids), hit_token_limit=hit_limit, decoding=path)

@@ -65,7 +65,7 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         super().__init__(config, device)
-        self.adapter = resolve_adapter(config.model, config.model_params)
+        self.adapter = resolve_adapter(config.model, config.params)
         self.engine_kwargs = engine_kwargs(config, self.adapter)
         self.llm = self._build_engine()
         # On CPU, vLLM 0.32's engine dies ("CPU Generator does not use offset") when a request

@@ -1,29 +1,29 @@
 """Pure request building for the vLLM backend (nothing here imports vLLM).
 
 Engine arguments come from ``model_params`` plus what the frame settings imply; each video is one
-``{"prompt", "multi_modal_data"}`` request built by the family's adapter; all requests of a batch
-share one ``SamplingParams(n=caption_num)``; prompts that cannot fit the context are refused
-before they reach the engine; vLLM's outputs become :class:`CaptionResult` objects.
+``{"prompt", "multi_modal_data"}`` request built by the family's builder (``vllm_prompts.py``);
+all requests of a batch share one ``SamplingParams(n=caption_num)``; prompts that cannot fit
+the context are refused before they reach the engine; vLLM's outputs become
+:class:`CaptionResult` objects.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from dj_ops.adapters import ModelAdapter, resolve_adapter, split_adapter_params
-from dj_ops.adapters.base import PromptRenderer
+from dj_ops.adapters import ModelAdapter, resolve_adapter
 from dj_ops.backends.base import (
     CONTEXT_LENGTH,
     INVALID_REQUEST,
-    PROCESSOR_KWARGS_KEY,
     BackendConfig,
     Candidate,
     CaptionRequest,
     CaptionResult,
 )
 from dj_ops.backends.model_source import check_model_source
-from dj_ops.backends.quantization import QUANTIZATION_KEY, vllm_quantization_kwargs
-from dj_ops.captioning.generation import to_vllm_sampling_kwargs
+from dj_ops.backends.quantization import vllm_quantization_kwargs
+from dj_ops.backends.vllm_prompts import PromptRenderer, vllm_prompts_for
+from dj_ops.captioning.generation import sequences_per_prompt, to_vllm_sampling_kwargs
 
 # One engine per worker on one GPU unless model_params say otherwise.
 ENGINE_DEFAULTS: dict[str, Any] = {"tensor_parallel_size": 1}
@@ -40,15 +40,14 @@ def engine_kwargs(config: BackendConfig, adapter: ModelAdapter) -> dict[str, Any
     here: ``processor_kwargs`` (merged into ``mm_processor_kwargs``), ``quantization`` and the
     adapter's keys.
     """
-    _, params = split_adapter_params(config.model_params)
-    processor_kwargs = params.pop(PROCESSOR_KWARGS_KEY, None) or {}
-    quantization = vllm_quantization_kwargs(params.pop(QUANTIZATION_KEY, None))
-    settings = config.frame_settings
+    params, processor_kwargs = config.params.loader, config.params.processor_kwargs
+    quantization = vllm_quantization_kwargs(config.params.quantization)
+    settings, family = config.frame_settings, vllm_prompts_for(adapter)
     kwargs = {
         "model": config.model,
         **ENGINE_DEFAULTS,
-        "limit_mm_per_prompt": adapter.vllm_limit_mm_per_prompt(settings),
-        "mm_processor_kwargs": {**adapter.vllm_mm_processor_kwargs(settings),
+        "limit_mm_per_prompt": family.limit_mm_per_prompt(settings),
+        "mm_processor_kwargs": {**family.mm_processor_kwargs(settings),
                                 **processor_kwargs},
         **quantization,
         **params,
@@ -65,11 +64,9 @@ def check_vllm_config(config: BackendConfig) -> ModelAdapter:
         quantization mode vLLM does not offer.
     """
     check_model_source(config.model)
-    adapter = resolve_adapter(config.model, config.model_params)
+    adapter = resolve_adapter(config.model, config.params)
     adapter.check(config.model_params)
-    if not adapter.vllm_supported:
-        raise ValueError(f"vLLM does not serve {adapter.name} models; use backend: transformers")
-    engine_kwargs(config, adapter)
+    engine_kwargs(config, adapter)  # a family vLLM does not serve has no builder: refused
     return adapter
 
 
@@ -83,19 +80,18 @@ def sampling_kwargs(config: BackendConfig, per_request_seed: bool = True) -> dic
     """
     seed = config.seed if per_request_seed else None
     kwargs = to_vllm_sampling_kwargs(config.settings, config.num_candidates, seed)
-    if not kwargs["temperature"]:
-        kwargs["n"] = 1
-    return kwargs
+    return {**kwargs, "n": sequences_per_prompt(config.settings, config.num_candidates)}
 
 
 def build_request(adapter: ModelAdapter, request: CaptionRequest,
                   render: PromptRenderer | None = None) -> dict[str, Any]:
     """One vLLM prompt dict for one video."""
+    family = vllm_prompts_for(adapter)
     built = {
-        "prompt": adapter.vllm_prompt(request, render),
-        "multi_modal_data": {"video": [adapter.vllm_video(request)]},
+        "prompt": family.prompt(request, render),
+        "multi_modal_data": {"video": [family.video(request)]},
     }
-    per_request = adapter.vllm_request_processor_kwargs(request)
+    per_request = family.request_processor_kwargs(request)
     if per_request:
         built["mm_processor_kwargs"] = per_request
     return built
@@ -144,4 +140,4 @@ def parse_request_output(output: Any, num_candidates: int) -> CaptionResult:
     if not candidates or num_candidates % len(candidates):
         return CaptionResult.failure(
             INVALID_REQUEST, f"vLLM returned {len(candidates)} of {num_candidates} candidates")
-    return CaptionResult(candidates * (num_candidates // len(candidates)))
+    return CaptionResult.repeated(candidates, num_candidates)

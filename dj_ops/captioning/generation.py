@@ -111,7 +111,7 @@ def to_hf_generate_kwargs(s: GenerationSettings, num_candidates: int) -> dict[st
     do_sample = s.sampled
     kwargs: dict[str, Any] = {
         "max_new_tokens": s.max_new_tokens,
-        "num_return_sequences": num_candidates if do_sample else 1,
+        "num_return_sequences": sequences_per_prompt(s, num_candidates),
         "do_sample": do_sample,
     }
     if s.min_new_tokens:
@@ -130,27 +130,61 @@ def to_hf_generate_kwargs(s: GenerationSettings, num_candidates: int) -> dict[st
     return kwargs
 
 
+def sequences_per_prompt(s: GenerationSettings, num_candidates: int) -> int:
+    """Sequences to ask an engine for per prompt: ``num_candidates`` when sampling; greedy
+    decoding yields one, which stands for every candidate (``CaptionResult.repeated``)."""
+    return num_candidates if s.sampled else 1
+
+
+def _optional_fields(s: GenerationSettings) -> dict[str, Any]:
+    """The vLLM / OpenAI fields set only when they apply: top-p and top-k when sampling at a
+    temperature (top-k off is -1), the repetition penalty and stop strings when given."""
+    fields: dict[str, Any] = {}
+    sampling = s.sampled and bool(s.temperature)
+    if sampling and s.top_p is not None:
+        fields["top_p"] = s.top_p
+    if sampling and s.top_k is not None:
+        fields["top_k"] = s.top_k if s.top_k > 0 else -1
+    if s.repetition_penalty is not None:
+        fields["repetition_penalty"] = s.repetition_penalty
+    if s.stop:
+        fields["stop"] = list(s.stop)
+    return fields
+
+
 def to_vllm_sampling_kwargs(
     s: GenerationSettings, num_candidates: int, seed: int | None
 ) -> dict[str, Any]:
-    """Keyword arguments for ``vllm.SamplingParams``."""
+    """Keyword arguments for ``vllm.SamplingParams`` (``n``: ``num_candidates``; the backend asks
+    :func:`sequences_per_prompt`)."""
     kwargs: dict[str, Any] = {
         "n": num_candidates,
         "max_tokens": s.max_new_tokens,
         "min_tokens": s.min_new_tokens,
         "temperature": s.temperature if s.sampled else 0.0,
+        **_optional_fields(s),
     }
-    if kwargs["temperature"] and s.top_p is not None:
-        kwargs["top_p"] = s.top_p
-    if kwargs["temperature"] and s.top_k is not None:
-        kwargs["top_k"] = s.top_k if s.top_k > 0 else -1
-    if s.repetition_penalty is not None:
-        kwargs["repetition_penalty"] = s.repetition_penalty
-    if s.stop:
-        kwargs["stop"] = list(s.stop)
     if seed is not None:
         kwargs["seed"] = seed
     return kwargs
+
+
+def to_openai_fields(s: GenerationSettings, num_candidates: int,
+                     seed: int | None) -> dict[str, Any]:
+    """Generation fields of an OpenAI chat-completions payload: OpenAI's names (``n``,
+    ``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``) plus vLLM's extensions only
+    when set (``min_tokens``, ``top_k``, ``repetition_penalty``)."""
+    fields: dict[str, Any] = {
+        "n": sequences_per_prompt(s, num_candidates),
+        "max_tokens": s.max_new_tokens,
+        "temperature": s.temperature if s.sampled else 0.0,
+        **_optional_fields(s),
+    }
+    if s.min_new_tokens:
+        fields["min_tokens"] = s.min_new_tokens
+    if seed is not None:
+        fields["seed"] = seed
+    return fields
 
 
 # What a sampled run used where the settings leave a value open; None for "not applied".

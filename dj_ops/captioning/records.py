@@ -29,6 +29,7 @@ class VideoOutcome:
     error_message: str = ""
     repetition_trimmed: bool = False  # a trailing repetition loop was cut from the caption
     from_store: bool = False  # reused from the result store, not generated in this run
+    decoding: str = ""  # which decoding path produced the caption (Candidate.decoding)
 
     def as_dict(self) -> dict:
         return {
@@ -40,6 +41,7 @@ class VideoOutcome:
             "error_message": self.error_message,
             "repetition_trimmed": bool(self.repetition_trimmed),
             "from_store": bool(self.from_store),
+            "decoding": self.decoding,
         }
 
 

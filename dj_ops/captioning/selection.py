@@ -57,6 +57,30 @@ SELECTORS: dict[str, Selector] = {
 }
 
 
+def keeps_every_candidate(mode: str) -> bool:
+    """Whether ``mode`` keeps every candidate (one new sample, or one caption-field entry, per
+    candidate) rather than one per video. Such a mode needs every candidate non-empty.
+
+    >>> keeps_every_candidate("all"), keeps_every_candidate("random_any")
+    (True, False)
+    """
+    return SELECTORS[mode] is select_all
+
+
+def has_usable_captions(mode: str, candidates: Sequence[str]) -> bool:
+    """Whether a video's candidate texts can fill ``mode``: one non-empty candidate, or for a
+    mode that keeps every candidate, all of them non-empty."""
+    if keeps_every_candidate(mode):
+        return bool(candidates) and all(candidates)
+    return any(candidates)
+
+
+def candidate_index(mode: str, sample: int) -> int:
+    """Which candidate new sample ``sample`` holds, for provenance: -1 when ``mode`` keeps one
+    per video."""
+    return sample if keeps_every_candidate(mode) else -1
+
+
 def select_per_sample(
     mode: str,
     candidates_per_video: Sequence[Sequence[str]],

@@ -51,7 +51,9 @@ def find_videos(source: str | Path) -> list[str]:
 
 def build_samples(videos: list[str], video_token: str, eoc_token: str) -> list[dict]:
     """One Data-Juicer row per video: a video token ended by eoc, and the path."""
-    return [{"text": f"{video_token} {eoc_token}", "videos": [v]} for v in videos]
+    from dj_ops.captioning.samples import one_video_sample
+
+    return [one_video_sample(v, video_token, eoc_token) for v in videos]
 
 
 def op_params(args: argparse.Namespace) -> dict:

@@ -1,32 +1,23 @@
 """The captioning op's running tally of outcomes, logged so that no failure goes unnoticed.
 
-Each process keeps its own counts (a worker receives a copy of the op and starts from zero):
-a DEBUG line per batch, an INFO line with the totals every ``every`` batches and when the
-process exits normally (pool workers, which Data-Juicer uses even with ``np: 1``, are
-terminated by their pool: their last totals are the latest periodic line). After a
-Data-Juicer run, :func:`log_dataset_outcomes` logs the counts over the whole output.
+Each process keeps its own counts (its :class:`~dj_ops.ops.captioner.Captioner` owns one): a
+DEBUG line per batch, an INFO line with the totals every ``every`` batches and when the
+captioner closes (pool workers, which Data-Juicer uses even with ``np: 1``, are terminated by
+their pool: their last totals are the latest periodic line). After a Data-Juicer run,
+:func:`log_dataset_outcomes` logs the counts over the whole output.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
-import weakref
 
+from data_juicer.utils.constant import Fields
 from loguru import logger
 
+from dj_ops.captioning.records import STATUS_CAPTIONED, STATUS_ERROR
 from dj_ops.captioning.summary import OutcomeSummary, summarize
 
 DEFAULT_LOG_EVERY = 50  # batches between two INFO lines with the totals
-
-# Tallies alive in this process that counted something; their totals are logged at exit.
-_LIVE: weakref.WeakSet[OutcomeLog] = weakref.WeakSet()
-
-
-@atexit.register
-def _log_totals_at_exit() -> None:
-    for tally in list(_LIVE):
-        tally.log_at_exit()
 
 
 class OutcomeLog:
@@ -41,11 +32,9 @@ class OutcomeLog:
         self.every = every
         self.total = OutcomeSummary()
         self.batches = 0
-        self._pid: int | None = None
 
     def add_batch(self, records: list[dict | None]) -> OutcomeSummary:
         """Count one batch (one record or None per input row) and log it; returns its counts."""
-        self._start_in_this_process()
         batch = OutcomeSummary()
         for record in records:
             batch.add(record)
@@ -57,25 +46,13 @@ class OutcomeLog:
         return batch
 
     def log_total(self) -> None:
-        """Log the totals of this process at INFO."""
+        """Log the totals of this process at INFO (nothing before the first batch)."""
+        if not self.batches:
+            return
         logger.info(
             f"{self.name} totals in process {os.getpid()} after {self.batches} batches: "
             f"{self.total.format()}"
         )
-
-    def log_at_exit(self) -> None:
-        """Log the totals if this process counted batches (a forked child inherits the
-        parent's tallies: only the owner logs)."""
-        if self._pid == os.getpid() and self.batches:
-            self.log_total()
-
-    def _start_in_this_process(self) -> None:
-        """On the first batch in a process: count from zero, log the totals at exit."""
-        pid = os.getpid()
-        if self._pid == pid:
-            return
-        self._pid, self.total, self.batches = pid, OutcomeSummary(), 0
-        _LIVE.add(self)
 
 
 def log_dataset_outcomes(name: str, dataset, meta_field: str, note: str = "") -> OutcomeSummary:
@@ -90,3 +67,25 @@ def log_dataset_outcomes(name: str, dataset, meta_field: str, note: str = "") ->
         summary = summarize({} for _ in range(len(dataset)))
     logger.info(f"{name} output: {summary.format()}{note}")
     return summary
+
+
+def warn_records_elsewhere(name: str, target) -> None:
+    """Before a run: a warning when the export will not hold the op's records."""
+    if target and target.records_elsewhere():
+        logger.warning(f"{name}: {target.records_elsewhere()}")
+
+
+def log_run_outcomes(name: str, dataset, target, dropped: bool) -> OutcomeSummary:
+    """After a run: the counts over the whole output, then where the output and the records
+    went (a warning when rows failed and the export drops their records).
+
+    :param target: the run's ``ExportTarget`` (``dj_ops.ops.export_notice``), or None.
+    :param dropped: failed rows were dropped (``on_error: drop``).
+    """
+    note = " (failed rows were dropped: see the workers' counts)" if dropped else ""
+    outcomes = log_dataset_outcomes(name, dataset, Fields.meta, note)
+    if target:
+        failed = outcomes.by_status[STATUS_ERROR]
+        line = f"{name}: {target.summary(outcomes.by_status[STATUS_CAPTIONED], failed)}"
+        (logger.warning if failed and not target.keeps_meta else logger.info)(line)
+    return outcomes

@@ -2,8 +2,8 @@
 
 A :class:`SampleBuilder` reads a Data-Juicer batch (dict of lists), plans each sample's chunks,
 lists the videos to caption, collects candidates or failures per video, and assembles the output
-batch: for each input row, its original (when kept) followed by its generated rows, or the
-original with an error record. Every input row is accounted for.
+batch: for each input row, the rows its output mode's writer (:mod:`dj_ops.ops.writers`) makes
+of it, or per ``on_error`` the original with an error record. Every input row is accounted for.
 """
 
 from __future__ import annotations
@@ -13,25 +13,24 @@ from dataclasses import dataclass, field, replace
 
 from data_juicer.ops.base_op import convert_dict_list_to_list_dict
 
-from dj_ops.backends.base import Candidate
 from dj_ops.captioning.records import (
     META_KEY,
-    STATUS_CAPTIONED,
     STATUS_ERROR,
     RunInfo,
     VideoOutcome,
     build_record,
-    with_record,
 )
 from dj_ops.captioning.repetition import trim_repetition
-from dj_ops.captioning.selection import select_per_sample
+from dj_ops.captioning.requests import Candidate
+from dj_ops.captioning.selection import has_usable_captions, select_per_sample
 from dj_ops.captioning.text import (
     Chunk,
     TextLayoutError,
     chunk_reference_texts,
     plan_chunks,
-    render_text,
 )
+from dj_ops.ops.config import OutputPolicy, TextLayout
+from dj_ops.ops.writers import CaptionedRow, OutputWriter, writer_for
 
 ERROR_INVALID_PROMPT = "invalid_prompt"
 ERROR_EMPTY_CAPTION = "empty_caption"
@@ -54,65 +53,62 @@ class VideoSlot:
 @dataclass
 class _Row:
     sample: dict
+    videos: list[str]
     chunks: list[Chunk] = field(default_factory=list)
     prompt: str = ""
-    failures: dict[int, VideoOutcome] = field(default_factory=dict)
+    sample_failure: VideoOutcome | None = None  # the whole sample (prompt, text layout)
+    failures: dict[int, VideoOutcome] = field(default_factory=dict)  # per video
     # per video: (candidates, timestamps, reused from a result store)
     candidates: dict[int, tuple[list[Candidate], tuple[float, ...], bool]] = field(
         default_factory=dict)
 
     @property
     def failed(self) -> bool:
-        return bool(self.failures)
+        return self.sample_failure is not None or bool(self.failures)
+
+    def all_failures(self) -> list[VideoOutcome]:
+        first = [self.sample_failure] if self.sample_failure else []
+        return first + [self.failures[v] for v in sorted(self.failures)]
 
 
 class SampleBuilder:
     """Collects one batch's captions and failures, then builds the output batch."""
 
-    def __init__(self, samples: dict, *, text_key: str, video_key: str, meta_key: str,
-                 video_token: str, eoc_token: str, special_tokens: list[str],
-                 prompt_key: str | None, default_prompt: str):
+    def __init__(self, samples: dict, layout: TextLayout):
         self.keys = list(samples.keys())
-        self.meta_key = meta_key
-        self.text_key, self.video_key = text_key, video_key
-        self.video_token, self.eoc_token = video_token, eoc_token
-        self.special_tokens = special_tokens
-        self.rows = [_Row(s) for s in convert_dict_list_to_list_dict(samples)] if samples else []
-        # After build(): per input row, its record (a generated row's, or the error record, also
-        # for a dropped row), None for a row without videos. What the op's run summary counts.
-        self.records: list[dict | None] = []
+        self.layout = layout
+        rows = convert_dict_list_to_list_dict(samples) if samples else []
+        self.rows = [_Row(s, list(s.get(layout.video_key) or [])) for s in rows]
         for row in self.rows:
-            self._plan(row, prompt_key, default_prompt)
+            self._plan(row)
 
-    def _videos(self, row: _Row) -> list[str]:
-        return list(row.sample.get(self.video_key) or [])
-
-    def _plan(self, row: _Row, prompt_key: str | None, default_prompt: str) -> None:
-        videos = self._videos(row)
-        if not videos:
+    def _plan(self, row: _Row) -> None:
+        layout = self.layout
+        if not row.videos:
             return
-        row.prompt = default_prompt
-        if prompt_key:
-            value = row.sample.get(prompt_key)
+        row.prompt = layout.default_prompt
+        if layout.prompt_key:
+            value = row.sample.get(layout.prompt_key)
             if not isinstance(value, str) or not value.strip():
-                row.failures[-1] = VideoOutcome(
+                row.sample_failure = VideoOutcome(
                     "", error_kind=ERROR_INVALID_PROMPT,
-                    error_message=f"prompt_key {prompt_key!r} must hold a non-empty string, "
-                                  f"got {value!r}")
+                    error_message=f"prompt_key {layout.prompt_key!r} must hold a non-empty "
+                                  f"string, got {value!r}")
                 return
             row.prompt = value
         try:
-            row.chunks = plan_chunks(row.sample.get(self.text_key) or "", len(videos),
-                                     self.video_token, self.eoc_token, self.special_tokens)
+            row.chunks = plan_chunks(row.sample.get(layout.text_key) or "", len(row.videos),
+                                     layout.video_token, layout.eoc_token,
+                                     list(layout.special_tokens))
         except TextLayoutError as error:
-            row.failures[-1] = VideoOutcome("", error_kind=error.kind, error_message=str(error))
+            row.sample_failure = VideoOutcome("", error_kind=error.kind, error_message=str(error))
 
     def video_slots(self) -> list[VideoSlot]:
         """Every video of every sample that is still to be captioned."""
         return [
             VideoSlot(r, v, path, row.prompt)
             for r, row in enumerate(self.rows) if not row.failed
-            for v, path in enumerate(self._videos(row))
+            for v, path in enumerate(row.videos)
         ]
 
     def fail_video(self, slot: VideoSlot, kind: str, message: str) -> None:
@@ -125,136 +121,88 @@ class SampleBuilder:
         kept = [_without_loop(c) for c in candidates]
         self.rows[slot.row].candidates[slot.video] = (kept, tuple(timestamps), from_store)
 
-    def build(self, *, run: RunInfo, mode: str, keep_original: bool,
-              on_error: str, rng: random.Random, caption_key: str | None = None) -> dict:
-        """The output batch as a dict of lists (the input's keys plus the meta field).
+    def build(self, run: RunInfo, policy: OutputPolicy,
+              rng: random.Random) -> tuple[dict, list[dict | None]]:
+        """The output batch as a dict of lists (the input's keys plus the meta field, and the
+        caption field), and per input row its record (a generated row's, or the error record,
+        also for a dropped row; None for a row without videos): what the op's tally counts.
 
-        Per input row, in input order: a row without videos passes through unchanged; a
-        failed row is kept with an error record, dropped or raised, per ``on_error``; a
-        captioned row yields its original (when ``keep_original``) then its generated rows.
-
-        With ``caption_key`` (caption-field output) each row stays one row: its captions are
-        written into that field instead (see :meth:`_field_row`), ``keep_original`` does not
-        apply, and rows without videos or failed rows get empty captions in the field.
+        Per input row, in input order: a row without videos passes through; a failed row is
+        kept with an error record, dropped or raised, per ``on_error``; a captioned row
+        becomes the rows of its output mode's writer.
         """
+        writer = writer_for(self.layout, policy)
         out: list[dict] = []
-        self.records = []
+        records: list[dict | None] = []
         for row in self.rows:
-            if not self._videos(row):
-                out.append(self._with_field(row.sample, caption_key, []))
-                self.records.append(None)
+            if not row.videos:
+                out.append(writer.without_videos(row.sample))
+                records.append(None)
                 continue
-            picks = None if row.failed else self._pick(row, mode, rng)
-            if picks is None:
-                out.extend(self._with_field(r, caption_key, self._no_captions(row, mode))
-                           for r in self._failure_rows(row, run, on_error))
-            elif caption_key:
-                out.append(self._field_row(row, picks, run, mode, caption_key))
+            captioned = None if row.failed else self._captioned(row, policy.mode, rng)
+            if captioned is None:
+                record = build_record(STATUS_ERROR, run, row.prompt, row.all_failures(), -1)
+                out.extend(self._failed_rows(row, record, policy.on_error, writer))
             else:
-                out.extend(([row.sample] if keep_original else [])
-                           + self._text_rows(row, picks, run, mode))
-            if picks is not None:
-                self.records.append(out[-1][self.meta_key][META_KEY])
-        return self._to_columns(out, caption_key)
+                rows = writer.captioned(captioned, run)
+                out.extend(rows)
+                record = rows[-1][self.layout.meta_key][META_KEY]
+            records.append(record)
+        return self._to_columns(out, policy.caption_key), records
 
-    def _pick(self, row: _Row, mode: str, rng: random.Random) -> list[list[int]] | None:
-        """``picks[s][v]``: the candidate of video ``v`` kept for new sample ``s``; None (and
-        failures recorded) when a video has no usable caption."""
-        videos = self._videos(row)
-        texts = self._texts(row)
-        empty = [v for v, cands in enumerate(texts) if not any(cands)
-                 or (mode == "all" and not all(cands))]
+    def _captioned(self, row: _Row, mode: str, rng: random.Random) -> CaptionedRow | None:
+        """The row's kept candidates; None (and failures recorded) when a video has no usable
+        caption."""
+        texts = [[c.text for c in row.candidates[v][0]] for v in range(len(row.videos))]
+        empty = [v for v, cands in enumerate(texts) if not has_usable_captions(mode, cands)]
+        for v in empty:
+            row.failures[v] = VideoOutcome(row.videos[v], error_kind=ERROR_EMPTY_CAPTION,
+                                           error_message="the model generated an empty caption")
         if empty:
-            for v in empty:
-                row.failures[v] = VideoOutcome(
-                    videos[v], error_kind=ERROR_EMPTY_CAPTION,
-                    error_message="the model generated an empty caption")
             return None
         # Empty candidates never win a single-caption mode while a non-empty one exists.
         usable = [[i for i, t in enumerate(cands) if t] for cands in texts]
-        references = chunk_reference_texts(row.chunks, len(videos), self.special_tokens)
+        references = chunk_reference_texts(row.chunks, len(row.videos),
+                                           list(self.layout.special_tokens))
         picks = select_per_sample(mode, [[texts[v][i] for i in usable[v]] for v in
-                                         range(len(videos))], references, rng)
-        return [[usable[v][i] for v, i in enumerate(per_video)] for per_video in picks]
-
-    def _texts(self, row: _Row) -> list[list[str]]:
-        return [[c.text for c in row.candidates[v][0]] for v in range(len(self._videos(row)))]
-
-    def _text_rows(self, row: _Row, picks: list[list[int]], run: RunInfo,
-                   mode: str) -> list[dict]:
-        """One new sample per pick: the original's text layout with the kept captions."""
-        videos, texts = self._videos(row), self._texts(row)
-        rows = []
-        for s, chosen in enumerate(picks):
-            captions = [texts[v][chosen[v]] for v in range(len(videos))]
-            outcomes = [self._outcome(row, v, videos[v], chosen[v]) for v in range(len(videos))]
-            record = build_record(STATUS_CAPTIONED, run, row.prompt, outcomes,
-                                  s if mode == "all" else -1)
-            new = dict(row.sample)
-            new[self.text_key] = render_text(row.chunks, captions, self.video_token,
-                                             self.eoc_token)
-            new[self.meta_key] = with_record(row.sample.get(self.meta_key), record)
-            rows.append(new)
-        return rows
-
-    def _field_row(self, row: _Row, picks: list[list[int]], run: RunInfo, mode: str,
-                   caption_key: str) -> dict:
-        """The sample itself with ``caption_key`` holding one caption per video (mode 'all':
-        the list of every candidate per video). The record lists the kept candidates video
-        by video (mode 'all': candidate ``i`` of video ``v`` at ``v * len(picks) + i``)."""
-        videos, texts = self._videos(row), self._texts(row)
-        kept = [[texts[v][chosen[v]] for chosen in picks] for v in range(len(videos))]
-        outcomes = [self._outcome(row, v, videos[v], chosen[v])
-                    for v in range(len(videos)) for chosen in picks]
-        record = build_record(STATUS_CAPTIONED, run, row.prompt, outcomes, -1)
-        new = dict(row.sample)
-        new[caption_key] = kept if mode == "all" else [k[0] for k in kept]
-        new[self.meta_key] = with_record(row.sample.get(self.meta_key), record)
-        return new
-
-    def _no_captions(self, row: _Row, mode: str) -> list:
-        """The caption field of a failed sample: no candidates ('all') or "" per video; the
-        reason is in its error record."""
-        return [[] if mode == "all" else "" for _ in self._videos(row)]
+                                         range(len(row.videos))], references, rng)
+        picks = [[usable[v][i] for v, i in enumerate(per_video)] for per_video in picks]
+        outcomes = [[_outcome(path, candidate, *row.candidates[v][1:])
+                     for candidate in row.candidates[v][0]]
+                    for v, path in enumerate(row.videos)]
+        return CaptionedRow(row.sample, row.chunks, row.prompt, texts, outcomes, picks)
 
     @staticmethod
-    def _with_field(sample: dict, caption_key: str | None, value: list) -> dict:
-        return {**sample, caption_key: value} if caption_key else sample
-
-    @staticmethod
-    def _outcome(row: _Row, video: int, path: str, index: int) -> VideoOutcome:
-        candidates, timestamps, from_store = row.candidates[video]
-        kept = candidates[index]
-        return VideoOutcome(path, timestamps, kept.num_tokens, kept.hit_token_limit,
-                            repetition_trimmed=kept.repetition_trimmed, from_store=from_store)
-
-    def _failure_rows(self, row: _Row, run: RunInfo, on_error: str) -> list[dict]:
-        failures = [row.failures[k] for k in sorted(row.failures)]
+    def _failed_rows(row: _Row, record: dict, on_error: str,
+                     writer: OutputWriter) -> list[dict]:
+        """``on_error`` applied to a failed row: raised, dropped, or kept with its record."""
         if on_error == "raise":
             details = "; ".join(f"{f.path or 'sample'}: {f.error_kind}: {f.error_message}"
-                                for f in failures)
+                                for f in row.all_failures())
             raise CaptioningError(f"captioning failed for a sample: {details}")
-        record = build_record(STATUS_ERROR, run, row.prompt, failures, -1)
-        self.records.append(record)
-        if on_error == "drop":
-            return []
-        kept = dict(row.sample)
-        kept[self.meta_key] = with_record(row.sample.get(self.meta_key), record)
-        return [kept]
+        return [] if on_error == "drop" else [writer.failed(row.sample, record)]
 
     def _to_columns(self, rows: list[dict], caption_key: str | None = None) -> dict:
         """Columns of ``rows``. Every row's meta holds the op's key, None where the op wrote no
         record (originals, rows without videos): datasets types a batch that mixes rows with
         and without the record as Json, and batches without such rows as a struct, so the
         shards of one job could not be joined."""
-        extra = [k for k in (self.meta_key, caption_key) if k and k not in self.keys]
+        meta_key = self.layout.meta_key
+        extra = [k for k in (meta_key, caption_key) if k and k not in self.keys]
         keys = self.keys + extra
         columns = {k: [r.get(k) for r in rows] for k in keys}
-        columns[self.meta_key] = [
+        columns[meta_key] = [
             meta if meta and META_KEY in meta else {**(meta or {}), META_KEY: None}
-            for meta in columns[self.meta_key]
+            for meta in columns[meta_key]
         ]
         return columns
+
+
+def _outcome(path: str, candidate: Candidate, timestamps: tuple[float, ...],
+             from_store: bool) -> VideoOutcome:
+    return VideoOutcome(path, timestamps, candidate.num_tokens, candidate.hit_token_limit,
+                        repetition_trimmed=candidate.repetition_trimmed, from_store=from_store,
+                        decoding=candidate.decoding)
 
 
 def _without_loop(candidate: Candidate) -> Candidate:

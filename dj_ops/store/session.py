@@ -12,9 +12,9 @@ from dj_ops.store.sqlite_store import ResultStore
 
 def encode_result(candidates: list[Candidate], timestamps) -> dict:
     """A result as stored: the backend's candidates (before any trimming, which is redone on
-    reuse) and the frames' timestamps."""
+    reuse; with the decoding path that made them) and the frames' timestamps."""
     return {"candidates": [[c.text, int(c.num_tokens), bool(c.hit_token_limit),
-                            bool(c.repetition_trimmed)] for c in candidates],
+                            bool(c.repetition_trimmed), c.decoding] for c in candidates],
             "timestamps": [float(t) for t in timestamps]}
 
 

@@ -35,10 +35,12 @@ def settings_reporting_decode(path: str, settings, *, timeout_s: float | None = 
     the message (``decode_threads=N nice=M``), to see what a decoding worker process was given."""
     import os
 
+    from dj_ops.video.decode_process import current
     from dj_ops.video.errors import DECODE_ERROR, VideoError
-    from dj_ops.video.threads import decode_threads
 
-    raise VideoError(DECODE_ERROR, f"decode_threads={decode_threads()} nice={os.nice(0)}", path)
+    role = current()
+    raise VideoError(DECODE_ERROR, f"decode_threads={role.threads} "
+                                   f"shared_frames={role.shared_frames} nice={os.nice(0)}", path)
 
 
 class AliveCounter:

@@ -3,8 +3,6 @@
 from dj_ops.video.decode import DecodedVideo, decode_video
 from dj_ops.video.errors import ERROR_KINDS, VideoError
 from dj_ops.video.sampling import (
-    QWEN3_VL_PATCH_FACTOR,
-    QWEN25_VL_PATCH_FACTOR,
     SAMPLERS,
     frame_pixel_budget,
     sample_frame_indices,
@@ -14,8 +12,6 @@ from dj_ops.video.settings import FrameSettings
 
 __all__ = [
     "ERROR_KINDS",
-    "QWEN25_VL_PATCH_FACTOR",
-    "QWEN3_VL_PATCH_FACTOR",
     "SAMPLERS",
     "DecodedVideo",
     "FrameSettings",

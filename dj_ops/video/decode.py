@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from dj_ops.video import shared_memory
+from dj_ops.video.decode_process import current as decode_process
 from dj_ops.video.errors import (
     DECODE_ERROR,
     NOT_A_VIDEO,
@@ -36,7 +37,6 @@ from dj_ops.video.sampling import (
     smart_resize,
 )
 from dj_ops.video.settings import FrameSettings
-from dj_ops.video.threads import decode_threads
 
 VIDEO_BACKEND = "pyav"
 DECODE_METHODS = ("auto", "sequential", "seek")
@@ -154,7 +154,7 @@ def _probe(container: av.container.InputContainer, path: str) -> tuple[object, _
             raise VideoError(DECODE_ERROR, "the container lists no streams (corrupt index?)")
         raise VideoError(NOT_A_VIDEO, "the file has no video stream")
     stream = container.streams.video[0]
-    threads = decode_threads()
+    threads = decode_process().threads
     stream.thread_type = "NONE" if threads == 1 else "AUTO"
     if threads > 1:
         stream.thread_count = threads

@@ -15,11 +15,11 @@ import os
 from torchcodec.decoders import VideoDecoder
 
 from dj_ops.video.decode import DecodedVideo
+from dj_ops.video.decode_process import current as decode_process
 from dj_ops.video.errors import DECODE_ERROR, VideoError, check_local_path, open_error
 from dj_ops.video.frames import assemble, fetch_resized
 from dj_ops.video.sampling import sample_frame_indices
 from dj_ops.video.settings import FrameSettings
-from dj_ops.video.threads import decode_threads
 
 NAME = "torchcodec"
 
@@ -34,7 +34,7 @@ def decode_video(path: str, settings: FrameSettings, *, timeout_s: float | None 
     check_local_path(path)
     try:
         decoder = VideoDecoder(path, seek_mode="exact", dimension_order="NHWC",
-                               num_ffmpeg_threads=decode_threads())
+                               num_ffmpeg_threads=decode_process().threads)
     except (RuntimeError, ValueError) as error:
         raise open_error(path, error) from error
     meta = decoder.metadata

@@ -4,12 +4,12 @@ default) or the calling thread (:class:`InlineDecoder`, ``workers=0``).
 A decoder is a module-level function ``(path, settings, *, timeout_s=None) -> DecodedVideo``
 raising :class:`VideoError`; it returns the frames picked by ``settings.strategy``, resized,
 with their metadata. Decoders are registered as lazy ``module:function`` paths so that decord
-or torchcodec load only when chosen.
+or torchcodec load only when chosen. Whoever opens a source closes it (the op's per-process
+:class:`~dj_ops.ops.captioner.Captioner`).
 """
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import os
 
@@ -82,23 +82,11 @@ class InlineDecoder:
         self._jobs.clear()
 
 
-_SOURCES: dict[tuple, DecodePool | InlineDecoder] = {}
-
-
-def decode_source(decoder: str, workers: int, timeout_s: float | None):
+def open_decode_source(decoder: str, workers: int,
+                       timeout_s: float | None) -> DecodePool | InlineDecoder:
     """Where the videos of ``decoder`` are decoded: a pool of ``workers`` processes, or the
-    calling thread for ``workers=0``. One per process and configuration, reused across batches
-    and closed at exit (a forked process makes its own: the key holds the process id)."""
-    key = (os.getpid(), decoder, workers, timeout_s)
-    if key not in _SOURCES:
-        function = resolve_decoder(decoder)
-        _SOURCES[key] = (DecodePool(function, workers, timeout_s) if workers
-                         else InlineDecoder(function, timeout_s))
-    return _SOURCES[key]
-
-
-@atexit.register
-def close_sources() -> None:
-    """Stop this process's decoding workers."""
-    for key in [key for key in _SOURCES if key[0] == os.getpid()]:
-        _SOURCES.pop(key).close()
+    calling thread for ``workers=0``. The caller owns it and closes it (``close()``)."""
+    function = resolve_decoder(decoder)
+    if workers:
+        return DecodePool(function, workers, timeout_s)
+    return InlineDecoder(function, timeout_s)

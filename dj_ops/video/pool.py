@@ -93,6 +93,17 @@ class DecodePool:
                 if self._results.pop(ticket, None) is None:
                     self._discarded.add(ticket)  # running: its result is thrown away
 
+    @property
+    def held(self) -> int:
+        """Outcomes not collected yet: results waiting, and discarded videos still decoding."""
+        with self._cond:
+            return len(self._results) + len(self._discarded)
+
+    @property
+    def processes(self) -> list:
+        """The ``Popen`` handles of the worker processes started so far (and not replaced)."""
+        return [worker.process for worker in self._workers if worker is not None]
+
     def close(self) -> None:
         """Stop the scheduler and the workers."""
         with self._cond:

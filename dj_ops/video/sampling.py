@@ -20,24 +20,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+# Type only: this module imports nothing of dj_ops when it runs (the CogVLM2 server links it
+# into its own environment, servers/cogvlm2).
 if TYPE_CHECKING:
     from dj_ops.video.settings import FrameSettings
 
-FPS = 2.0
-MIN_FRAMES = 4
-MAX_FRAMES = 32
-TEMPORAL_FACTOR = 2
-QWEN25_VL_PATCH_FACTOR = 28
-QWEN3_VL_PATCH_FACTOR = 32
-MIN_PIXELS = 128 * 28 * 28
-MAX_PIXELS = 448 * 448
 MAX_ASPECT_RATIO = 200
 # Tolerance when comparing a window bound (seconds) with frame times, so that
 # e.g. 0.1 s * 30 fps = 3.0000000000000004 still selects frame 3.
 TIME_EPSILON = 1e-6
 # Seek to a wanted frame lying more than this many keyframe intervals past the last one.
 SEEK_GAP_RATIO = 0.5
-# The two strategies of the CogVLM2-Llama3-Caption model card's ``load_video``.
+# The two strategies of the CogVLM2-Llama3-Caption model card's ``load_video`` (its adapter
+# reads them from here).
 COGVLM2_NUM_FRAMES = 24
 COGVLM2_BASE_SECONDS = 60
 
@@ -272,6 +267,7 @@ def choose_decode_method(wanted: Sequence[int], interval: int) -> str:
     return "seek" if max(gaps, default=0) > seek_threshold(interval) else "sequential"
 
 
+# One sampler per name of settings.STRATEGIES (tests/test_video_sampling.py checks both agree).
 SAMPLERS: dict[str, Sampler] = {
     "fps": sample_fps,
     "uniform": sample_uniform,

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dj_ops.video.sampling import (
-    FPS,
-    MAX_FRAMES,
-    MAX_PIXELS,
-    MIN_FRAMES,
-    MIN_PIXELS,
-    QWEN25_VL_PATCH_FACTOR,
-    TEMPORAL_FACTOR,
-)
+# Frame defaults: qwen-vl-utils' (``vision_process.py``), the op's parameter defaults.
+FPS = 2.0
+MIN_FRAMES = 4
+MAX_FRAMES = 32
+TEMPORAL_FACTOR = 2
+MIN_PIXELS = 128 * 28 * 28
+MAX_PIXELS = 448 * 448
+# Frame sides are multiples of this until a backend declares its model's patch factor
+# (CaptionBackend.size_factor); the factor of Qwen2.5-VL patches (14) merged 2 x 2.
+DEFAULT_SIZE_FACTOR = 28
+# The samplers' names (dj_ops.video.sampling.SAMPLERS): Qwen-VL's and CogVLM2-Llama3-Caption's.
+STRATEGIES = ("base", "chat", "fps", "uniform")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -25,7 +28,7 @@ def _require(condition: bool, message: str) -> None:
 class FrameSettings:
     """How to pick and resize the frames of one video.
 
-    :param strategy: name of a sampler in ``dj_ops.video.sampling.SAMPLERS``: ``fps``,
+    :param strategy: name of a sampler (:data:`STRATEGIES`): ``fps``,
         ``uniform``, or CogVLM2-Llama3-Caption's ``chat`` (one frame per second, at most 24)
         and ``base`` (24 frames over the first 60 s), which ignore the frame counts below.
     :param fps: frames per second to sample (strategy ``fps``).
@@ -51,7 +54,7 @@ class FrameSettings:
     min_pixels: int = MIN_PIXELS
     max_pixels: int = MAX_PIXELS
     total_pixels: int | None = None
-    size_factor: int = QWEN25_VL_PATCH_FACTOR
+    size_factor: int = DEFAULT_SIZE_FACTOR
     temporal_factor: int = TEMPORAL_FACTOR
 
     def __post_init__(self) -> None:
@@ -65,11 +68,9 @@ class FrameSettings:
         self._validate_pixels()
 
     def _validate_strategy(self) -> None:
-        from dj_ops.video.sampling import SAMPLERS  # read at call time: registry may grow
-
         _require(
-            self.strategy in SAMPLERS,
-            f"strategy must be one of {sorted(SAMPLERS)}, got {self.strategy!r}",
+            self.strategy in STRATEGIES,
+            f"strategy must be one of {sorted(STRATEGIES)}, got {self.strategy!r}",
         )
         _require(self.fps > 0, f"fps must be > 0, got {self.fps}")
 

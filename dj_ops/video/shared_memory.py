@@ -1,7 +1,7 @@
 """Frame arrays in anonymous shared memory, so a decoding worker hands them over uncopied.
 
-A decoding worker process (``SHARED_FRAMES_ENV=1``, set by
-:class:`dj_ops.video.worker.WorkerProcess`) stacks a video's frames straight into a Linux
+A decoding worker process (``shared_frames`` in :mod:`dj_ops.video.decode_process`, set by
+its entry point :func:`dj_ops.video.worker.serve`) stacks a video's frames straight into a Linux
 ``memfd_create`` file; :mod:`dj_ops.video.transport` then sends that file's descriptor instead
 of copying the frames into a new one (about 20 ms per 17 MB video on one core). Elsewhere, and
 where ``memfd_create`` is missing, frames are stacked into ordinary memory.
@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-SHARED_FRAMES_ENV = "DJ_OPS_SHARED_FRAMES"
+from dj_ops.video import decode_process
+
 AVAILABLE = hasattr(os, "memfd_create")
 # Before Python 3.13 a mapping keeps a duplicate of its descriptor until it is freed.
 _NO_FD_KEPT = {"trackfd": False} if sys.version_info >= (3, 13) else {}
@@ -46,7 +47,7 @@ def empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 def stack(arrays: Sequence[np.ndarray]) -> np.ndarray:
     """``np.stack(arrays)``; in a shared-memory file in a process that hands frames over."""
-    if not (AVAILABLE and os.environ.get(SHARED_FRAMES_ENV) == "1") or not len(arrays):
+    if not (AVAILABLE and decode_process.current().shared_frames) or not len(arrays):
         return np.stack(arrays)
     out = empty((len(arrays), *arrays[0].shape), np.result_type(*arrays))
     return np.stack(arrays, out=out)

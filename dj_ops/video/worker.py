@@ -26,10 +26,9 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from dj_ops.video.decode import DecodedVideo
+from dj_ops.video.decode_process import POOL_WORKER, decoding_as
 from dj_ops.video.errors import DECODE_ERROR, VideoError
 from dj_ops.video.settings import FrameSettings
-from dj_ops.video.shared_memory import SHARED_FRAMES_ENV
-from dj_ops.video.threads import DECODE_THREADS_ENV
 from dj_ops.video.transport import send_outcome
 
 STOP_WAIT_S = 2.0
@@ -68,14 +67,17 @@ def serve(fd: int) -> None:
     conn = Connection(fd)
     decoder = conn.recv()
     conn.send(None)
-    while True:
-        try:
-            job = conn.recv()
-        except (EOFError, OSError):
-            return
-        if job is None:
-            return
-        send_outcome(conn, run_decoder(decoder, *job))
+    # one thread per video (the pool decodes in parallel); frames stacked into shared memory
+    # (handed over uncopied)
+    with decoding_as(POOL_WORKER):
+        while True:
+            try:
+                job = conn.recv()
+            except (EOFError, OSError):
+                return
+            if job is None:
+                return
+            send_outcome(conn, run_decoder(decoder, *job))
 
 
 class WorkerProcess:
@@ -90,9 +92,6 @@ class WorkerProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", BOOTSTRAP, json.dumps(sys.path), str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                # one thread per video (the pool decodes in parallel); frames stacked into
-                # shared memory (handed over uncopied)
-                env={**os.environ, DECODE_THREADS_ENV: "1", SHARED_FRAMES_ENV: "1"},
             )
         self.conn = Connection(ours.detach())
         self.conn.send(decoder)

@@ -1,0 +1,122 @@
+"""How the transformers backend turns requests into model inputs, one builder per family.
+
+A builder loads what encodes requests (a processor, or CogVLM2's tokenizer), says the frames'
+patch factor when the family leaves it to the processor, and encodes one micro-batch (left
+padded) on the model's device. :data:`HF_INPUTS` maps each family's adapter name to its builder;
+a new family that transformers serves is one row here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dj_ops.adapters.base import ModelAdapter
+from dj_ops.adapters.qwen_patchify import install_patchify_first
+from dj_ops.captioning.requests import CaptionRequest
+
+
+class ChatTemplateInputs:
+    """A Hugging Face processor: the family's chat template, then frames with their metadata."""
+
+    def __init__(self, adapter: ModelAdapter):
+        self.adapter = adapter
+
+    def load_processor(self, model: str, **kwargs):
+        """The object that turns requests into model inputs (the model's processor)."""
+        import transformers
+
+        processor = transformers.AutoProcessor.from_pretrained(model, **kwargs)
+        processor.tokenizer.padding_side = "left"
+        return processor
+
+    def tokenizer(self, processor):
+        """The tokenizer inside what :meth:`load_processor` returned."""
+        return processor.tokenizer
+
+    def size_factor(self, processor) -> int | None:
+        """Frame side multiple: the family's, else the video processor's patch (times its merge
+        size), else None (the op's default)."""
+        video_processor = getattr(processor, "video_processor", None)
+        patch = getattr(video_processor, "patch_size", None)
+        if self.adapter.size_factor or not isinstance(patch, int):  # e.g. LLaVA's: resizes
+            return self.adapter.size_factor
+        return patch * int(getattr(video_processor, "merge_size", None) or 1)
+
+    def encode(self, processor, model, requests: list[CaptionRequest],
+               processor_kwargs: dict[str, Any]):
+        """Model inputs for one micro-batch (left padded), on the model's device."""
+        texts = [processor.apply_chat_template(self.adapter.messages(r), tokenize=False,
+                                               add_generation_prompt=True) for r in requests]
+        return processor(
+            text=texts,
+            videos=[r.frames for r in requests],
+            video_metadata=[r.metadata for r in requests],
+            videos_kwargs=processor_kwargs,
+            padding=True,
+            return_tensors="pt",
+        ).to(model.device)
+
+
+class QwenInputs(ChatTemplateInputs):
+    """Qwen-VL's processor, its video patches cut from the uint8 frames first (same pixels,
+    fewer copies: ``adapters/qwen_patchify.py``)."""
+
+    def load_processor(self, model: str, **kwargs):
+        processor = super().load_processor(model, **kwargs)
+        install_patchify_first(processor.video_processor)
+        return processor
+
+
+def to_cthw(frames: np.ndarray):
+    """``(T, H, W, C)`` uint8 frames as the ``(C, T, H, W)`` uint8 tensor CogVLM2 takes."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)
+
+
+class CogVLM2Inputs(ChatTemplateInputs):
+    """CogVLM2's remote ``build_conversation_input_ids`` (its checkpoint has no processor):
+    the tokenizer, the query, the video as ``C, T, H, W`` uint8, the template version."""
+
+    def load_processor(self, model: str, **kwargs):
+        import transformers
+
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model, **kwargs)
+        tokenizer.padding_side = "left"
+        return tokenizer
+
+    def tokenizer(self, processor):
+        return processor
+
+    def encode(self, processor, model, requests, processor_kwargs) -> dict:
+        if len(requests) != 1:
+            raise ValueError(f"{self.adapter.name} takes one video per generate call, "
+                             f"got {len(requests)}")
+        request = requests[0]
+        inputs = model.build_conversation_input_ids(
+            tokenizer=processor, query=self.adapter.query(request),
+            images=[to_cthw(request.frames)], history=[],
+            template_version=self.adapter.template_version,
+        )
+        batch = {key: inputs[key].unsqueeze(0).to(model.device)
+                 for key in ("input_ids", "token_type_ids", "attention_mask")}
+        batch["images"] = [[inputs["images"][0].to(model.device, model.dtype)]]
+        return batch
+
+
+HF_INPUTS: dict[str, type[ChatTemplateInputs]] = {
+    "generic": ChatTemplateInputs,
+    "qwen2_5_vl": QwenInputs,
+    "qwen3_vl": QwenInputs,
+    "cogvlm2": CogVLM2Inputs,
+}
+
+
+def hf_inputs_for(adapter: ModelAdapter) -> ChatTemplateInputs:
+    """The builder of ``adapter``'s family."""
+    if adapter.name not in HF_INPUTS:
+        raise ValueError(f"the transformers backend has no input builder for {adapter.name} "
+                         f"models; families it serves: {sorted(HF_INPUTS)}")
+    return HF_INPUTS[adapter.name](adapter)

@@ -1,0 +1,189 @@
+"""The op's parameters, parsed once into typed parts: what the per-process captioner runs on.
+
+:func:`parse_config` checks every parameter against the others and the model (a bad value fails
+here, at the op's construction, naming the fix) and returns a :class:`CaptionConfig`:
+generation and frames (in the backend's :class:`BackendConfig`), the output policy, the text
+layout, and decoding. Nothing here opens a model, a process or a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from data_juicer.utils.resource_utils import is_cuda_available
+from loguru import logger
+
+from dj_ops.backends.base import BACKENDS, FAST_DECODING_MODES, BackendConfig, backend_class
+from dj_ops.backends.streaming import DEFAULT_MAX_IN_FLIGHT
+from dj_ops.captioning.generation import (
+    GenerationSettings,
+    generation_record,
+    parse_sampling_params,
+)
+from dj_ops.captioning.records import RunInfo
+from dj_ops.captioning.selection import SELECTORS
+from dj_ops.store import ResultStore
+from dj_ops.video.decoders import resolve_decoder
+from dj_ops.video.settings import FrameSettings
+
+DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
+DEFAULT_PROMPT = "Describe the input video in 1-2 sentences."
+DEFAULT_PREFETCH = 2
+ROWS_PER_MICRO_BATCH = 16  # default batch_size, in generation_batch_size units
+ON_ERROR = ("keep", "drop", "raise")
+
+
+@dataclass(frozen=True)
+class OutputPolicy:
+    """What the op writes: ``mode`` (a ``keep_candidate_mode``), the original kept before its
+    generated rows, the caption field (None: generated text rows), and what a failed row
+    becomes (``on_error``)."""
+
+    mode: str = "random_any"
+    keep_original: bool = True
+    caption_key: str | None = None
+    on_error: str = "keep"
+
+
+@dataclass(frozen=True)
+class TextLayout:
+    """Where a sample keeps its text, videos and meta, its special tokens, and the prompts."""
+
+    text_key: str = "text"
+    video_key: str = "videos"
+    meta_key: str = "__dj__meta__"
+    video_token: str = "<__dj__video>"
+    eoc_token: str = "<|__dj__eoc|>"
+    special_tokens: tuple[str, ...] = ()
+    prompt_key: str | None = None
+    prompt: str | None = None  # None: DEFAULT_PROMPT
+    system_prompt: str | None = None
+
+    @property
+    def default_prompt(self) -> str:
+        """The prompt of a sample without its own (``prompt_key``)."""
+        return self.prompt or DEFAULT_PROMPT
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """Where and how videos are decoded and fed to the model: the decoder by name, its
+    processes (None: the cores of the op process), the per-video timeout, micro-batches decoded
+    ahead, torch threads, and the requests a self-batching engine (vLLM, a server) is given at
+    once."""
+
+    decoder: str = "pyav"
+    workers: int | None = None
+    timeout_s: float | None = 120.0
+    prefetch: int = DEFAULT_PREFETCH
+    torch_threads: int | None = None
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The result store: its SQLite file (None: no store), and whether videos are identified by
+    a hash of their bytes rather than their path, size and modification time."""
+
+    path: str | None = None
+    content_hash: bool = False
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    """Everything one captioning process needs, validated."""
+
+    backend: str
+    model: BackendConfig
+    output: OutputPolicy = field(default_factory=OutputPolicy)
+    layout: TextLayout = field(default_factory=TextLayout)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    @property
+    def generation(self) -> GenerationSettings:
+        return self.model.settings
+
+    @property
+    def frames(self) -> FrameSettings:
+        return self.model.frame_settings
+
+    @property
+    def run_info(self) -> RunInfo:
+        """The provenance shared by every record of this op, generation as the settings say
+        (the captioner records it as its loaded backend resolved it)."""
+        return RunInfo(self.model.model, self.backend,
+                       generation_record(self.generation, self.model.seed), self.output.mode)
+
+
+def check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {list(allowed)}")
+
+
+def data_juicer_resources(backend: str, enable_vllm: bool, generation_batch_size: int,
+                          kwargs: dict) -> dict:
+    """The op's Data-Juicer settings (``memory``, ``batch_size``, ``skip_op_error``,
+    ``num_proc``, ``num_gpus``) with this op's defaults where the recipe leaves them."""
+    kwargs = dict(kwargs)
+    kwargs.setdefault("memory", "20GB" if enable_vllm else "4GB")
+    # Rows per batch: enough micro-batches for decoding to run ahead of generation
+    # (memory is bounded by generation_batch_size and prefetch, not by this).
+    kwargs.setdefault("batch_size", ROWS_PER_MICRO_BATCH * generation_batch_size)
+    # Failures are handled per sample (``on_error``). Data-Juicer's skip_op_error would
+    # instead drop a whole batch silently on any exception, so it is off for this op: what
+    # escapes process_batched (a model that cannot load, on_error='raise') stops the job.
+    kwargs["skip_op_error"] = False
+    if backend_class(backend).single_process:
+        # An in-process engine (vLLM) takes the GPUs it is given; several GPUs serve one
+        # engine through model_params.tensor_parallel_size, not through worker processes.
+        if (kwargs.get("num_proc") or 1) > 1:
+            logger.info(f"backend {backend!r} runs in one worker process (num_proc 1)")
+        kwargs["num_proc"] = 1
+    elif is_cuda_available():  # one model replica per GPU (Ray actors, default-executor procs)
+        kwargs.setdefault("num_gpus", 1)
+    return kwargs
+
+
+def check_layout(layout: TextLayout, caption_key: str | None) -> None:
+    """Refuse a caption field that would overwrite the sample, and empty prompts."""
+    if caption_key is not None and caption_key in ("", layout.text_key, layout.video_key,
+                                                  layout.meta_key):
+        raise ValueError(f"caption_key={caption_key!r} must name a new field, not empty nor "
+                         "the text, videos or meta field")
+    if layout.prompt is not None and not layout.prompt.strip():
+        raise ValueError("prompt is empty; give a prompt or leave it unset for the default")
+    if layout.system_prompt is not None and not layout.system_prompt.strip():
+        raise ValueError("system_prompt is empty; give a system prompt or leave it unset")
+
+
+def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPolicy,
+                 layout: TextLayout, decoding: DecodingConfig, frames: FrameSettings,
+                 model_params: dict | None, sampling_params: dict | None,
+                 generation_batch_size: int, seed: int | None,
+                 fast_decoding: str = "auto",
+                 store: StoreConfig | None = None) -> CaptionConfig:
+    """The op's parameters as one :class:`CaptionConfig`.
+
+    :raises ValueError: (or ``ModuleNotFoundError`` for a missing optional package) naming the
+        fix, for any parameter that cannot work.
+    """
+    check_choice("backend", backend, BACKENDS)
+    check_choice("keep_candidate_mode", output.mode, SELECTORS)
+    check_choice("on_error", output.on_error, ON_ERROR)
+    check_choice("fast_decoding", fast_decoding, FAST_DECODING_MODES)
+    check_layout(layout, output.caption_key)
+    if layout.prompt and layout.prompt_key:
+        logger.warning("Both `prompt` and `prompt_key` are set; `prompt_key` takes precedence.")
+    resolve_decoder(decoding.decoder)  # unknown name or missing package: here, not in a worker
+    config = BackendConfig(
+        model=model, settings=parse_sampling_params(sampling_params, caption_num),
+        num_candidates=caption_num, batch_size=generation_batch_size, seed=seed,
+        model_params=dict(model_params or {}), frame_settings=frames,
+        fast_decoding=fast_decoding,
+    )
+    backend_class(backend).check_config(config)
+    store = store or StoreConfig()
+    if store.path:  # a store of another format fails here, not in a worker
+        ResultStore(store.path).close()
+    return CaptionConfig(backend, config, output, layout, decoding, store)

@@ -13,7 +13,7 @@ from data_juicer.utils.constant import Fields
 from dj_ops.captioning.records import META_KEY
 from dj_ops.testing.openai_server import CompletionServer, Faults
 from dj_ops.video import FrameSettings
-from dj_ops.video.decoders import decode_source
+from dj_ops.video.decoders import open_decode_source
 from tests.conftest import make_op, run_op
 from tests.test_op import single_video_samples
 
@@ -62,16 +62,20 @@ def _check_concurrency_cap(qwen3, videos, server):
 
 
 def test_the_pool_says_which_tickets_are_ready(videos):
-    source = decode_source("pyav", 1, 60.0)
-    settings = FrameSettings(max_frames=2, min_frames=2, max_pixels=64 * 64, min_pixels=28 * 28)
-    tickets = [source.submit(path, settings) for path in videos[:2]]
-    start = time.monotonic()
-    first = source.ready(tickets, timeout_s=60.0)
-    assert first and set(first) <= set(tickets) and time.monotonic() - start < 60.0
-    while len(source.ready(tickets, timeout_s=1.0)) < 2:
-        pass
-    assert [source.result(t).frames.shape[0] for t in tickets] == [2, 2]
-    assert source.ready([], timeout_s=5.0) == []
+    source = open_decode_source("pyav", 1, 60.0)
+    try:
+        settings = FrameSettings(max_frames=2, min_frames=2, max_pixels=64 * 64,
+                                 min_pixels=28 * 28)
+        tickets = [source.submit(path, settings) for path in videos[:2]]
+        start = time.monotonic()
+        first = source.ready(tickets, timeout_s=60.0)
+        assert first and set(first) <= set(tickets) and time.monotonic() - start < 60.0
+        while len(source.ready(tickets, timeout_s=1.0)) < 2:
+            pass
+        assert [source.result(t).frames.shape[0] for t in tickets] == [2, 2]
+        assert source.ready([], timeout_s=5.0) == []
+    finally:
+        source.close()
 
 
 def test_the_result_store_works_on_the_continuous_path(qwen3, videos, server, tmp_path):

@@ -33,6 +33,29 @@ def plan_groups(paths: Sequence[str], batch_size: int) -> list[list[str]]:
     return [list(paths[start : start + batch_size]) for start in range(0, len(paths), batch_size)]
 
 
+def slots_to_caption(builder: SampleBuilder,
+                     store: StoreSession | None) -> dict[str, list[VideoSlot]]:
+    """The slots still to caption, by path (each path decoded once): every slot of
+    ``builder`` but those whose captions the result store gave it."""
+    slots: dict[str, list[VideoSlot]] = {}
+    for slot in builder.video_slots():
+        slots.setdefault(slot.path, []).append(slot)
+    return store.reuse(builder, slots) if store is not None else slots
+
+
+def record_result(builder: SampleBuilder, slot: VideoSlot, result, timestamps,
+                  store: StoreSession | None) -> bool:
+    """Give ``builder`` a slot's candidates (kept for the store too) or its failure; whether
+    there were candidates."""
+    if not result.ok:
+        builder.fail_video(slot, result.error_kind, result.error_message)
+        return False
+    builder.set_candidates(slot, result.candidates, timestamps)
+    if store is not None:
+        store.add(slot, result.candidates, timestamps)
+    return True
+
+
 def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, settings: FrameSettings,
                   *, batch_size: int, prefetch: int, system_prompt: str | None = None,
                   store: StoreSession | None = None) -> None:
@@ -45,11 +68,7 @@ def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, setti
     :param store: a result store: slots stored there are not decoded nor generated again, and
         each group's new captions are written to it before the next group.
     """
-    slots: dict[str, list[VideoSlot]] = {}
-    for slot in builder.video_slots():
-        slots.setdefault(slot.path, []).append(slot)
-    if store is not None:
-        slots = store.reuse(builder, slots)
+    slots = slots_to_caption(builder, store)
     groups = plan_groups(list(slots), batch_size)
     tickets: dict[str, int] = {}
 
@@ -86,11 +105,6 @@ def _caption_group(builder: SampleBuilder, backend: CaptionBackend,
     if not requests:
         return
     for (slot, video), result in zip(captioned, backend.generate(requests), strict=True):
-        if result.ok:
-            builder.set_candidates(slot, result.candidates, video.timestamps)
-            if store is not None:
-                store.add(slot, result.candidates, video.timestamps)
-        else:
-            builder.fail_video(slot, result.error_kind, result.error_message)
+        record_result(builder, slot, result, video.timestamps, store)
     if store is not None:
         store.flush()  # one transaction per group: a kill loses at most the group in flight

@@ -19,6 +19,7 @@ from collections import deque
 
 from dj_ops.backends.base import CaptionRequest
 from dj_ops.backends.streaming import StreamingBackend, StreamSession
+from dj_ops.ops.pipeline import record_result, slots_to_caption
 from dj_ops.ops.sample_builder import SampleBuilder, VideoSlot
 from dj_ops.store.session import StoreSession
 from dj_ops.video.errors import VideoError
@@ -59,11 +60,7 @@ def caption_stream(builder: SampleBuilder, session: StreamSession, source,
     if max_in_flight < 1 or max_decoded < 1:
         raise ValueError(f"max_in_flight and max_decoded must be >= 1, got {max_in_flight}, "
                          f"{max_decoded}")
-    slots: dict[str, list[VideoSlot]] = {}
-    for slot in builder.video_slots():
-        slots.setdefault(slot.path, []).append(slot)
-    if store is not None:
-        slots = store.reuse(builder, slots)
+    slots = slots_to_caption(builder, store)
     to_decode = deque(slots)
     decoding: dict[int, str] = {}  # ticket -> path, in submission order
     ready: deque[tuple[VideoSlot, CaptionRequest, list[float]]] = deque()
@@ -88,13 +85,8 @@ def caption_stream(builder: SampleBuilder, session: StreamSession, source,
             if waiting:
                 for key, result in session.poll(POLL_S if decoding else 1.0):
                     slot, timestamps = waiting.pop(key)
-                    if result.ok:
-                        builder.set_candidates(slot, result.candidates, timestamps)
-                        if store is not None:
-                            store.add(slot, result.candidates, timestamps)
-                            unflushed += 1
-                    else:
-                        builder.fail_video(slot, result.error_kind, result.error_message)
+                    if record_result(builder, slot, result, timestamps, store):
+                        unflushed += 1
             if store is not None and unflushed and (unflushed >= max_decoded or not waiting):
                 store.flush()
                 unflushed = 0

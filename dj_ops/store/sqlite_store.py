@@ -51,7 +51,7 @@ class ResultStore:
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        _use_wal(self._db)
         # NORMAL with WAL: a crash of the process loses nothing committed; only a power cut may
         # lose the last transactions, and never corrupts the file.
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -114,6 +114,24 @@ class ResultStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL, waiting for other processes as a write would.
+
+    Why by hand: SQLite answers ``PRAGMA journal_mode=WAL`` with SQLITE_BUSY at once, without
+    calling the busy handler, while another connection converts the fresh file or holds it for a
+    checkpoint (two processes opening one new store lost one of them this way, about 1 in 40).
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class _Transaction:

@@ -15,9 +15,16 @@ on every frame at once. Pixels are cut only when the frame count is at its floor
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from dj_ops.video.sampling import ceil_by_factor, floor_by_factor, smart_resize
+from dj_ops.video.errors import CONTEXT_LENGTH, VideoError
+from dj_ops.video.sampling import (
+    ceil_by_factor,
+    floor_by_factor,
+    frame_pixel_budget,
+    sample_frame_indices,
+    smart_resize,
+)
 from dj_ops.video.settings import FrameSettings
 
 # visual tokens of (frames, height, width) after resizing
@@ -36,13 +43,15 @@ def qwen_visual_tokens(settings: FrameSettings) -> TokenCount:
 @dataclass(frozen=True)
 class Fit:
     """What a video is sampled at to fit: frame count, frame size, its tokens, what was cut
-    (``none``, ``frames`` or ``pixels``: recorded in the provenance)."""
+    (``none``, ``frames`` or ``pixels``: recorded in the provenance), and the ``max_pixels``
+    that ``smart_resize`` gives that size with (0: the settings' own)."""
 
     frames: int
     height: int
     width: int
     tokens: int
     reduced: str
+    max_pixels: int = 0
 
 
 def fit_frames(frames: int, height: int, width: int, settings: FrameSettings, max_tokens: int,
@@ -67,5 +76,81 @@ def fit_frames(frames: int, height: int, width: int, settings: FrameSettings, ma
                                                                           (factor * factor)))
         smaller = smart_resize(height, width, factor, settings.min_pixels, pixels)
         if tokens(floor, *smaller) <= max_tokens:
-            return Fit(floor, *smaller, tokens(floor, *smaller), "pixels")
+            return Fit(floor, *smaller, tokens(floor, *smaller), "pixels", pixels)
     return None
+
+
+def budget_tokens(settings: FrameSettings) -> TokenCount:
+    """What a video costs against ``settings.max_visual_tokens``: Qwen's vision tokens plus
+    ``frame_text_tokens`` per temporal group (Qwen3-VL's timestamp text in an engine's prompt)."""
+    vision = qwen_visual_tokens(settings)
+
+    def count(frames: int, height: int, width: int) -> int:
+        groups = -(-frames // settings.temporal_factor)
+        return vision(frames, height, width) + groups * settings.frame_text_tokens
+    return count
+
+
+@dataclass(frozen=True)
+class Budgeted:
+    """The frames a decoder takes under the budget: the indices, the settings they are resized
+    with (``max_pixels`` lowered when pixels were cut) and the record of the fit (provenance:
+    ``max_visual_tokens``, ``visual_tokens``, ``reduced``; empty without a budget)."""
+
+    wanted: list[int]
+    settings: FrameSettings
+    record: dict
+
+
+def fit_sampling(wanted: list[int], height: int, width: int, settings: FrameSettings,
+                 resample: Callable[[FrameSettings], list[int]]) -> Budgeted:
+    """``wanted`` (the sampler's frames of a ``height`` x ``width`` video) cut to fit
+    ``settings.max_visual_tokens`` before anything is decoded: fewer frames, re-sampled by
+    ``resample(settings)`` so they still span the whole window, then smaller frames.
+
+    :raises VideoError: ``context_length`` when even ``min_frames`` frames of ``min_pixels`` do
+        not fit.
+    """
+    budget = settings.max_visual_tokens
+    if budget is None or settings.strategy not in ("fps", "uniform"):
+        return Budgeted(wanted, settings, {})
+    # the per-frame size the decoder would use (total_pixels spread over the frames)
+    sized = replace(settings, max_pixels=frame_pixel_budget(settings, len(wanted)))
+    count = budget_tokens(settings)
+    fit = fit_frames(len(wanted), height, width, sized, budget, count)
+    if fit is None:
+        smallest = smart_resize(height, width, settings.size_factor, settings.min_pixels,
+                                settings.min_pixels)
+        floor = min(len(wanted), settings.min_frames)
+        raise VideoError(
+            CONTEXT_LENGTH,
+            f"even {floor} frames of {smallest[1]}x{smallest[0]} take "
+            f"{count(floor, *smallest)} tokens, over the budget of {budget} visual tokens: "
+            "lower min_frames / min_pixels, shorten the prompt or raise the context "
+            "(model_params.max_model_len, max_visual_tokens)")
+    record = {"max_visual_tokens": budget, "visual_tokens": fit.tokens, "reduced": fit.reduced}
+    if fit.reduced == "none":
+        return Budgeted(wanted, settings, record)
+    frames = max(fit.frames, settings.temporal_factor)
+    fitted = replace(
+        settings, max_frames=frames, min_frames=min(settings.min_frames, frames),
+        num_frames=frames if settings.num_frames is not None else None,
+        max_pixels=fit.max_pixels or sized.max_pixels, total_pixels=None)
+    return Budgeted(resample(fitted)[: fit.frames], fitted, record)
+
+
+def budgeted_indices(total_frames: int, fps: float, timestamps: list[float] | None,
+                     size: Callable[[], tuple[int, int]], settings: FrameSettings) -> Budgeted:
+    """What every decoder samples: ``sample_frame_indices``, then :func:`fit_sampling` when
+    ``settings`` carry a budget (``size()``, the source's ``(height, width)``, is asked only
+    then).
+
+    :raises VideoError: ``context_length`` (see :func:`fit_sampling`).
+    """
+    def sample(chosen: FrameSettings) -> list[int]:
+        return sample_frame_indices(total_frames, fps, timestamps, chosen)
+
+    wanted = sample(settings)
+    if settings.max_visual_tokens is None:
+        return Budgeted(wanted, settings, {})
+    return fit_sampling(wanted, *size(), settings, sample)

@@ -18,6 +18,7 @@ import numpy as np
 
 from dj_ops.video import shared_memory
 from dj_ops.video.decode_process import current as decode_process
+from dj_ops.video.budget import budgeted_indices
 from dj_ops.video.errors import (
     DECODE_ERROR,
     NOT_A_VIDEO,
@@ -32,7 +33,6 @@ from dj_ops.video.sampling import (
     choose_decode_method,
     frame_pixel_budget,
     keyframe_interval,
-    sample_frame_indices,
     seek_threshold,
     smart_resize,
 )
@@ -67,6 +67,8 @@ class DecodedVideo:
     rotation: int = 0  # counter-clockwise degrees from the display matrix, already applied
     method: str = "sequential"  # how the frames were reached
     decoder: str = VIDEO_BACKEND  # the registered decoder that produced the frames
+    # how the frames were fitted to a token budget (video/budget.py; empty: no budget)
+    frame_budget: dict = field(default_factory=dict)
 
     def transformers_metadata(self) -> dict:
         """The ``video_metadata`` that transformers' video processors take with frames."""
@@ -373,7 +375,9 @@ def decode_video(
 def _decode_open(container, path, settings, method, deadline, skip) -> DecodedVideo:
     """The body of :func:`decode_video` once the container is open."""
     stream, info = _probe(container, path)
-    wanted = sample_frame_indices(info.total_frames, info.fps, info.timestamps(), settings)
+    budgeted = budgeted_indices(info.total_frames, info.fps, info.timestamps(),
+                                lambda: (stream.height, stream.width), settings)
+    wanted, settings = budgeted.wanted, budgeted.settings
     interval = keyframe_interval(_keyframe_seconds(stream, info), info.fps, info.total_frames)
     max_ahead = seek_threshold(interval) if method == "auto" else 0
     if method == "auto":
@@ -403,4 +407,5 @@ def _decode_open(container, path, settings, method, deadline, skip) -> DecodedVi
         height=stream.height,
         rotation=kept[indices[0]][1],
         method=method,
+        frame_budget=budgeted.record,
     )

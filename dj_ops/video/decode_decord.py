@@ -13,10 +13,10 @@ import os
 import decord
 import numpy as np
 
+from dj_ops.video.budget import budgeted_indices
 from dj_ops.video.decode import DecodedVideo
 from dj_ops.video.errors import DECODE_ERROR, VideoError, check_local_path, open_error
 from dj_ops.video.frames import assemble, fetch_resized, timestamps_if_variable
-from dj_ops.video.sampling import sample_frame_indices
 from dj_ops.video.settings import FrameSettings
 
 NAME = "decord"
@@ -40,7 +40,9 @@ def decode_video(path: str, settings: FrameSettings, *, timeout_s: float | None 
         if not total or not fps > 0:
             raise VideoError(DECODE_ERROR, "the video stream holds no frames", path)
         starts = reader.get_frame_timestamp(np.arange(total))[:, 0].astype(float).tolist()
-        wanted = sample_frame_indices(total, fps, timestamps_if_variable(starts, fps), settings)
+        budgeted = budgeted_indices(total, fps, timestamps_if_variable(starts, fps),
+                                    lambda: reader[0].shape[:2], settings)
+        wanted, settings = budgeted.wanted, budgeted.settings
         images, seconds, (height, width) = fetch_resized(
             lambda indices: (reader.get_batch(indices).asnumpy(),
                              [starts[i] - starts[0] for i in indices]),
@@ -52,4 +54,5 @@ def decode_video(path: str, settings: FrameSettings, *, timeout_s: float | None 
         path, wanted, images, seconds, settings,
         source_fps=fps, total_frames=total, duration=total / fps,
         width=width, height=height, method="get_batch", decoder=NAME,
+        frame_budget=budgeted.record,
     )

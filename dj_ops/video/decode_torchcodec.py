@@ -14,11 +14,11 @@ import os
 
 from torchcodec.decoders import VideoDecoder
 
+from dj_ops.video.budget import budgeted_indices
 from dj_ops.video.decode import DecodedVideo
 from dj_ops.video.decode_process import current as decode_process
 from dj_ops.video.errors import DECODE_ERROR, VideoError, check_local_path, open_error
 from dj_ops.video.frames import assemble, fetch_resized
-from dj_ops.video.sampling import sample_frame_indices
 from dj_ops.video.settings import FrameSettings
 
 NAME = "torchcodec"
@@ -47,7 +47,9 @@ def decode_video(path: str, settings: FrameSettings, *, timeout_s: float | None 
         return batch.data.numpy(), [t - start for t in batch.pts_seconds.tolist()]
 
     try:
-        wanted = sample_frame_indices(meta.num_frames, meta.average_fps, None, settings)
+        budgeted = budgeted_indices(meta.num_frames, meta.average_fps, None,
+                                    lambda: (meta.height, meta.width), settings)
+        wanted, settings = budgeted.wanted, budgeted.settings
         images, seconds, _ = fetch_resized(fetch, sorted(set(wanted)), settings, len(wanted))
     except (RuntimeError, ValueError, IndexError) as error:
         raise VideoError(DECODE_ERROR, str(error), path) from error
@@ -56,4 +58,5 @@ def decode_video(path: str, settings: FrameSettings, *, timeout_s: float | None 
         source_fps=meta.average_fps, total_frames=meta.num_frames,
         duration=meta.duration_seconds or meta.num_frames / meta.average_fps,
         width=meta.width, height=meta.height, method="get_frames_at", decoder=NAME,
+        frame_budget=budgeted.record,
     )

@@ -12,6 +12,8 @@ NOT_A_VIDEO = "not_a_video"
 DECODE_ERROR = "decode_error"
 TIMEOUT = "timeout"
 UNSUPPORTED_URL = "unsupported_url"
+# even at min_frames and min_pixels the video takes more tokens than its budget (video/budget.py)
+CONTEXT_LENGTH = "context_length"
 
 ERROR_KINDS = (
     MISSING_FILE,
@@ -20,6 +22,7 @@ ERROR_KINDS = (
     DECODE_ERROR,
     TIMEOUT,
     UNSUPPORTED_URL,
+    CONTEXT_LENGTH,
 )
 
 URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")

@@ -42,6 +42,10 @@ class FrameSettings:
     :param total_pixels: most pixels over all frames of a video (None: no limit).
     :param size_factor: frame sides are multiples of this (28 Qwen2.5-VL, 32 Qwen3-VL).
     :param temporal_factor: the frame count is a multiple of this.
+    :param max_visual_tokens: most tokens one video may become (None: no budget); frames,
+        then pixels per frame, are cut until it fits (:mod:`dj_ops.video.budget`).
+    :param frame_text_tokens: text tokens the prompt gains per temporal group of frames
+        besides its vision tokens (Qwen3-VL's timestamps), counted against the budget.
     """
 
     strategy: str = "fps"
@@ -56,6 +60,8 @@ class FrameSettings:
     total_pixels: int | None = None
     size_factor: int = DEFAULT_SIZE_FACTOR
     temporal_factor: int = TEMPORAL_FACTOR
+    max_visual_tokens: int | None = None
+    frame_text_tokens: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -127,3 +133,6 @@ class FrameSettings:
                 self.total_pixels >= self.min_pixels,
                 f"total_pixels must be >= min_pixels ({self.min_pixels}), got {self.total_pixels}",
             )
+        if self.max_visual_tokens is not None:
+            _require(self.max_visual_tokens >= 1,
+                     f"max_visual_tokens must be >= 1, got {self.max_visual_tokens}")

@@ -54,6 +54,11 @@ class ModelAdapter:
     :cvar adapter_param_keys: ``model_params`` keys the adapter reads (kept from the loaders).
     :cvar fast_decoding_checked: ``model_type`` values on which the transformers backend's
         speed-ups were checked against plain ``generate`` (see ``backends/fast_decoding.py``).
+    :cvar counts_visual_tokens: a video's tokens follow from its frame count and size as
+        :func:`dj_ops.video.budget.qwen_visual_tokens` counts them; only then is a frame
+        budget fitted (other families: no budget, the engine's own check stays).
+    :cvar frame_text_tokens: text tokens an engine's prompt gains per temporal group of frames
+        besides the vision tokens (a safe margin, counted against a context's budget).
     :param params: this family's adapter parameters taken from ``model_params``.
     """
 
@@ -67,6 +72,8 @@ class ModelAdapter:
     pad_token_id: int | None = None
     adapter_param_keys: tuple[str, ...] = ()
     fast_decoding_checked: tuple[str, ...] = ()
+    counts_visual_tokens = False
+    frame_text_tokens = 0
 
     def __init__(self, params: dict[str, Any] | None = None):
         self.params = dict(params or {})

@@ -23,10 +23,13 @@ from dj_ops.captioning.generation import GenerationSettings, generation_record
 # The contract's values live in captioning/ (adapters use them too); named here for backends.
 from dj_ops.captioning.requests import Candidate, CaptionRequest, CaptionResult  # noqa: F401
 from dj_ops.lazy_import import load_entry
+
+# Kinds of per-request failures that backends record on the sample. CONTEXT_LENGTH: the prompt
+# does not fit the model's context (also a video's when even its fewest, smallest frames cannot
+# fit the budget, see dj_ops.video.budget; defined there).
+from dj_ops.video.errors import CONTEXT_LENGTH  # noqa: F401
 from dj_ops.video.settings import FrameSettings
 
-# Kinds of per-request failures that backends record on the sample.
-CONTEXT_LENGTH = "context_length"  # the prompt does not fit the model's context
 INVALID_REQUEST = "invalid_request"  # the engine or server refused the request
 TIMEOUT = "timeout"  # no answer in time (after retries)
 HTTP_ERROR = "http_error"  # the server answered with an error status
@@ -81,6 +84,10 @@ class CaptionBackend(ABC):
     # The ``model_params`` keys this backend understands; others are refused at construction.
     # None: the backend checks them itself (vLLM hands them to its engine arguments).
     model_param_keys: frozenset[str] | None = frozenset()
+    # The most tokens one request may hold, prompt and answer (vLLM's ``max_model_len``, a
+    # server's advertised limit), known once the backend is built; None: not known. The op fits
+    # each video's frames to what the text leaves (dj_ops.ops.frame_budget).
+    context_limit: int | None = None
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         self.config = config
@@ -97,6 +104,11 @@ class CaptionBackend(ABC):
     @abstractmethod
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
         """One result per request, in the order of ``requests``."""
+
+    def prompt_tokens(self, request: CaptionRequest) -> int:
+        """Tokens the prompt of ``request`` takes besides its video's (at most: a bound is
+        fine), for backends with a :attr:`context_limit`."""
+        raise NotImplementedError(f"the {self.name!r} backend declares no context limit")
 
     def generation_record(self) -> dict[str, Any]:
         """What generation runs with, for provenance; backends that resolve more (a model's

@@ -36,6 +36,7 @@ from dj_ops.backends.base import (
     CaptionRequest,
     CaptionResult,
 )
+from dj_ops.backends.openai_models import advertised_context
 from dj_ops.backends.openai_payload import (
     VIDEO_TRANSPORTS,
     BadResponse,
@@ -169,10 +170,11 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
         self.sampling = sampling_fields(config)
         self.n_supported = self.server.n_supported
         # Frames are sized to the family's patch factor when the model is known locally.
-        adapter = resolve_adapter(config.model, config.params, local_only=True)
-        self.size_factor = adapter.size_factor
+        self.adapter = resolve_adapter(config.model, config.params, local_only=True)
+        self.size_factor = self.adapter.size_factor
         # the client's own bound on requests on the wire
         self.concurrency_limit = self.server.max_concurrency
+        self.context_limit = advertised_context(self.server, self.model_name, self.headers)
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
@@ -182,6 +184,11 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
 
     def open_stream(self) -> StreamSession:
         return _ServerStream(self)
+
+    def prompt_tokens(self, request: CaptionRequest) -> int:
+        """A bound, without the server's tokenizer: the UTF-8 bytes of the prompt in the
+        family's chat format (a byte-level BPE token, Qwen's, holds at least one byte)."""
+        return len(self.adapter.prompt(request).encode("utf-8"))
 
     def _payload(self, request: CaptionRequest) -> dict:
         """The request body of one video (re-encoding its frames for ``mp4``)."""

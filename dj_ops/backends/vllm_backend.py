@@ -23,9 +23,10 @@ import vllm
 from loguru import logger
 
 from dj_ops.adapters import resolve_adapter
-from dj_ops.backends.base import BackendConfig, CaptionBackend
+from dj_ops.backends.base import BackendConfig, CaptionBackend, CaptionRequest
 from dj_ops.backends.engine_watchdog import watch
 from dj_ops.backends.streaming import StreamingBackend, StreamSession
+from dj_ops.backends.vllm_prompts import vllm_prompts_for
 from dj_ops.backends.vllm_requests import (
     check_vllm_config,
     engine_kwargs,
@@ -75,6 +76,7 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
             **sampling_kwargs(config, per_request_seed=not _on_cpu())))
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = engine_max_model_len(self.llm)
+        self.context_limit = self.max_model_len
         self.size_factor = self.adapter.size_factor
         self.engine_restarts = 0
         atexit.register(_shut_down, weakref.ref(self))
@@ -95,6 +97,12 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
     def render(self, messages: list[dict]) -> str:
         return self._processor.apply_chat_template(messages, tokenize=False,
                                                    add_generation_prompt=True)
+
+    def prompt_tokens(self, request: CaptionRequest) -> int:
+        """Exact: the prompt string this backend sends, through the engine's tokenizer, less its
+        one video placeholder token (the video's tokens are counted by the frame budget)."""
+        prompt = vllm_prompts_for(self.adapter).prompt(request, self.render)
+        return len(self.tokenizer.encode(prompt)) - 1
 
     def open_stream(self) -> StreamSession:
         return VLLMStream(self)

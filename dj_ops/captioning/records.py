@@ -7,7 +7,7 @@ schema for all rows and batches, whichever batch comes first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,6 +15,11 @@ META_KEY = "vlm_video_captioning"
 
 STATUS_CAPTIONED = "captioned"
 STATUS_ERROR = "error"
+# A video's ``frames`` record when nothing was decoded (same keys and types as a real one):
+# frame count and size, its visual tokens and the budget (-1: not counted / no budget), and
+# what the budget cut (``none``, ``frames``, ``pixels``; empty: no budget).
+NO_FRAMES = {"count": 0, "height": 0, "width": 0, "visual_tokens": -1,
+             "max_visual_tokens": -1, "reduced": ""}
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class VideoOutcome:
     repetition_trimmed: bool = False  # a trailing repetition loop was cut from the caption
     from_store: bool = False  # reused from the result store, not generated in this run
     decoding: str = ""  # which decoding path produced the caption (Candidate.decoding)
+    # what the video was decoded at and its frame budget (dj_ops.video.budget.frames_record)
+    frames: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -42,6 +49,7 @@ class VideoOutcome:
             "repetition_trimmed": bool(self.repetition_trimmed),
             "from_store": bool(self.from_store),
             "decoding": self.decoding,
+            "frames": {**NO_FRAMES, **self.frames},
         }
 
 

@@ -20,6 +20,7 @@ from dj_ops.backends.base import CaptionBackend
 from dj_ops.backends.streaming import is_streaming
 from dj_ops.ops.config import CaptionConfig
 from dj_ops.ops.cpu_threads import generation_threads, intra_op_threads
+from dj_ops.ops.frame_budget import FrameBudget
 from dj_ops.ops.outcome_log import OutcomeLog
 from dj_ops.ops.pipeline import caption_batch
 from dj_ops.ops.sample_builder import SampleBuilder
@@ -67,6 +68,7 @@ class Captioner:
         self.rng = random.Random(config.model.seed)
         self.run_info = config.run_info
         self.store: StoreSession | None = None
+        self.budget: FrameBudget | None = None
 
     @property
     def ready(self) -> bool:
@@ -79,6 +81,7 @@ class Captioner:
         decoding = self.config.decoding
         self.backend = self.load_backend(placement.rank, placement.on_gpu)
         self.frames = sized_frames(self.config.frames, self.backend)
+        self.budget = FrameBudget(self.frames, self.backend, config.layout.system_prompt)
         # what generation actually runs with, as the loaded backend resolved it
         self.run_info = replace(self.config.run_info,
                                 generation=self.backend.generation_record())
@@ -112,15 +115,16 @@ class Captioner:
         config = self.config
         builder = SampleBuilder(samples, config.layout)
         decoding, system_prompt = config.decoding, config.layout.system_prompt
+        frames = self.budget.for_prompts(slot.prompt for slot in builder.video_slots())
         with intra_op_threads(self.threads):
             if is_streaming(self.backend):  # the engine batches by itself: feed it continuously
                 caption_with_engine(
-                    builder, self.backend, self.source, self.frames,
+                    builder, self.backend, self.source, frames,
                     max_in_flight=decoding.max_in_flight,
                     max_decoded=(decoding.prefetch + 1) * config.model.batch_size,
                     system_prompt=system_prompt, store=self.store)
             else:
-                caption_batch(builder, self.backend, self.source, self.frames,
+                caption_batch(builder, self.backend, self.source, frames,
                               batch_size=config.model.batch_size, prefetch=decoding.prefetch,
                               system_prompt=system_prompt, store=self.store)
         output, records = builder.build(self.run_info, config.output, self.rng)

@@ -100,6 +100,7 @@ def _caption_group(builder: SampleBuilder, backend: CaptionBackend,
                 builder.fail_video(slot, video.kind, video.message)
                 continue
             captioned.append((slot, video))
+            builder.note_frames(slot, video)
             requests.append(CaptionRequest(video.frames, video.transformers_metadata(),
                                            slot.prompt, system_prompt, video_path=slot.path))
     if not requests:

@@ -31,6 +31,8 @@ from dj_ops.captioning.text import (
 )
 from dj_ops.ops.config import OutputPolicy, TextLayout
 from dj_ops.ops.writers import CaptionedRow, OutputWriter, writer_for
+from dj_ops.video.budget import frames_record
+from dj_ops.video.decode import DecodedVideo
 
 ERROR_INVALID_PROMPT = "invalid_prompt"
 ERROR_EMPTY_CAPTION = "empty_caption"
@@ -61,6 +63,7 @@ class _Row:
     # per video: (candidates, timestamps, reused from a result store)
     candidates: dict[int, tuple[list[Candidate], tuple[float, ...], bool]] = field(
         default_factory=dict)
+    frames: dict[int, dict] = field(default_factory=dict)  # per video: what it was decoded at
 
     @property
     def failed(self) -> bool:
@@ -115,6 +118,11 @@ class SampleBuilder:
         self.rows[slot.row].failures[slot.video] = VideoOutcome(
             slot.path, error_kind=kind, error_message=message)
 
+    def note_frames(self, slot: VideoSlot, video: DecodedVideo) -> None:
+        """What the slot's decoded ``video`` holds, for its record (``frames``)."""
+        self.rows[slot.row].frames[slot.video] = frames_record(video.frames.shape,
+                                                               video.frame_budget)
+
     def set_candidates(self, slot: VideoSlot, candidates: list[Candidate],
                        timestamps: list[float], from_store: bool = False) -> None:
         """The video's candidates (``from_store``: reused from a result store)."""
@@ -167,7 +175,7 @@ class SampleBuilder:
         picks = select_per_sample(mode, [[texts[v][i] for i in usable[v]] for v in
                                          range(len(row.videos))], references, rng)
         picks = [[usable[v][i] for v, i in enumerate(per_video)] for per_video in picks]
-        outcomes = [[_outcome(path, candidate, *row.candidates[v][1:])
+        outcomes = [[_outcome(path, candidate, *row.candidates[v][1:], row.frames.get(v, {}))
                      for candidate in row.candidates[v][0]]
                     for v, path in enumerate(row.videos)]
         return CaptionedRow(row.sample, row.chunks, row.prompt, texts, outcomes, picks)
@@ -199,10 +207,10 @@ class SampleBuilder:
 
 
 def _outcome(path: str, candidate: Candidate, timestamps: tuple[float, ...],
-             from_store: bool) -> VideoOutcome:
+             from_store: bool, frames: dict) -> VideoOutcome:
     return VideoOutcome(path, timestamps, candidate.num_tokens, candidate.hit_token_limit,
                         repetition_trimmed=candidate.repetition_trimmed, from_store=from_store,
-                        decoding=candidate.decoding)
+                        decoding=candidate.decoding, frames=frames)
 
 
 def _without_loop(candidate: Candidate) -> Candidate:

@@ -109,4 +109,5 @@ def _take(builder: SampleBuilder, path: str, slots: list[VideoSlot], video,
             continue
         request = CaptionRequest(video.frames, video.transformers_metadata(), slot.prompt,
                                  system_prompt, video_path=slot.path)
+        builder.note_frames(slot, video)
         ready.append((slot, request, list(video.timestamps)))

@@ -99,6 +99,7 @@ class VLMVideoCaptioningMapper(Mapper):
         result_store_content_hash: bool = False,
         max_in_flight: PositiveInt = DEFAULT_MAX_IN_FLIGHT,
         fast_decoding: Literal["auto", "off"] = "auto",
+        max_visual_tokens: PositiveInt | None = None,
         *args,
         **kwargs,
     ):
@@ -188,6 +189,13 @@ class VLMVideoCaptioningMapper(Mapper):
             requests handed to the engine or server at once; decoded videos wait beyond it.
             The default suits a GPU engine's continuous batching; the openai backend also
             keeps at most ``model_params.max_concurrency`` requests on the wire.
+        :param max_visual_tokens: most tokens one video may take (Qwen-VL families; None: no
+            budget). Before decoding, each video's frame count is lowered (down to
+            ``min_frames``), then its pixels per frame (down to ``min_pixels``), until it fits;
+            a video that cannot fit gets a ``context_length`` error record. The vllm and openai
+            backends also derive a budget from the context (``max_model_len`` less the prompt's
+            text and ``max_new_tokens``); the smaller one applies. Each video's record says
+            what was used (``frames``).
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -205,7 +213,8 @@ class VLMVideoCaptioningMapper(Mapper):
                                     DEFAULT_PREFETCH if prefetch is True else int(prefetch),
                                     torch_threads, max_in_flight),
             frames=FrameSettings(frame_strategy, fps, min_frames, max_frames, num_frames,
-                                 video_start, video_end, min_pixels, max_pixels, total_pixels),
+                                 video_start, video_end, min_pixels, max_pixels, total_pixels,
+                                 max_visual_tokens=max_visual_tokens),
             model_params=model_params, sampling_params=sampling_params,
             generation_batch_size=generation_batch_size, seed=seed, fast_decoding=fast_decoding,
             store=StoreConfig(result_store, result_store_content_hash),

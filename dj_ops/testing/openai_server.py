@@ -121,11 +121,15 @@ class CompletionServer:
     :param model: local checkpoint folder served under any model name.
     :param api_key: when set, requests must carry ``Authorization: Bearer <api_key>``.
     :param faults: failures to inject.
+    :param max_model_len: the context length ``/v1/models`` advertises, as vLLM's server does
+        (None: the listing does not say).
     """
 
     def __init__(self, model: str, *, host: str = "127.0.0.1", port: int = 0,
-                 api_key: str | None = None, faults: Faults = Faults()):
+                 api_key: str | None = None, faults: Faults = Faults(),
+                 max_model_len: int | None = None):
         self.model, self.host, self.port = model, host, port
+        self.max_model_len = max_model_len
         self.api_key, self.faults = api_key, faults
         self.received: list[dict] = []  # every request body, in arrival order
         self.in_flight = self.max_in_flight = 0  # requests being answered (now, at most)
@@ -150,6 +154,7 @@ class CompletionServer:
         self._closing = asyncio.Event()
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -171,6 +176,13 @@ class CompletionServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    async def _models(self, request: web.Request) -> web.Response:
+        """The model listing, with ``max_model_len`` when set (vLLM's field)."""
+        entry = {"id": self.model, "object": "model", "owned_by": "dj_ops"}
+        if self.max_model_len is not None:
+            entry["max_model_len"] = self.max_model_len
+        return web.json_response({"object": "list", "data": [entry]})
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.in_flight += 1

@@ -154,3 +154,13 @@ def budgeted_indices(total_frames: int, fps: float, timestamps: list[float] | No
     if settings.max_visual_tokens is None:
         return Budgeted(wanted, settings, {})
     return fit_sampling(wanted, *size(), settings, sample)
+
+
+def frames_record(frames_shape: tuple[int, ...], fit: dict) -> dict:
+    """A video's provenance (``frames`` in its record): the ``(T, H, W, C)`` frames it was
+    decoded at and its :class:`Budgeted` ``record`` (-1 / empty without a budget)."""
+    count, height, width = frames_shape[:3]
+    return {"count": int(count), "height": int(height), "width": int(width),
+            "visual_tokens": int(fit.get("visual_tokens", -1)),
+            "max_visual_tokens": int(fit.get("max_visual_tokens", -1)),
+            "reduced": fit.get("reduced", "")}

@@ -81,7 +81,7 @@ class Captioner:
         decoding = self.config.decoding
         self.backend = self.load_backend(placement.rank, placement.on_gpu)
         self.frames = sized_frames(self.config.frames, self.backend)
-        self.budget = FrameBudget(self.frames, self.backend, config.layout.system_prompt)
+        self.budget = FrameBudget(self.frames, self.backend, self.config.layout.system_prompt)
         # what generation actually runs with, as the loaded backend resolved it
         self.run_info = replace(self.config.run_info,
                                 generation=self.backend.generation_record())

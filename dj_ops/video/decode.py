@@ -17,8 +17,8 @@ import av
 import numpy as np
 
 from dj_ops.video import shared_memory
-from dj_ops.video.decode_process import current as decode_process
 from dj_ops.video.budget import budgeted_indices
+from dj_ops.video.decode_process import current as decode_process
 from dj_ops.video.errors import (
     DECODE_ERROR,
     NOT_A_VIDEO,

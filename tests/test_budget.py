@@ -92,7 +92,7 @@ def test_uniform_sampling_is_fitted_by_its_frame_count():
 
 def test_timestamp_text_counts_against_the_budget():
     settings = FrameSettings(size_factor=32, frame_text_tokens=12, max_visual_tokens=10_000)
-    assert budget_tokens(settings)(8, *SIZE) == TOKENS(8, *SIZE) + 4 * 12
+    assert budget_tokens(settings)(8, *SIZE) == TOKENS(8, *SIZE) + 4 * 12  # 4 groups of 2
 
 
 def test_strategies_without_a_token_count_and_no_budget_are_left_alone():

@@ -13,7 +13,7 @@ import av
 import pytest
 from data_juicer.utils.constant import Fields
 
-from dj_ops.adapters.qwen import QWEN3_FRAME_TEXT_TOKENS, qwen_video_tokens
+from dj_ops.adapters.qwen import Qwen3VLAdapter, qwen_prompt, qwen_video_tokens
 from dj_ops.backends.openai_models import context_from_listing
 from dj_ops.backends.transformers_backend import TransformersBackend
 from dj_ops.captioning.records import META_KEY
@@ -120,26 +120,25 @@ def _openai_rows(qwen3, clip, max_model_len):
 
 
 def _text_bound() -> int:
-    """The openai backend's bound on the prompt's text: its bytes in Qwen's chat format."""
-    from dj_ops.adapters.qwen import qwen_prompt
-
-    return len(qwen_prompt(PROMPT, None).encode()) + FAST_SAMPLING["max_new_tokens"]
+    """The openai backend's bound on the prompt's text and the answer: the prompt's bytes in
+    Qwen's chat format (less the video placeholder's one token), then ``max_new_tokens``."""
+    return len(qwen_prompt(PROMPT, None).encode()) - 1 + FAST_SAMPLING["max_new_tokens"]
 
 
 def test_openai_frames_sent_fit_the_advertised_context(qwen3, long_clip):
-    max_model_len = _text_bound() + 50  # 48 vision tokens + 4 groups of timestamps do not fit
-    records, sent = _openai_rows(qwen3, long_clip, max_model_len)
+    per_group = len(Qwen3VLAdapter.frame_text.encode())  # the timestamps' bound, in bytes
+    budget = 2 * (12 + per_group) + 1  # 2 of the 4 temporal groups fit
+    records, sent = _openai_rows(qwen3, long_clip, _text_bound() + budget)
     used = records[0]["frames"]
-    assert records[0]["error_kind"] == "" and used["max_visual_tokens"] == 50
-    assert used["reduced"] == "frames" and used["count"] < 8
+    assert records[0]["error_kind"] == "" and used["max_visual_tokens"] == budget
+    assert (used["reduced"], used["count"]) == ("frames", 4)
     assert len(sent) == 1 and sent[0] == (used["count"], used["height"], used["width"])
-    groups = used["count"] // 2
-    cost = qwen_video_tokens(sent[0], 32) + groups * QWEN3_FRAME_TEXT_TOKENS
-    assert cost == used["visual_tokens"] <= 50
+    cost = qwen_video_tokens(sent[0], 32) + 2 * per_group
+    assert cost == used["visual_tokens"] <= budget
 
 
 def test_openai_video_that_cannot_fit_is_never_sent(qwen3, long_clip):
-    records, sent = _openai_rows(qwen3, long_clip, _text_bound() + 10)
+    records, sent = _openai_rows(qwen3, long_clip, _text_bound() + 30)
     assert records[0]["error_kind"] == "context_length" and sent == []
 
 

@@ -57,8 +57,9 @@ class ModelAdapter:
     :cvar counts_visual_tokens: a video's tokens follow from its frame count and size as
         :func:`dj_ops.video.budget.qwen_visual_tokens` counts them; only then is a frame
         budget fitted (other families: no budget, the engine's own check stays).
-    :cvar frame_text_tokens: text tokens an engine's prompt gains per temporal group of frames
-        besides the vision tokens (a safe margin, counted against a context's budget).
+    :cvar frame_text: the text an engine's prompt gains per temporal group of frames besides
+        the vision tokens, at its longest (Qwen3-VL's timestamps): its tokens count against a
+        context's budget.
     :param params: this family's adapter parameters taken from ``model_params``.
     """
 
@@ -73,7 +74,7 @@ class ModelAdapter:
     adapter_param_keys: tuple[str, ...] = ()
     fast_decoding_checked: tuple[str, ...] = ()
     counts_visual_tokens = False
-    frame_text_tokens = 0
+    frame_text = ""
 
     def __init__(self, params: dict[str, Any] | None = None):
         self.params = dict(params or {})

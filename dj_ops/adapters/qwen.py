@@ -16,10 +16,10 @@ from dj_ops.adapters.base import ModelAdapter
 QWEN25_VL_PATCH_FACTOR = 28
 QWEN3_VL_PATCH_FACTOR = 32
 VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
-# Qwen3-VL's prompt puts "<12.3 seconds>" and its own <|vision_start|>/<|vision_end|> before and
-# after each temporal group's vision tokens: with the tokenizer's one token per digit that is
-# at most 12 tokens for videos under 10^4 s ("<", 4 digits, ".", digit, " seconds", ">" + 2).
-QWEN3_FRAME_TEXT_TOKENS = 12
+# Qwen3-VL's prompt puts "<12.3 seconds>" and its own <|vision_start|>/<|vision_end|> around
+# each temporal group's vision tokens; counted at the longest time the budget allows for
+# (a day and more), so that the count bounds every group of any video.
+QWEN3_LONGEST_SECONDS = 99999.9
 
 
 def qwen_prompt(prompt: str, system_prompt: str | None) -> str:
@@ -64,7 +64,7 @@ class Qwen3VLAdapter(QwenVLAdapter):
     name = "qwen3_vl"
     size_factor = QWEN3_VL_PATCH_FACTOR
     fast_decoding_checked = ("qwen3_vl",)  # not the MoE variant: no checkpoint checked
-    frame_text_tokens = QWEN3_FRAME_TEXT_TOKENS
+    frame_text = (f"<{QWEN3_LONGEST_SECONDS:.1f} seconds><|vision_start|><|vision_end|>")
 
     def processor_kwargs(self) -> dict[str, Any]:
         # Its processor also caps tokens per frame by default: our max_pixels already decides.

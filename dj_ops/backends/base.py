@@ -105,9 +105,9 @@ class CaptionBackend(ABC):
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
         """One result per request, in the order of ``requests``."""
 
-    def prompt_tokens(self, request: CaptionRequest) -> int:
-        """Tokens the prompt of ``request`` takes besides its video's (at most: a bound is
-        fine), for backends with a :attr:`context_limit`."""
+    def text_tokens(self, text: str) -> int:
+        """Tokens of ``text`` in the model's tokenizer (at most: a bound is fine), for backends
+        with a :attr:`context_limit`."""
         raise NotImplementedError(f"the {self.name!r} backend declares no context limit")
 
     def generation_record(self) -> dict[str, Any]:

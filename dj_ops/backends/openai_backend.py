@@ -185,10 +185,10 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
     def open_stream(self) -> StreamSession:
         return _ServerStream(self)
 
-    def prompt_tokens(self, request: CaptionRequest) -> int:
-        """A bound, without the server's tokenizer: the UTF-8 bytes of the prompt in the
-        family's chat format (a byte-level BPE token, Qwen's, holds at least one byte)."""
-        return len(self.adapter.prompt(request).encode("utf-8"))
+    def text_tokens(self, text: str) -> int:
+        """A bound, without the server's tokenizer: the UTF-8 bytes of ``text`` (a token of a
+        byte-level BPE, Qwen's, holds at least one byte)."""
+        return len(text.encode("utf-8"))
 
     def _payload(self, request: CaptionRequest) -> dict:
         """The request body of one video (re-encoding its frames for ``mp4``)."""

@@ -23,10 +23,9 @@ import vllm
 from loguru import logger
 
 from dj_ops.adapters import resolve_adapter
-from dj_ops.backends.base import BackendConfig, CaptionBackend, CaptionRequest
+from dj_ops.backends.base import BackendConfig, CaptionBackend
 from dj_ops.backends.engine_watchdog import watch
 from dj_ops.backends.streaming import StreamingBackend, StreamSession
-from dj_ops.backends.vllm_prompts import vllm_prompts_for
 from dj_ops.backends.vllm_requests import (
     check_vllm_config,
     engine_kwargs,
@@ -98,11 +97,9 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
         return self._processor.apply_chat_template(messages, tokenize=False,
                                                    add_generation_prompt=True)
 
-    def prompt_tokens(self, request: CaptionRequest) -> int:
-        """Exact: the prompt string this backend sends, through the engine's tokenizer, less its
-        one video placeholder token (the video's tokens are counted by the frame budget)."""
-        prompt = vllm_prompts_for(self.adapter).prompt(request, self.render)
-        return len(self.tokenizer.encode(prompt)) - 1
+    def text_tokens(self, text: str) -> int:
+        """Exact: through the engine's own tokenizer."""
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def open_stream(self) -> StreamSession:
         return VLLMStream(self)

@@ -26,7 +26,7 @@ class FrameBudget:
     """Frame settings with the budget for a batch's prompts (cached per prompt).
 
     :param frames: the op's frame settings, sized to the backend's patch factor.
-    :param backend: the loaded backend (its ``context_limit``, ``prompt_tokens``, adapter).
+    :param backend: the loaded backend (its ``context_limit``, ``text_tokens``, adapter).
     :param system_prompt: the op's system prompt.
     """
 
@@ -35,7 +35,7 @@ class FrameBudget:
         self.frames, self.backend, self.system_prompt = frames, backend, system_prompt
         adapter = getattr(backend, "adapter", None)
         self.counted = adapter is not None and adapter.counts_visual_tokens
-        self.frame_text_tokens = adapter.frame_text_tokens if self.counted else 0
+        self.adapter = adapter
         self.by_prompt: dict[str, FrameSettings] = {}
         if not self.counted and frames.max_visual_tokens is not None:
             logger.warning(f"max_visual_tokens is ignored: the tokens of a "
@@ -63,12 +63,15 @@ class FrameBudget:
 
     def _fitted(self, prompt: str) -> FrameSettings:
         limits = [self.frames.max_visual_tokens]
-        context, text_per_group = self.backend.context_limit, 0
+        backend, context, text_per_group = self.backend, self.backend.context_limit, 0
         if context is not None:
-            request = CaptionRequest(NO_FRAMES, {}, prompt, self.system_prompt)
-            answer = self.backend.config.settings.max_new_tokens
-            limits.append(context - self.backend.prompt_tokens(request) - answer)
-            text_per_group = self.frame_text_tokens
+            # the prompt in the family's chat format (what the backends send or what the server's
+            # template renders), less its one video placeholder token
+            text = self.adapter.prompt(CaptionRequest(NO_FRAMES, {}, prompt, self.system_prompt))
+            answer = backend.config.settings.max_new_tokens
+            limits.append(context - (backend.text_tokens(text) - 1) - answer)
+            frame_text = self.adapter.frame_text
+            text_per_group = backend.text_tokens(frame_text) if frame_text else 0
         budget = min(limit for limit in limits if limit is not None)
         # at least 1: a budget the text alone exhausts fails every video with context_length
         return replace(self.frames, max_visual_tokens=max(1, budget),

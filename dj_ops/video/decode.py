@@ -405,11 +405,14 @@ def _decode_open(container, path, settings, method, deadline, skip, plan) -> Dec
         frames = _numbered(_decoded(container, stream, info, keep), info)
     # the pixel budget is a request's: one part's frames
     max_pixels = frame_pixel_budget(settings, max(map(len, parts)) if parts else len(wanted))
+    stopped: list[str] = []  # with parts: why the stream stopped early (the parts after fail)
+    if parts:
+        frames = _until_error(frames, stopped)
     kept, last = _collect(
         frames, wanted, lambda f: _frame_to_array(f, settings, max_pixels), info, deadline
     )
     if parts:
-        done = [_part_outcome(kept, part, info, last, settings) for part in parts]
+        done = [_part_outcome(kept, part, info, last, settings, stopped) for part in parts]
         if all(isinstance(part, VideoError) for part in done):
             raise done[0]
         indices = sorted(kept)
@@ -433,9 +436,20 @@ def _decode_open(container, path, settings, method, deadline, skip, plan) -> Dec
     )
 
 
-def _part_outcome(kept, part, info, last, settings) -> list[int] | VideoError:
-    """One part's frame indices (padded), or why its frames could not all be decoded."""
+def _until_error(frames: Iterator, stopped: list[str]) -> Iterator:
+    """``frames`` until the stream fails (a corrupt or truncated tail): then the failure is
+    appended to ``stopped`` and the frames end, so that the parts decoded so far are kept."""
     try:
-        return pad_to_factor(_check_complete(kept, part, info, last), settings.temporal_factor)
+        yield from frames
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        stopped.append(describe_error(exc))
+
+
+def _part_outcome(kept, part, info, last, settings, stopped) -> list[int] | VideoError:
+    """One part's frame indices (padded), or why its frames could not all be decoded."""
+    own = {index: kept[index] for index in part if index in kept}
+    try:
+        return pad_to_factor(_check_complete(own, part, info, last), settings.temporal_factor)
     except VideoError as error:
-        return error
+        why = f" ({stopped[0]})" if stopped else ""
+        return VideoError(error.kind, error.message + why)

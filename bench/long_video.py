@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -50,12 +51,14 @@ def cut(path: Path, folder: Path) -> list[str]:
         with av.open(str(path)) as source, av.open(str(out), "w") as sink:
             stream = sink.add_stream("libx264", rate=FPS)
             stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+            written = 0
             for frame in source.decode(video=0):
                 if frame.time > window.end + 1e-6:
                     break
                 if frame.time >= window.start - 1e-6:
-                    frame.pts = None
+                    frame.pts, frame.time_base = written, Fraction(1, FPS)  # from 0
                     sink.mux(stream.encode(frame))
+                    written += 1
             sink.mux(stream.encode(None))
         clips.append(str(out))
     return clips

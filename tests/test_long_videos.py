@@ -227,3 +227,18 @@ def test_ten_minute_clip_in_one_pass(qwen3, tmp_path, opened_files):
     opened_files.clear()
     decode_video(path, FrameSettings())
     assert with_windows == opened_files.count(path) < len(windows)
+
+
+def test_long_videos_recipe_through_dj_process(tmp_path, qwen3, long_clip, short_clip):
+    from tests.test_recipes import run_offline
+
+    rows = run_offline("caption_long_videos.yaml", tmp_path, qwen3,
+                       [{"text": "", "videos": [long_clip]}, {"text": "", "videos": [short_clip]}],
+                       op_overrides={"window_seconds": 15.0, "window_overlap": 5.0,
+                                     "max_frames": 4})
+    by_video = {row["videos"][0]: row for row in rows}
+    windows = by_video[long_clip]["caption_windows"][0]
+    assert [(w["start"], w["end"]) for w in windows] == SPANS
+    assert by_video[long_clip]["caption"][0].strip()
+    assert record(by_video[long_clip])["videos"][0]["windows"] == windows
+    assert len(by_video[short_clip]["caption_windows"][0]) == 1

@@ -242,3 +242,22 @@ def test_long_videos_recipe_through_dj_process(tmp_path, qwen3, long_clip, short
     assert by_video[long_clip]["caption"][0].strip()
     assert record(by_video[long_clip])["videos"][0]["windows"] == windows
     assert len(by_video[short_clip]["caption_windows"][0]) == 1
+
+
+def test_merge_model_on_the_same_openai_server(qwen3, long_clip):
+    """Windows go to the captioning model with their frames; the merge goes to ``merge_model``
+    on the same server, as a message without a video part."""
+    from dj_ops.testing.openai_server import CompletionServer
+
+    with CompletionServer(qwen3) as server:
+        op = make_op(qwen3, backend="openai", caption_key="caption", merge_model="text-merger",
+                     model_params={"api_base": server.url}, **WINDOWS)
+        (row,) = run_op(op, [{"text": "", "videos": [long_clip]}])
+        payloads = list(server.received)
+    parts = [[p["type"] for p in body["messages"][-1]["content"]] for body in payloads]
+    merges = [body for body, kinds in zip(payloads, parts, strict=True) if kinds == ["text"]]
+    assert len(payloads) == 5 and len(merges) == 1  # 4 windows, 1 merge
+    assert merges[0]["model"] == "text-merger"
+    assert all(body["model"] == qwen3 for body in payloads if body is not merges[0])
+    assert "[30.0 s - 40.0 s]" in merges[0]["messages"][-1]["content"][0]["text"]
+    assert row["caption"][0].strip() and len(row["caption_windows"][0]) == 4

@@ -5,8 +5,9 @@ backend, on a loopback port: for tests and offline demos of the ``openai`` backe
 needs torchcodec and FFmpeg, it reads no ``data:`` URLs, and it ignores ``n``. This server
 implements the part of the contract the backend uses: ``POST /v1/chat/completions`` with an
 optional system message and a user message holding one ``video_url`` (an MP4 ``data:`` URL or a
-``file://`` URL; none: a text-only request, as a long video's merge) and the prompt text; ``n``, ``max_tokens``, ``min_tokens``, ``temperature``,
-``top_p``, ``top_k``, ``repetition_penalty``, ``stop`` and ``seed``. Videos are decoded with
+``file://`` URL; none: a text-only request, as a long video's merge) and the prompt text;
+``n``, ``max_tokens``, ``min_tokens``, ``temperature``, ``top_p``, ``top_k``,
+``repetition_penalty``, ``stop`` and ``seed``. Videos are decoded with
 dj_ops' PyAV decoder and sampled as a Qwen-VL server would (2 frames per second, at most 32, at
 most 448x448 pixels), which keeps clips the client already sampled within those bounds whole.
 :class:`Faults` injects failures for tests.

@@ -31,7 +31,8 @@ def chat_messages(request: CaptionRequest) -> list[dict]:
     if request.system_prompt:
         system = [{"type": "text", "text": request.system_prompt}]
         messages.append({"role": "system", "content": system})
-    user = [{"type": "video"}, {"type": "text", "text": request.prompt}]
+    video = [] if request.frames is None else [{"type": "video"}]  # None: text only
+    user = [*video, {"type": "text", "text": request.prompt}]
     messages.append({"role": "user", "content": user})
     return messages
 

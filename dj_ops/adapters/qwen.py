@@ -22,10 +22,12 @@ VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
 QWEN3_LONGEST_SECONDS = 99999.9
 
 
-def qwen_prompt(prompt: str, system_prompt: str | None) -> str:
-    """Qwen's chat format with one video before the prompt, ready for the answer."""
+def qwen_prompt(prompt: str, system_prompt: str | None, video: bool = True) -> str:
+    """Qwen's chat format with one video (unless not ``video``) before the prompt, ready for
+    the answer."""
     system = f"<|im_start|>system\n{system_prompt}<|im_end|>\n" if system_prompt else ""
-    return (f"{system}<|im_start|>user\n{VIDEO_PLACEHOLDER}{prompt}<|im_end|>\n"
+    placeholder = VIDEO_PLACEHOLDER if video else ""
+    return (f"{system}<|im_start|>user\n{placeholder}{prompt}<|im_end|>\n"
             "<|im_start|>assistant\n")
 
 
@@ -46,7 +48,8 @@ class QwenVLAdapter(ModelAdapter):
 
     def prompt(self, request) -> str:
         """The family's chat format for ``request`` (its template's rendering)."""
-        return qwen_prompt(request.prompt, request.system_prompt or self.default_system_prompt)
+        return qwen_prompt(request.prompt, request.system_prompt or self.default_system_prompt,
+                           video=request.frames is not None)
 
 
 class Qwen25VLAdapter(QwenVLAdapter):

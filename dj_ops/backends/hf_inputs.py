@@ -49,6 +49,8 @@ class ChatTemplateInputs:
         """Model inputs for one micro-batch (left padded), on the model's device."""
         texts = [processor.apply_chat_template(self.adapter.messages(r), tokenize=False,
                                                add_generation_prompt=True) for r in requests]
+        if all(r.frames is None for r in requests):  # text only (a long video's merge)
+            return processor(text=texts, padding=True, return_tensors="pt").to(model.device)
         return processor(
             text=texts,
             videos=[r.frames for r in requests],

@@ -195,7 +195,8 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
 
     def _payload(self, request: CaptionRequest) -> dict:
         """The request body of one video (re-encoding its frames for ``mp4``)."""
-        video_url = VIDEO_TRANSPORTS[self.server.video_transport](request)
+        video_url = (None if request.frames is None  # text only (a long video's merge)
+                     else VIDEO_TRANSPORTS[self.server.video_transport](request))
         return build_payload(self.model_name, request, video_url, self.sampling,
                              self.server.extra_body)
 

@@ -107,16 +107,17 @@ def mp4_url(request: CaptionRequest) -> str:
 VIDEO_TRANSPORTS = {"mp4": mp4_url, "path": file_url}
 
 
-def build_payload(model: str, request: CaptionRequest, video_url: str,
+def build_payload(model: str, request: CaptionRequest, video_url: str | None,
                   sampling: dict[str, Any], extra_body: dict[str, Any] | None = None) -> dict:
     """The JSON body of one chat-completions request."""
     messages: list[dict[str, Any]] = []
     if request.system_prompt:
         messages.append({"role": "system", "content": request.system_prompt})
-    content = [{"type": "video_url", "video_url": {"url": video_url}},
-               {"type": "text", "text": request.prompt}]
+    video = [] if video_url is None else [{"type": "video_url", "video_url": {"url": video_url}}]
+    content = [*video, {"type": "text", "text": request.prompt}]
     messages.append({"role": "user", "content": content})
-    return {"model": model, "messages": messages, **sampling, **(extra_body or {})}
+    return {"model": request.model or model, "messages": messages, **sampling,
+            **(extra_body or {})}
 
 
 def single_choice_payloads(payload: dict, count: int, first: int) -> list[dict]:

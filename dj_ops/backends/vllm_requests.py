@@ -87,10 +87,10 @@ def build_request(adapter: ModelAdapter, request: CaptionRequest,
                   render: PromptRenderer | None = None) -> dict[str, Any]:
     """One vLLM prompt dict for one video."""
     family = vllm_prompts_for(adapter)
-    built = {
-        "prompt": family.prompt(request, render),
-        "multi_modal_data": {"video": [family.video(request)]},
-    }
+    built: dict[str, Any] = {"prompt": family.prompt(request, render)}
+    if request.frames is None:  # text only (a long video's merge)
+        return built
+    built["multi_modal_data"] = {"video": [family.video(request)]}
     per_request = family.request_processor_kwargs(request)
     if per_request:
         built["mm_processor_kwargs"] = per_request
@@ -104,6 +104,8 @@ def check_context(adapter: ModelAdapter, request: CaptionRequest, text_tokens: i
     :param text_tokens: tokens of the prompt string, its video placeholder token included.
     :returns: None when the request may fit (the engine still has the last word).
     """
+    if request.frames is None:
+        return None  # text only: the engine checks its length
     video_tokens = adapter.video_tokens_lower_bound(request.frames.shape)
     needed = text_tokens - 1 + max(video_tokens, 1)  # the placeholder becomes the video
     if needed < max_model_len:

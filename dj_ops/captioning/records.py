@@ -37,6 +37,9 @@ class VideoOutcome:
     decoding: str = ""  # which decoding path produced the caption (Candidate.decoding)
     # what the video was decoded at and its frame budget (dj_ops.video.budget.frames_record)
     frames: dict = field(default_factory=dict)
+    # with windows on (window_seconds): per window {start, end, caption, error_kind,
+    # error_message} (dj_ops.ops.windowed); None: windows off, no "windows" field
+    windows: tuple[dict, ...] | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -50,7 +53,7 @@ class VideoOutcome:
             "from_store": bool(self.from_store),
             "decoding": self.decoding,
             "frames": {**NO_FRAMES, **self.frames},
-        }
+        } | ({} if self.windows is None else {"windows": [dict(w) for w in self.windows]})
 
 
 def _timestamps(timestamps: tuple[float, ...]) -> np.ndarray:

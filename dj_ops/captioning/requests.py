@@ -14,25 +14,27 @@ import numpy as np
 
 @dataclass(frozen=True)
 class CaptionRequest:
-    """One video to caption: its sampled frames with their metadata, and the prompt.
+    """One video to caption: its sampled frames with their metadata, and the prompt; or, with
+    no frames, a text-only request (the merge of a long video's window captions).
 
-    :param frames: ``(T, H, W, 3)`` uint8 frames, already sampled and resized.
+    :param frames: ``(T, H, W, 3)`` uint8 frames, already sampled and resized; None: no video.
     :param metadata: the frames' metadata for the processor (``fps``, ``frames_indices``, ...).
     :param prompt: the user prompt.
     :param system_prompt: an optional system prompt.
     :param video_path: the video the frames come from (for backends that can send the file).
     """
 
-    frames: np.ndarray
+    frames: np.ndarray | None
     metadata: dict[str, Any]
     prompt: str
     system_prompt: str | None = None
     video_path: str | None = None
+    model: str | None = None  # another model of the same server (openai backend); None: its own
 
     @property
     def cost(self) -> int:
         """Pixels to encode: how the collator orders requests."""
-        return int(np.prod(self.frames.shape[:3]))
+        return 0 if self.frames is None else int(np.prod(self.frames.shape[:3]))
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from dj_ops.ops.outcome_log import OutcomeLog
 from dj_ops.ops.pipeline import caption_batch
 from dj_ops.ops.sample_builder import SampleBuilder
 from dj_ops.ops.streaming import caption_with_engine
+from dj_ops.ops.windowed import WindowedCaptioning, with_windows_field
 from dj_ops.store import ResultKeyer, ResultStore, model_identity
 from dj_ops.store.session import StoreSession
 from dj_ops.video.decoders import cores_per_process, open_decode_source
@@ -69,6 +70,7 @@ class Captioner:
         self.run_info = config.run_info
         self.store: StoreSession | None = None
         self.budget: FrameBudget | None = None
+        self.windows: WindowedCaptioning | None = None  # window_seconds set
 
     @property
     def ready(self) -> bool:
@@ -90,7 +92,11 @@ class Captioner:
         workers = cores if decoding.workers is None else decoding.workers
         self.threads = generation_threads(cores, workers, on_gpu=placement.on_gpu,
                                           requested=decoding.torch_threads)
-        self.source = open_decode_source(decoding.decoder, workers, decoding.timeout_s)
+        if self.config.windows.enabled:
+            self.windows = WindowedCaptioning(self.config.windows, self.frames)
+            self.source = self.windows.open_source(decoding, workers)
+        else:
+            self.source = open_decode_source(decoding.decoder, workers, decoding.timeout_s)
         self.store = self._open_store()
         return self
 
@@ -113,11 +119,16 @@ class Captioner:
         if not self.ready:
             raise RuntimeError("Captioner.setup() must run before caption()")
         config = self.config
-        builder = SampleBuilder(samples, config.layout)
+        builder = SampleBuilder(samples, config.layout, windowed=self.windows is not None)
         decoding, system_prompt = config.decoding, config.layout.system_prompt
         frames = self.budget.for_prompts(slot.prompt for slot in builder.video_slots())
         with intra_op_threads(self.threads):
-            if is_streaming(self.backend):  # the engine batches by itself: feed it continuously
+            if self.windows is not None:  # every backend: micro-batches (ops/windowed.py)
+                caption_batch(builder, self.backend, self.source, self.windows.job,
+                              batch_size=config.model.batch_size, prefetch=decoding.prefetch,
+                              system_prompt=system_prompt,
+                              caption_group=self.windows.caption_group)
+            elif is_streaming(self.backend):  # the engine batches by itself: feed it continuously
                 caption_with_engine(
                     builder, self.backend, self.source, frames,
                     max_in_flight=decoding.max_in_flight,
@@ -128,6 +139,8 @@ class Captioner:
                               batch_size=config.model.batch_size, prefetch=decoding.prefetch,
                               system_prompt=system_prompt, store=self.store)
         output, records = builder.build(self.run_info, config.output, self.rng)
+        if self.windows is not None and config.output.caption_key:
+            output = with_windows_field(output, config.layout, config.output.caption_key)
         self.outcomes.add_batch(records)
         return output
 

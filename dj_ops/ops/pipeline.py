@@ -56,9 +56,16 @@ def record_result(builder: SampleBuilder, slot: VideoSlot, result, timestamps,
     return True
 
 
+def video_request(video: DecodedVideo, slot: VideoSlot,
+                  system_prompt: str | None) -> CaptionRequest:
+    """The request of one slot's decoded video (or of one window of it)."""
+    return CaptionRequest(video.frames, video.transformers_metadata(), slot.prompt,
+                          system_prompt, video_path=slot.path)
+
+
 def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, settings: FrameSettings,
                   *, batch_size: int, prefetch: int, system_prompt: str | None = None,
-                  store: StoreSession | None = None) -> None:
+                  store: StoreSession | None = None, caption_group=None) -> None:
     """Caption every video slot of ``builder``, recording candidates or failures in it.
 
     :param source: where videos are decoded (``submit(path, settings) -> ticket``,
@@ -67,7 +74,10 @@ def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, setti
     :param prefetch: groups decoded ahead of the one being captioned (0: none).
     :param store: a result store: slots stored there are not decoded nor generated again, and
         each group's new captions are written to it before the next group.
+    :param caption_group: what captions one decoded group (the signature of
+        ``_caption_group``, its default; the windows' one: ``dj_ops.ops.windowed``).
     """
+    caption_group = caption_group or _caption_group
     slots = slots_to_caption(builder, store)
     groups = plan_groups(list(slots), batch_size)
     tickets: dict[str, int] = {}
@@ -81,7 +91,7 @@ def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, setti
     try:
         for index, group in enumerate(groups):
             videos = {path: source.result(tickets.pop(path)) for path in group}
-            _caption_group(builder, backend, videos, slots, system_prompt, store)
+            caption_group(builder, backend, videos, slots, system_prompt, store)
             del videos  # before the next group is decoded: the memory bound
             hand_over(index + prefetch + 1)
     finally:
@@ -101,8 +111,7 @@ def _caption_group(builder: SampleBuilder, backend: CaptionBackend,
                 continue
             captioned.append((slot, video))
             builder.note_frames(slot, video)
-            requests.append(CaptionRequest(video.frames, video.transformers_metadata(),
-                                           slot.prompt, system_prompt, video_path=slot.path))
+            requests.append(video_request(video, slot, system_prompt))
     if not requests:
         return
     for (slot, video), result in zip(captioned, backend.generate(requests), strict=True):

@@ -64,6 +64,7 @@ class _Row:
     candidates: dict[int, tuple[list[Candidate], tuple[float, ...], bool]] = field(
         default_factory=dict)
     frames: dict[int, dict] = field(default_factory=dict)  # per video: what it was decoded at
+    windows: dict[int, tuple[dict, ...]] = field(default_factory=dict)  # per video, windows on
 
     @property
     def failed(self) -> bool:
@@ -77,9 +78,10 @@ class _Row:
 class SampleBuilder:
     """Collects one batch's captions and failures, then builds the output batch."""
 
-    def __init__(self, samples: dict, layout: TextLayout):
+    def __init__(self, samples: dict, layout: TextLayout, windowed: bool = False):
         self.keys = list(samples.keys())
         self.layout = layout
+        self.windowed = windowed  # every video record gets a "windows" list
         rows = convert_dict_list_to_list_dict(samples) if samples else []
         self.rows = [_Row(s, list(s.get(layout.video_key) or [])) for s in rows]
         for row in self.rows:
@@ -94,7 +96,7 @@ class SampleBuilder:
             value = row.sample.get(layout.prompt_key)
             if not isinstance(value, str) or not value.strip():
                 row.sample_failure = VideoOutcome(
-                    "", error_kind=ERROR_INVALID_PROMPT,
+                    "", error_kind=ERROR_INVALID_PROMPT, windows=self._windows(row, -1),
                     error_message=f"prompt_key {layout.prompt_key!r} must hold a non-empty "
                                   f"string, got {value!r}")
                 return
@@ -104,7 +106,8 @@ class SampleBuilder:
                                      layout.video_token, layout.eoc_token,
                                      list(layout.special_tokens))
         except TextLayoutError as error:
-            row.sample_failure = VideoOutcome("", error_kind=error.kind, error_message=str(error))
+            row.sample_failure = VideoOutcome("", error_kind=error.kind, error_message=str(error),
+                                              windows=self._windows(row, -1))
 
     def video_slots(self) -> list[VideoSlot]:
         """Every video of every sample that is still to be captioned."""
@@ -114,9 +117,19 @@ class SampleBuilder:
             for v, path in enumerate(row.videos)
         ]
 
+    def _windows(self, row: _Row, video: int) -> tuple[dict, ...] | None:
+        """What a video's record lists as its windows (None: windows off)."""
+        return row.windows.get(video, ()) if self.windowed else None
+
+    def set_windows(self, slot: VideoSlot, windows: list[dict]) -> None:
+        """The video's window captions (``dj_ops.ops.windowed``), for its record."""
+        self.rows[slot.row].windows[slot.video] = tuple(windows)
+
     def fail_video(self, slot: VideoSlot, kind: str, message: str) -> None:
-        self.rows[slot.row].failures[slot.video] = VideoOutcome(
-            slot.path, error_kind=kind, error_message=message)
+        row = self.rows[slot.row]
+        row.failures[slot.video] = VideoOutcome(
+            slot.path, error_kind=kind, error_message=message,
+            windows=self._windows(row, slot.video))
 
     def note_frames(self, slot: VideoSlot, video: DecodedVideo) -> None:
         """What the slot's decoded ``video`` holds, for its record (``frames``)."""
@@ -165,7 +178,8 @@ class SampleBuilder:
         empty = [v for v, cands in enumerate(texts) if not has_usable_captions(mode, cands)]
         for v in empty:
             row.failures[v] = VideoOutcome(row.videos[v], error_kind=ERROR_EMPTY_CAPTION,
-                                           error_message="the model generated an empty caption")
+                                           error_message="the model generated an empty caption",
+                                           windows=self._windows(row, v))
         if empty:
             return None
         # Empty candidates never win a single-caption mode while a non-empty one exists.
@@ -175,7 +189,8 @@ class SampleBuilder:
         picks = select_per_sample(mode, [[texts[v][i] for i in usable[v]] for v in
                                          range(len(row.videos))], references, rng)
         picks = [[usable[v][i] for v, i in enumerate(per_video)] for per_video in picks]
-        outcomes = [[_outcome(path, candidate, *row.candidates[v][1:], row.frames.get(v, {}))
+        outcomes = [[_outcome(path, candidate, *row.candidates[v][1:], row.frames.get(v, {}),
+                              self._windows(row, v))
                      for candidate in row.candidates[v][0]]
                     for v, path in enumerate(row.videos)]
         return CaptionedRow(row.sample, row.chunks, row.prompt, texts, outcomes, picks)
@@ -207,10 +222,11 @@ class SampleBuilder:
 
 
 def _outcome(path: str, candidate: Candidate, timestamps: tuple[float, ...],
-             from_store: bool, frames: dict) -> VideoOutcome:
+             from_store: bool, frames: dict,
+             windows: tuple[dict, ...] | None = None) -> VideoOutcome:
     return VideoOutcome(path, timestamps, candidate.num_tokens, candidate.hit_token_limit,
                         repetition_trimmed=candidate.repetition_trimmed, from_store=from_store,
-                        decoding=candidate.decoding, frames=frames)
+                        decoding=candidate.decoding, frames=frames, windows=windows)
 
 
 def _without_loop(candidate: Candidate) -> Candidate:

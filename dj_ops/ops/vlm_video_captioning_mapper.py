@@ -15,7 +15,7 @@ from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 from data_juicer.utils.model_utils import get_model
 from data_juicer.utils.resource_utils import cuda_device_count
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, validate_call
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, validate_call
 
 from dj_ops.backends.base import BACKENDS, build_backend
 from dj_ops.backends.streaming import DEFAULT_MAX_IN_FLIGHT
@@ -33,6 +33,7 @@ from dj_ops.ops.config import (
 )
 from dj_ops.ops.export_notice import ExportTarget
 from dj_ops.ops.outcome_log import OutcomeLog, log_run_outcomes, warn_records_elsewhere
+from dj_ops.ops.window_config import WindowConfig
 from dj_ops.video import FrameSettings
 from dj_ops.video.decoders import DEFAULT_DECODER
 
@@ -100,6 +101,10 @@ class VLMVideoCaptioningMapper(Mapper):
         max_in_flight: PositiveInt = DEFAULT_MAX_IN_FLIGHT,
         fast_decoding: Literal["auto", "off"] = "auto",
         max_visual_tokens: PositiveInt | None = None,
+        window_seconds: PositiveFloat | None = None,
+        window_overlap: NonNegativeFloat = 0.0,
+        merge_model: str | None = None,
+        merge_prompt: str | None = None,
         *args,
         **kwargs,
     ):
@@ -196,6 +201,26 @@ class VLMVideoCaptioningMapper(Mapper):
             backends also derive a budget from the context (``max_model_len`` less the prompt's
             text and ``max_new_tokens``); the smaller one applies. Each video's record says
             what was used (``frames``).
+        :param window_seconds: caption long videos window by window (None, the default: off).
+            A video longer than this many seconds is decoded once and cut into windows of
+            this length (the last may be shorter); each window is captioned from its own
+            frames (sampled by the frame parameters over the window's span, with the window's
+            true timestamps), then one text-only request merges the timestamped window
+            captions into the video's caption, written where a caption goes. The record of
+            each video lists its windows under ``windows`` (``start``, ``end``, ``caption``,
+            ``error_kind``, ``error_message``); with ``caption_key`` they also go in
+            ``<caption_key>_windows``. A window that fails is recorded with its error and the
+            others are still captioned and merged. A video no longer than one window is
+            captioned as without windows (one window in its record, no merge). Decoder pyav
+            only; not with video_start/video_end nor result_store.
+        :param window_overlap: seconds neighbouring windows share (0 <= overlap <
+            window_seconds).
+        :param merge_model: the model that merges a video's window captions: another model of
+            the same OpenAI-compatible server (openai backend only). None: the captioning
+            model, given no video.
+        :param merge_prompt: the merge pass's instruction, followed by the window captions as
+            ``[start s - end s] caption`` lines (None: one that keeps the events' order and
+            each person or object's name the same across windows).
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -218,6 +243,7 @@ class VLMVideoCaptioningMapper(Mapper):
             model_params=model_params, sampling_params=sampling_params,
             generation_batch_size=generation_batch_size, seed=seed, fast_decoding=fast_decoding,
             store=StoreConfig(result_store, result_store_content_hash),
+            windows=WindowConfig(window_seconds, window_overlap, merge_model, merge_prompt),
         )
         # Data-Juicer's model zoo loads this once per worker, on the worker's device.
         self.model_key = functools.partial(build_backend, backend, self.config.model)

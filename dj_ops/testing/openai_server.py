@@ -5,8 +5,9 @@ backend, on a loopback port: for tests and offline demos of the ``openai`` backe
 needs torchcodec and FFmpeg, it reads no ``data:`` URLs, and it ignores ``n``. This server
 implements the part of the contract the backend uses: ``POST /v1/chat/completions`` with an
 optional system message and a user message holding one ``video_url`` (an MP4 ``data:`` URL or a
-``file://`` URL) and the prompt text; ``n``, ``max_tokens``, ``min_tokens``, ``temperature``,
-``top_p``, ``top_k``, ``repetition_penalty``, ``stop`` and ``seed``. Videos are decoded with
+``file://`` URL; none: a text-only request, as a long video's merge) and the prompt text;
+``n``, ``max_tokens``, ``min_tokens``, ``temperature``, ``top_p``, ``top_k``,
+``repetition_penalty``, ``stop`` and ``seed``. Videos are decoded with
 dj_ops' PyAV decoder and sampled as a Qwen-VL server would (2 frames per second, at most 32, at
 most 448x448 pixels), which keeps clips the client already sampled within those bounds whole.
 :class:`Faults` injects failures for tests.
@@ -82,8 +83,8 @@ def completion_body(model: str, result: CaptionResult) -> dict:
     }
 
 
-def read_messages(messages: list[dict]) -> tuple[str | None, str, str]:
-    """``(system prompt, video URL, prompt)`` of an OpenAI ``messages`` list."""
+def read_messages(messages: list[dict]) -> tuple[str | None, str | None, str]:
+    """``(system prompt, video URL or None, prompt)`` of an OpenAI ``messages`` list."""
     system, video_url, texts = None, None, []
     for message in messages:
         content = message["content"]
@@ -95,8 +96,6 @@ def read_messages(messages: list[dict]) -> tuple[str | None, str, str]:
                 video_url = part["video_url"]["url"]
             elif part["type"] == "text":
                 texts.append(part["text"])
-    if video_url is None:
-        raise ValueError("the user message holds no video_url part")
     return system, video_url, "".join(texts)
 
 
@@ -219,8 +218,11 @@ class CompletionServer:
         sampling = {k: payload[k] for k in SAMPLING_FIELDS if payload.get(k) is not None}
         backend = self._backend(parse_sampling_params(sampling, n), n, payload.get("seed"))
         system, url, prompt = read_messages(payload["messages"])
-        video = decode_url(url, backend.size_factor or FrameSettings().size_factor)
-        request = CaptionRequest(video.frames, video.transformers_metadata(), prompt, system)
+        if url is None:  # text only
+            request = CaptionRequest(None, {}, prompt, system)
+        else:
+            video = decode_url(url, backend.size_factor or FrameSettings().size_factor)
+            request = CaptionRequest(video.frames, video.transformers_metadata(), prompt, system)
         result = backend.generate([request])[0]
         if not result.ok:
             raise ValueError(f"{result.error_kind}: {result.error_message}")

@@ -37,6 +37,11 @@ from dj_ops.video.sampling import (
     smart_resize,
 )
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.windows import frames_to_decode
+
+# (total_frames, fps, timestamps or None, duration) -> the frame indices of each part of the
+# video (e.g. its windows) when it has several, else None (decoded as usual).
+FramePlan = Callable[[int, float, "list[float] | None", float], "list[list[int]] | None"]
 
 VIDEO_BACKEND = "pyav"
 DECODE_METHODS = ("auto", "sequential", "seek")
@@ -69,6 +74,10 @@ class DecodedVideo:
     decoder: str = VIDEO_BACKEND  # the registered decoder that produced the frames
     # how the frames were fitted to a token budget (video/budget.py; empty: no budget)
     frame_budget: dict = field(default_factory=dict)
+    # With a frame plan of several parts (windows, dj_ops.video.decode_windows): per part, its
+    # frame indices (padded to the temporal factor) or why it could not be decoded; ``frames``
+    # then hold every kept frame once, in index order. None: one part, ``frames`` are it.
+    parts: list[list[int] | VideoError] | None = None
 
     def transformers_metadata(self) -> dict:
         """The ``video_metadata`` that transformers' video processors take with frames."""
@@ -347,6 +356,7 @@ def decode_video(
     method: str = "auto",
     timeout_s: float | None = None,
     skip_unreferenced: bool = True,
+    plan: FramePlan | None = None,
 ) -> DecodedVideo:
     """Decode the frames of ``path`` chosen by ``settings``.
 
@@ -355,6 +365,8 @@ def decode_video(
     :param timeout_s: give up with a ``timeout`` VideoError after this many seconds.
     :param skip_unreferenced: do not decode unwanted frames that no other frame references
         (H.264 / HEVC with B-frames); the frames returned are the same either way.
+    :param plan: split the video into parts decoded in this one pass (``DecodedVideo.parts``):
+        a part missing frames is recorded as its error, the others are kept.
     :raises VideoError: with kind ``unsupported_url``, ``missing_file``, ``empty_file``,
         ``not_a_video``, ``decode_error`` or ``timeout``.
     """
@@ -365,19 +377,25 @@ def decode_video(
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with _open(path) as container:
         try:
-            return _decode_open(container, path, settings, method, deadline, skip_unreferenced)
+            return _decode_open(container, path, settings, method, deadline, skip_unreferenced,
+                                plan)
         except VideoError as exc:  # raised below without the path: add it
             raise VideoError(exc.kind, exc.message, path) from exc
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise VideoError(DECODE_ERROR, describe_error(exc), path) from exc
 
 
-def _decode_open(container, path, settings, method, deadline, skip) -> DecodedVideo:
+def _decode_open(container, path, settings, method, deadline, skip, plan) -> DecodedVideo:
     """The body of :func:`decode_video` once the container is open."""
     stream, info = _probe(container, path)
-    budgeted = budgeted_indices(info.total_frames, info.fps, info.timestamps(),
-                                lambda: (stream.height, stream.width), settings)
-    wanted, settings = budgeted.wanted, budgeted.settings
+    parts = plan and plan(info.total_frames, info.fps, info.timestamps(), info.duration)
+    budget_record: dict = {}
+    if parts:  # windows: each part is sampled by the plan (no frame budget)
+        wanted = frames_to_decode(parts)
+    else:
+        budgeted = budgeted_indices(info.total_frames, info.fps, info.timestamps(),
+                                    lambda: (stream.height, stream.width), settings)
+        wanted, settings, budget_record = budgeted.wanted, budgeted.settings, budgeted.record
     interval = keyframe_interval(_keyframe_seconds(stream, info), info.fps, info.total_frames)
     max_ahead = seek_threshold(interval) if method == "auto" else 0
     if method == "auto":
@@ -390,11 +408,23 @@ def _decode_open(container, path, settings, method, deadline, skip) -> DecodedVi
         frames = _seeking_frames(container, stream, info, targets, max_ahead, interval, keep)
     else:
         frames = _numbered(_decoded(container, stream, info, keep), info)
-    max_pixels = frame_pixel_budget(settings, len(wanted))
+    # the pixel budget is a request's: one part's frames
+    max_pixels = frame_pixel_budget(settings, max(map(len, parts)) if parts else len(wanted))
+    stopped: list[str] = []  # with parts: why the stream stopped early (the parts after fail)
+    if parts:
+        frames = _until_error(frames, stopped)
     kept, last = _collect(
         frames, wanted, lambda f: _frame_to_array(f, settings, max_pixels), info, deadline
     )
-    indices = pad_to_factor(_check_complete(kept, wanted, info, last), settings.temporal_factor)
+    if parts:
+        done = [_part_outcome(kept, part, info, last, settings, stopped) for part in parts]
+        if all(isinstance(part, VideoError) for part in done):
+            raise done[0]
+        indices = sorted(kept)
+    else:
+        indices = pad_to_factor(_check_complete(kept, wanted, info, last),
+                                settings.temporal_factor)
+        done = None
     return DecodedVideo(
         path=path,
         frames=shared_memory.stack([kept[i][0] for i in indices]),
@@ -407,5 +437,25 @@ def _decode_open(container, path, settings, method, deadline, skip) -> DecodedVi
         height=stream.height,
         rotation=kept[indices[0]][1],
         method=method,
-        frame_budget=budgeted.record,
+        frame_budget=budget_record,
+        parts=done,
     )
+
+
+def _until_error(frames: Iterator, stopped: list[str]) -> Iterator:
+    """``frames`` until the stream fails (a corrupt or truncated tail): then the failure is
+    appended to ``stopped`` and the frames end, so that the parts decoded so far are kept."""
+    try:
+        yield from frames
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        stopped.append(describe_error(exc))
+
+
+def _part_outcome(kept, part, info, last, settings, stopped) -> list[int] | VideoError:
+    """One part's frame indices (padded), or why its frames could not all be decoded."""
+    own = {index: kept[index] for index in part if index in kept}
+    try:
+        return pad_to_factor(_check_complete(own, part, info, last), settings.temporal_factor)
+    except VideoError as error:
+        why = f" ({stopped[0]})" if stopped else ""
+        return VideoError(error.kind, error.message + why)

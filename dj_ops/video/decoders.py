@@ -86,7 +86,12 @@ def open_decode_source(decoder: str, workers: int,
                        timeout_s: float | None) -> DecodePool | InlineDecoder:
     """Where the videos of ``decoder`` are decoded: a pool of ``workers`` processes, or the
     calling thread for ``workers=0``. The caller owns it and closes it (``close()``)."""
-    function = resolve_decoder(decoder)
+    return open_source(resolve_decoder(decoder), workers, timeout_s)
+
+
+def open_source(function: Decoder, workers: int,
+                timeout_s: float | None) -> DecodePool | InlineDecoder:
+    """:func:`open_decode_source` of a decoder function (e.g. the windows' one)."""
     if workers:
         return DecodePool(function, workers, timeout_s)
     return InlineDecoder(function, timeout_s)

@@ -1,0 +1,78 @@
+"""The op's window parameters, parsed once: long videos captioned window by window, then merged.
+
+``window_seconds`` None (the default) turns windows off: every video is captioned as one clip.
+Otherwise a video longer than one window is decoded once, captioned per window (each window's
+frames and true timestamps), and its window captions are merged into one caption by a text-only
+request (:mod:`dj_ops.ops.windowed`). A video no longer than one window is captioned as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The backends that can send the merge request to a model other than the captioning one: the
+# openai backend names it in the request (another model of the same server). The in-process
+# backends (transformers, vllm) would have to load a second model: not built, refused.
+MERGE_MODEL_BACKENDS = ("openai",)
+# Decoders that decode all windows in one pass (dj_ops.video.decode_windows).
+WINDOW_DECODERS = ("pyav",)
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Windows of long videos and their merge.
+
+    :param seconds: window length in seconds (None: windows off).
+    :param overlap: seconds neighbouring windows share (< ``seconds``).
+    :param merge_model: the model that merges the window captions (None: the captioning model,
+        given no video).
+    :param merge_prompt: the merge instruction (None: ``captioning.merge.MERGE_INSTRUCTION``).
+    """
+
+    seconds: float | None = None
+    overlap: float = 0.0
+    merge_model: str | None = None
+    merge_prompt: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.seconds is not None
+
+
+def check_window_config(windows: WindowConfig, *, backend: str, decoder: str,
+                        video_start: float | None, video_end: float | None,
+                        result_store: str | None, model_params: dict) -> WindowConfig:
+    """``windows`` when it can work with the op's other parameters.
+
+    :raises ValueError: naming the fix.
+    """
+    if not windows.enabled:
+        for name, value in (("window_overlap", windows.overlap or None),
+                            ("merge_model", windows.merge_model),
+                            ("merge_prompt", windows.merge_prompt)):
+            if value is not None:
+                raise ValueError(f"{name} needs window_seconds; set window_seconds or drop "
+                                 f"{name}")
+        return windows
+    if not 0 <= windows.overlap < windows.seconds:
+        raise ValueError(f"window_overlap ({windows.overlap}) must be >= 0 and smaller than "
+                         f"window_seconds ({windows.seconds}); lower window_overlap")
+    if decoder not in WINDOW_DECODERS:
+        raise ValueError(f"window_seconds decodes with {list(WINDOW_DECODERS)} only, got "
+                         f"decoder={decoder!r}; use decoder: pyav")
+    if video_start is not None or video_end is not None:
+        raise ValueError("window_seconds covers the whole video; drop video_start/video_end "
+                         "or window_seconds")
+    if result_store:
+        raise ValueError("result_store does not keep window captions yet; drop result_store "
+                         "or window_seconds")
+    if windows.merge_model is not None and backend not in MERGE_MODEL_BACKENDS:
+        raise ValueError(f"merge_model is supported by the {list(MERGE_MODEL_BACKENDS)} "
+                         f"backend(s), not {backend!r} (it would load a second model); drop "
+                         "merge_model to merge with the captioning model")
+    if model_params.get("video_transport") == "path":
+        raise ValueError("video_transport 'path' sends the whole file, not a window's frames; "
+                         "use video_transport: mp4 with window_seconds")
+    if windows.merge_prompt is not None and not windows.merge_prompt.strip():
+        raise ValueError("merge_prompt is empty; give an instruction or leave it unset")
+    return windows

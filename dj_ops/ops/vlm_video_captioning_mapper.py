@@ -68,7 +68,8 @@ class VLMVideoCaptioningMapper(Mapper):
         hf_model: str = DEFAULT_MODEL,
         enable_vllm: bool = False,
         caption_num: PositiveInt = 1,
-        keep_candidate_mode: Literal["random_any", "similar_one_simhash", "all"] = "random_any",
+        keep_candidate_mode: Literal["random_any", "similar_one_simhash", "all",
+                                     "consensus"] = "random_any",
         keep_original_sample: bool = True,
         caption_key: str | None = None,
         prompt: str | None = None,
@@ -110,9 +111,12 @@ class VLMVideoCaptioningMapper(Mapper):
         :param caption_num: how many candidate captions to generate per video.
         :param keep_candidate_mode: how to reduce the candidates of each video:
             'random_any' keeps a random one, 'similar_one_simhash' keeps the one nearest
-            (simhash) to the original chunk text, 'all' keeps every candidate. With N input
-            samples the op yields N new samples for 'random_any' and 'similar_one_simhash'
-            and N * caption_num for 'all', plus the N originals when keep_original_sample.
+            (simhash) to the original chunk text, 'all' keeps every candidate, 'consensus'
+            keeps the one most similar on average to the others (minimum Bayes risk, Jaccard
+            of word unigrams and bigrams; needs no original text, so it works on a bare video
+            list). With N input samples the op yields N new samples for 'random_any',
+            'similar_one_simhash' and 'consensus' and N * caption_num for 'all', plus the N
+            originals when keep_original_sample.
         :param keep_original_sample: keep each original sample before its generated ones.
         :param caption_key: caption-field output: instead of adding generated samples, write
             the captions into this field of each sample (row count unchanged, text untouched):

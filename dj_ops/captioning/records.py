@@ -30,6 +30,8 @@ class VideoOutcome:
     repetition_trimmed: bool = False  # a trailing repetition loop was cut from the caption
     from_store: bool = False  # reused from the result store, not generated in this run
     decoding: str = ""  # which decoding path produced the caption (Candidate.decoding)
+    # the quality gate's flags of each attempt made for the kept caption (Candidate.attempts)
+    attempts: tuple[tuple[str, ...], ...] = ()
 
     def as_dict(self) -> dict:
         return {
@@ -42,7 +44,20 @@ class VideoOutcome:
             "repetition_trimmed": bool(self.repetition_trimmed),
             "from_store": bool(self.from_store),
             "decoding": self.decoding,
+            **quality_fields(self.attempts),
         }
+
+
+def quality_fields(attempts: tuple[tuple[str, ...], ...]) -> dict:
+    """The gate's provenance of one caption: ``attempts`` (generations made for it; 0 when no
+    gate checked it), ``quality_flags`` (the kept text's flags, empty when it passes) and
+    ``attempt_flags`` (each attempt's flags comma-joined, "" for a pass). Lists of strings as
+    string arrays, so that Arrow types them alike when every one is empty (as timestamps)."""
+    return {
+        "attempts": len(attempts),
+        "quality_flags": np.asarray(attempts[-1] if attempts else (), dtype=str),
+        "attempt_flags": np.asarray([",".join(a) for a in attempts], dtype=str),
+    }
 
 
 def _timestamps(timestamps: tuple[float, ...]) -> np.ndarray:

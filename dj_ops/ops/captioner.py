@@ -22,6 +22,7 @@ from dj_ops.ops.config import CaptionConfig
 from dj_ops.ops.cpu_threads import generation_threads, intra_op_threads
 from dj_ops.ops.outcome_log import OutcomeLog
 from dj_ops.ops.pipeline import caption_batch
+from dj_ops.ops.quality_gate import QualityGate
 from dj_ops.ops.sample_builder import SampleBuilder
 from dj_ops.ops.streaming import caption_with_engine
 from dj_ops.store import ResultKeyer, ResultStore, model_identity
@@ -67,6 +68,7 @@ class Captioner:
         self.rng = random.Random(config.model.seed)
         self.run_info = config.run_info
         self.store: StoreSession | None = None
+        self.gate = QualityGate(config.quality, config.generation)
 
     @property
     def ready(self) -> bool:
@@ -96,12 +98,15 @@ class Captioner:
         config, model = self.config, self.config.model
         if not config.store.path:
             return None
+        run = {"backend": config.backend, "system_prompt": config.layout.system_prompt,
+               "frames": self.frames, "generation": self.run_info.generation,
+               "caption_num": model.num_candidates, "model_params": model.model_params,
+               "output": {"format": "text"}}
+        if config.quality.changes_output:  # else the keys of stores written before the gate
+            run["quality"] = config.quality.store_key()
         keyer = ResultKeyer(
             model=model_identity(model.model, model.model_params.get("revision")),
-            run={"backend": config.backend, "system_prompt": config.layout.system_prompt,
-                 "frames": self.frames, "generation": self.run_info.generation,
-                 "caption_num": model.num_candidates, "model_params": model.model_params,
-                 "output": {"format": "text"}},
+            run=run,
             content_hash=config.store.content_hash)
         return StoreSession(ResultStore(config.store.path), keyer)
 
@@ -118,11 +123,11 @@ class Captioner:
                     builder, self.backend, self.source, self.frames,
                     max_in_flight=decoding.max_in_flight,
                     max_decoded=(decoding.prefetch + 1) * config.model.batch_size,
-                    system_prompt=system_prompt, store=self.store)
+                    system_prompt=system_prompt, store=self.store, gate=self.gate)
             else:
                 caption_batch(builder, self.backend, self.source, self.frames,
                               batch_size=config.model.batch_size, prefetch=decoding.prefetch,
-                              system_prompt=system_prompt, store=self.store)
+                              system_prompt=system_prompt, store=self.store, gate=self.gate)
         output, records = builder.build(self.run_info, config.output, self.rng)
         self.outcomes.add_batch(records)
         return output

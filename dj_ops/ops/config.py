@@ -22,6 +22,7 @@ from dj_ops.captioning.generation import (
 )
 from dj_ops.captioning.records import RunInfo
 from dj_ops.captioning.selection import SELECTORS
+from dj_ops.ops.quality_gate import GateConfig
 from dj_ops.store import ResultStore
 from dj_ops.video.decoders import resolve_decoder
 from dj_ops.video.settings import FrameSettings
@@ -99,6 +100,7 @@ class CaptionConfig:
     layout: TextLayout = field(default_factory=TextLayout)
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    quality: GateConfig = field(default_factory=GateConfig)
 
     @property
     def generation(self) -> GenerationSettings:
@@ -162,7 +164,8 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
                  model_params: dict | None, sampling_params: dict | None,
                  generation_batch_size: int, seed: int | None,
                  fast_decoding: str = "auto",
-                 store: StoreConfig | None = None) -> CaptionConfig:
+                 store: StoreConfig | None = None,
+                 quality: GateConfig | None = None) -> CaptionConfig:
     """The op's parameters as one :class:`CaptionConfig`.
 
     :raises ValueError: (or ``ModuleNotFoundError`` for a missing optional package) naming the
@@ -186,4 +189,5 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
     store = store or StoreConfig()
     if store.path:  # a store of another format fails here, not in a worker
         ResultStore(store.path).close()
-    return CaptionConfig(backend, config, output, layout, decoding, store)
+    return CaptionConfig(backend, config, output, layout, decoding, store,
+                         quality or GateConfig())

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dj_ops.backends.base import CaptionBackend, CaptionRequest
+from dj_ops.ops.quality_gate import QualityGate
 from dj_ops.ops.sample_builder import SampleBuilder, VideoSlot
 from dj_ops.store.session import StoreSession
 from dj_ops.video.decode import DecodedVideo
@@ -58,7 +59,7 @@ def record_result(builder: SampleBuilder, slot: VideoSlot, result, timestamps,
 
 def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, settings: FrameSettings,
                   *, batch_size: int, prefetch: int, system_prompt: str | None = None,
-                  store: StoreSession | None = None) -> None:
+                  store: StoreSession | None = None, gate: QualityGate | None = None) -> None:
     """Caption every video slot of ``builder``, recording candidates or failures in it.
 
     :param source: where videos are decoded (``submit(path, settings) -> ticket``,
@@ -67,6 +68,7 @@ def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, setti
     :param prefetch: groups decoded ahead of the one being captioned (0: none).
     :param store: a result store: slots stored there are not decoded nor generated again, and
         each group's new captions are written to it before the next group.
+    :param gate: the quality gate (None: the backend's candidates as they come).
     """
     slots = slots_to_caption(builder, store)
     groups = plan_groups(list(slots), batch_size)
@@ -81,7 +83,7 @@ def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, setti
     try:
         for index, group in enumerate(groups):
             videos = {path: source.result(tickets.pop(path)) for path in group}
-            _caption_group(builder, backend, videos, slots, system_prompt, store)
+            _caption_group(builder, backend, videos, slots, system_prompt, store, gate)
             del videos  # before the next group is decoded: the memory bound
             hand_over(index + prefetch + 1)
     finally:
@@ -91,8 +93,9 @@ def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, setti
 def _caption_group(builder: SampleBuilder, backend: CaptionBackend,
                    videos: dict[str, DecodedVideo | VideoError],
                    slots: dict[str, list[VideoSlot]], system_prompt: str | None,
-                   store: StoreSession | None = None) -> None:
-    """One backend call for every slot of the decoded ``videos``; failures are recorded."""
+                   store: StoreSession | None = None, gate: QualityGate | None = None) -> None:
+    """One backend call for every slot of the decoded ``videos`` (and, through the gate, one
+    per retry of the failing ones); failures are recorded."""
     captioned, requests = [], []
     for path, video in videos.items():
         for slot in slots[path]:
@@ -104,7 +107,8 @@ def _caption_group(builder: SampleBuilder, backend: CaptionBackend,
                                            slot.prompt, system_prompt, video_path=slot.path))
     if not requests:
         return
-    for (slot, video), result in zip(captioned, backend.generate(requests), strict=True):
+    results = backend.generate(requests) if gate is None else gate.generate(backend, requests)
+    for (slot, video), result in zip(captioned, results, strict=True):
         record_result(builder, slot, result, video.timestamps, store)
     if store is not None:
         store.flush()  # one transaction per group: a kill loses at most the group in flight

@@ -202,7 +202,7 @@ def _outcome(path: str, candidate: Candidate, timestamps: tuple[float, ...],
              from_store: bool) -> VideoOutcome:
     return VideoOutcome(path, timestamps, candidate.num_tokens, candidate.hit_token_limit,
                         repetition_trimmed=candidate.repetition_trimmed, from_store=from_store,
-                        decoding=candidate.decoding)
+                        decoding=candidate.decoding, attempts=candidate.attempts)
 
 
 def _without_loop(candidate: Candidate) -> Candidate:

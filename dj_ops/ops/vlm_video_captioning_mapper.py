@@ -33,6 +33,7 @@ from dj_ops.ops.config import (
 )
 from dj_ops.ops.export_notice import ExportTarget
 from dj_ops.ops.outcome_log import OutcomeLog, log_run_outcomes, warn_records_elsewhere
+from dj_ops.ops.quality_gate import DEFAULT_MAX_RETRIES, GateConfig, parse_thresholds
 from dj_ops.video import FrameSettings
 from dj_ops.video.decoders import DEFAULT_DECODER
 
@@ -100,6 +101,9 @@ class VLMVideoCaptioningMapper(Mapper):
         result_store_content_hash: bool = False,
         max_in_flight: PositiveInt = DEFAULT_MAX_IN_FLIGHT,
         fast_decoding: Literal["auto", "off"] = "auto",
+        max_retries: NonNegativeInt = DEFAULT_MAX_RETRIES,
+        on_low_quality: Literal["keep", "error"] = "keep",
+        quality_thresholds: dict | None = None,
         *args,
         **kwargs,
     ):
@@ -192,6 +196,26 @@ class VLMVideoCaptioningMapper(Mapper):
             requests handed to the engine or server at once; decoded videos wait beyond it.
             The default suits a GPU engine's continuous batching; the openai backend also
             keeps at most ``model_params.max_concurrency`` requests on the wire.
+        :param max_retries: the quality gate's retries per video. Every candidate is always
+            checked (``empty``, ``repetition``, ``truncated``: the token limit hit
+            mid-sentence, ``refusal``, ``garbage``; see docs/quality.md); a video with a
+            failing candidate is generated again, up to this many times, with the retry
+            sampling (temperature 0.6, top_p 0.95, top_k 20, repetition_penalty 1.05; seeded
+            ``seed + attempt``), and only its failing candidates are replaced. 0 (the default:
+            retries cost generation time, and sample where the run was greedy) only records
+            the flags. Each video's record holds, for its kept candidate, ``attempts`` (the
+            generations made for it), ``quality_flags`` (the kept text's flags, empty when it
+            passes) and ``attempt_flags`` (each attempt's flags, comma-joined, "" for a pass).
+        :param on_low_quality: what a video whose candidate still fails after the retries
+            becomes: 'keep' (the default) keeps it with its flags; 'error' gives it a
+            ``low_quality`` error record (``status: error``, ``error_kind: low_quality``, the
+            flags in ``error_message``), which ``on_error`` keeps, drops or raises like any
+            error.
+        :param quality_thresholds: the gate's thresholds, by name; unset keys keep their
+            defaults: ``min_repeats`` 3 and ``min_loop_tokens`` 6 (a repetition loop),
+            ``max_replacement_chars`` 0 (U+FFFD allowed), ``max_non_letter_share`` 0.5 and
+            ``min_chars_for_share`` 4 (garbage), ``refusal_phrases`` (16 phrases, see
+            docs/quality.md). An unknown key is refused, naming the valid ones.
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -213,6 +237,7 @@ class VLMVideoCaptioningMapper(Mapper):
             model_params=model_params, sampling_params=sampling_params,
             generation_batch_size=generation_batch_size, seed=seed, fast_decoding=fast_decoding,
             store=StoreConfig(result_store, result_store_content_hash),
+            quality=GateConfig(max_retries, on_low_quality, parse_thresholds(quality_thresholds)),
         )
         # Data-Juicer's model zoo loads this once per worker, on the worker's device.
         self.model_key = functools.partial(build_backend, backend, self.config.model)

@@ -16,35 +16,17 @@ Three measures, in one process, rounds interleaved so that the machine's load hi
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from bench.measure import save, spread, stopwatch
+from bench.measure import save, spread, stopwatch, time_calls
 from bench.workload import Workload, batches, request_paths, samples_for
 from dj_ops.ops import VLMVideoCaptioningMapper
 from dj_ops.store.session import StoreSession
 
 MODES = ("plain", "store")
-
-
-def timed_session_calls(spent: list[float]) -> None:
-    """Add the time of every StoreSession call (reuse, add, flush) to ``spent[0]``."""
-    for name in ("reuse", "add", "flush"):
-        original = getattr(StoreSession, name)
-
-        @functools.wraps(original)
-        def wrapper(self, *args, _original=original, **kwargs):
-            start = time.perf_counter()
-            try:
-                return _original(self, *args, **kwargs)
-            finally:
-                spent[0] += time.perf_counter() - start
-
-        setattr(StoreSession, name, wrapper)
 
 
 def run(op, paths: list[str]) -> None:
@@ -59,7 +41,7 @@ def measure(requests: int, rounds: int, folder: Path) -> dict:
            "store": VLMVideoCaptioningMapper(**workload.op_params(),
                                              result_store=str(store_path))}
     spent = [0.0]
-    timed_session_calls(spent)
+    time_calls(StoreSession, ("reuse", "add", "flush"), spent)
     warm = request_paths(4, folder / "warm")
     for op in ops.values():
         run(op, warm)

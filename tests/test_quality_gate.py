@@ -11,14 +11,19 @@ import re
 import pytest
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.model_utils import get_model
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dj_ops.captioning.consensus import consensus_index
 from dj_ops.captioning.quality import (
+    DEFAULT_THRESHOLDS,
     RETRY_REPETITION_PENALTY,
     RETRY_TEMPERATURE,
     RETRY_TOP_K,
     RETRY_TOP_P,
     TRUNCATED,
+    has_repetition_loop,
+    is_garbage,
 )
 from dj_ops.captioning.records import META_KEY
 from dj_ops.captioning.requests import Candidate, CaptionResult
@@ -60,6 +65,29 @@ def test_only_failing_candidates_are_replaced_and_attempts_recorded():
     assert not failing(retried)
     # a retry the server or engine failed leaves the result as it was
     assert gate.checked(CaptionResult.failure("timeout", "late"), first) is first
+
+
+# ---- properties the issue asks of the measures, beyond tests/test_quality.py's ----
+
+words = st.text(alphabet="abcdefghij", min_size=1, max_size=6)
+
+
+@given(st.lists(words, min_size=1, max_size=40, unique=True))
+def test_distinct_words_are_never_a_loop(tokens):
+    """No false loop: a text whose words are all different repeats nothing."""
+    assert not has_repetition_loop(" ".join(tokens))
+
+
+@given(st.text(alphabet=st.characters(categories=("Lu", "Ll", "Zs")), max_size=80))
+def test_letters_and_spaces_are_never_garbage(text):
+    assert not is_garbage(text)
+
+
+@given(st.text(alphabet=st.characters(categories=("Nd", "Po", "Sm", "So")),
+               min_size=DEFAULT_THRESHOLDS.min_chars_for_share, max_size=60))
+def test_runs_of_digits_punctuation_or_symbols_are_garbage(text):
+    """"!!!!", "1 1 1 1", "???": no letter at all, judged once long enough."""
+    assert is_garbage(text)
 
 
 def make_settings():

@@ -263,7 +263,9 @@ def _quality_gate_section(gate: dict) -> str:
         f"- Time spent inside the gate (checks, bookkeeping, provenance fields): "
         f"{gate['gate_own_seconds']} s of {gate['seconds']['gate']} s, "
         f"**{100 * gate['gate_own_share_of_op']:.3f}%** of the op's time (target: at most "
-        f"{100 * gate['target_share']:.0f}%).",
+        f"{100 * gate['target_share']:.0f}%); "
+        f"{100 * gate['gate_own_seconds'] / gate['op_cpu_seconds']['gate']:.2f}% of the op "
+        "process's CPU seconds.",
         f"- The op process's CPU seconds with / without the gate: "
         f"{gate['gate_over_off_op_cpu']} (per round {gate['gate_over_off_op_cpu_per_round']}).",
         f"- Wall time with / without: {gate['gate_over_off_wall']} (per round "

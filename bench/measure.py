@@ -3,6 +3,7 @@ description, summaries, and the JSON results under ``bench/results/``."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -27,6 +28,23 @@ def stopwatch(wall: dict[str, float], cpu: dict[str, float], key: str):
     finally:
         wall[key] = wall.get(key, 0.0) + time.perf_counter() - start
         cpu[key] = cpu.get(key, 0.0) + time.process_time() - start_cpu
+
+
+def time_calls(owner: Any, names: Sequence[str], spent: list[float]) -> None:
+    """Add the time of every call of ``owner``'s functions ``names`` (methods of a class, or
+    functions of a module) to ``spent[0]``: what a part of the op costs, timed around it."""
+    for name in names:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def wrapper(*args, _original=original, **kwargs):
+            start = time.perf_counter()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - start
+
+        setattr(owner, name, wrapper)
 
 
 def peak_rss_mib() -> float:

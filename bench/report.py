@@ -288,6 +288,27 @@ def _long_video_section(result: dict) -> str:
         "so it holds them at once in any case; a bound of one window would need the windows "
         "decoded and captioned one at a time.",
         ""])
+def _quality_gate_section(gate: dict) -> str:
+    """The quality gate's cost when nothing is retried (``bench/quality_gate.py``)."""
+    work = gate["workload"]
+    return "\n".join([
+        "## Quality gate overhead", "",
+        f"`python -m bench.quality_gate`: {work['requests']} unseen videos per round, "
+        f"{work['rounds']} rounds, caption_num {work['caption_num']}, {work['new_tokens']} "
+        "tokens, greedy, the op with its default gate (every candidate checked, flags recorded, "
+        "max_retries 0) and with no gate at all (load average "
+        f"{gate['load_avg_1m_during']} during the run).", "",
+        f"- Time spent inside the gate (checks, bookkeeping, provenance fields): "
+        f"{gate['gate_own_seconds']} s of {gate['seconds']['gate']} s, "
+        f"**{100 * gate['gate_own_share_of_op']:.3f}%** of the op's time (target: at most "
+        f"{100 * gate['target_share']:.0f}%); "
+        f"{100 * gate['gate_own_seconds'] / gate['op_cpu_seconds']['gate']:.2f}% of the op "
+        "process's CPU seconds.",
+        f"- The op process's CPU seconds with / without the gate: "
+        f"{gate['gate_over_off_op_cpu']} (per round {gate['gate_over_off_op_cpu_per_round']}).",
+        f"- Wall time with / without: {gate['gate_over_off_wall']} (per round "
+        f"{gate['gate_over_off_wall_per_round']}): on a loaded machine this spread is the "
+        "machine's, not the gate's.", ""])
 
 
 def _vllm_cpu_section(result: dict) -> str:
@@ -355,6 +376,8 @@ def write_doc() -> Path:
         parts.append(_scaling_section(scaling))
     if store := load("store_overhead"):
         parts.append(_store_section(store))
+    if gate := load("quality_gate"):
+        parts.append(_quality_gate_section(gate))
     if vllm_cpu := load("vllm_cpu"):
         parts.append(_vllm_cpu_section(vllm_cpu))
     if long_video := load("long_video"):

@@ -15,41 +15,14 @@ Three measures, in one process, rounds interleaved so that the machine's load hi
 
 from __future__ import annotations
 
-import argparse
-import functools
-import os
-import statistics
-import tempfile
-import time
 from pathlib import Path
 
-from bench.measure import save, spread, stopwatch
-from bench.workload import Workload, batches, request_paths, samples_for
+from bench.measure import stopwatch, time_calls
+from bench.overhead import compare, ratio_fields, run
+from bench.overhead import main as bench_main
+from bench.workload import Workload, request_paths
 from dj_ops.ops import VLMVideoCaptioningMapper
 from dj_ops.store.session import StoreSession
-
-MODES = ("plain", "store")
-
-
-def timed_session_calls(spent: list[float]) -> None:
-    """Add the time of every StoreSession call (reuse, add, flush) to ``spent[0]``."""
-    for name in ("reuse", "add", "flush"):
-        original = getattr(StoreSession, name)
-
-        @functools.wraps(original)
-        def wrapper(self, *args, _original=original, **kwargs):
-            start = time.perf_counter()
-            try:
-                return _original(self, *args, **kwargs)
-            finally:
-                spent[0] += time.perf_counter() - start
-
-        setattr(StoreSession, name, wrapper)
-
-
-def run(op, paths: list[str]) -> None:
-    for batch in batches(paths, op.batch_size):
-        op.process(samples_for(batch))
 
 
 def measure(requests: int, rounds: int, folder: Path) -> dict:
@@ -59,58 +32,31 @@ def measure(requests: int, rounds: int, folder: Path) -> dict:
            "store": VLMVideoCaptioningMapper(**workload.op_params(),
                                              result_store=str(store_path))}
     spent = [0.0]
-    timed_session_calls(spent)
+    time_calls(StoreSession, ("reuse", "add", "flush"), spent)
     warm = request_paths(4, folder / "warm")
     for op in ops.values():
         run(op, warm)
-    wall: dict[str, float] = {}
-    cpu: dict[str, float] = {}
-    ratios, cpu_ratios, loads = [], [], []
     spent[0] = 0.0
-    for index in range(rounds):
-        paths = request_paths(requests, folder / f"round{index}")  # unseen by the store
-        round_wall: dict[str, float] = {}
-        round_cpu: dict[str, float] = {}
-        for mode in MODES if index % 2 == 0 else tuple(reversed(MODES)):
-            with stopwatch(round_wall, round_cpu, mode), stopwatch(wall, cpu, mode):
-                run(ops[mode], paths[:])
-        ratios.append(round_wall["store"] / round_wall["plain"])
-        cpu_ratios.append(round_cpu["store"] / round_cpu["plain"])
-        loads.append(os.getloadavg()[0])
+    timed = compare(ops, requests, rounds, folder)  # new paths each round: unseen by the store
+    wall = timed["wall"]
     store_own = spent[0]
     reuse_wall: dict[str, float] = {}
     with stopwatch(reuse_wall, {}, "reuse"):
         run(ops["store"], request_paths(requests, folder / "round0"))  # all stored
     return {
         "workload": workload.describe() | {"rounds": rounds},
-        "seconds": {k: round(v, 3) for k, v in wall.items()},
-        "op_cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
-        "store_over_plain_wall": round(wall["store"] / wall["plain"], 4),
-        "store_over_plain_wall_per_round": {k: round(v, 4) for k, v in spread(ratios).items()},
-        "store_over_plain_op_cpu": round(cpu["store"] / cpu["plain"], 4),
-        "store_over_plain_op_cpu_per_round": {k: round(v, 4) for k, v in
-                                              spread(cpu_ratios).items()},
+        **ratio_fields(timed, "store_over_plain"),
         "store_own_seconds": round(store_own, 3),
         "store_own_share_of_store_mode": round(store_own / wall["store"], 4),
         "reuse_seconds": round(reuse_wall["reuse"], 3),
         "reuse_speedup_over_plain_round": round(wall["plain"] / rounds / reuse_wall["reuse"], 2),
-        "load_avg_1m_during": round(statistics.mean(loads), 2),
+        "load_avg_1m_during": timed["load"],
     }
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=64, help="videos per round")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--save", default="store_overhead", help="results name ('' to not save)")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="dj_ops_store_bench_") as folder:
-        result = measure(args.requests, args.rounds, Path(folder))
-    for key, value in result.items():
-        print(f"{key}: {value}")
-    if args.save:
-        save(args.save, result)
-    return result
+    return bench_main(__doc__, measure, requests=64, rounds=4, save_as="store_overhead",
+                      argv=argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from bench.flops import (
     text_params_per_token,
     vision_params_per_patch,
 )
-from bench.measure import markdown_table, spread
+from bench.measure import markdown_table, spread, time_calls
 from bench.model_shapes import QWEN2_5_VL_7B, SMOKE
 from bench.scaling import best_of
 from bench.workload import Workload, batches, cycled, samples_for
@@ -86,3 +86,17 @@ def test_best_of_keeps_the_fastest_run_and_the_highest_memory():
             {"videos_per_s": 1.0, "peak_rss_mib": 950.0, "seconds": 3.0}]
     assert best_of(runs) == {"videos_per_s": 1.5, "peak_rss_mib": 950.0, "seconds": 2.0,
                              "runs_videos_per_s": [1.5, 1.0]}
+
+
+def test_time_calls_adds_the_time_of_each_call_and_keeps_the_result():
+    import time
+
+    class Part:
+        def work(self, x):
+            time.sleep(0.01)
+            return 2 * x
+
+    spent = [0.0]
+    time_calls(Part, ("work",), spent)
+    assert Part().work(3) == 6 and Part().work(4) == 8
+    assert spent[0] >= 0.02

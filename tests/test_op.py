@@ -47,10 +47,10 @@ def assert_generated(original: dict, generated: dict) -> None:
     assert all(v["generated_tokens"] > 0 and v["timestamps"] for v in record["videos"])
 
 
-EXPECTED_NEW = {"random_any": 1, "similar_one_simhash": 1, "all": 3}
+EXPECTED_NEW = {"random_any": 1, "similar_one_simhash": 1, "all": 3, "consensus": 1}
 
 
-@pytest.mark.parametrize("mode", ["random_any", "similar_one_simhash", "all"])
+@pytest.mark.parametrize("mode", ["random_any", "similar_one_simhash", "all", "consensus"])
 @pytest.mark.parametrize("keep_original", [True, False])
 def test_row_counts_and_layout_for_every_mode(qwen3, videos, mode, keep_original):
     samples = single_video_samples(videos)
@@ -225,7 +225,7 @@ def test_generation_record_is_what_ran(qwen3, videos):
     "params, message",
     [
         ({"keep_candidate_mode": "best"},
-         "Input should be 'random_any', 'similar_one_simhash' or 'all'"),
+         "Input should be 'random_any', 'similar_one_simhash', 'all' or 'consensus'"),
         ({"on_error": "ignore"}, "Input should be 'keep', 'drop' or 'raise'"),
         ({"caption_num": 0}, "Input should be greater than 0"),
         ({"hf_model": "/no/such/model"}, "hf_model='/no/such/model': no such folder"),

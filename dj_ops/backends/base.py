@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dj_ops.backends.model_params import (  # noqa: F401 - the key, named here for backends
@@ -57,6 +57,19 @@ class BackendConfig:
     def params(self) -> ModelParams:
         """``model_params`` parsed once into the adapter's and the backend's parts."""
         return parse_model_params(self.model_params)
+
+
+def request_config(config: BackendConfig, request: CaptionRequest) -> BackendConfig:
+    """``config`` as ``request`` asks to run: its own settings (a quality-gate retry's) and its
+    seed moved on by its attempt number (so that each retry samples afresh, reproducibly);
+    ``config`` itself for a plain request.
+
+    Every backend reads a request's settings through this, so none ignores them.
+    """
+    if request.settings is None and not request.attempt:
+        return config
+    seed = None if config.seed is None else config.seed + request.attempt
+    return replace(config, settings=request.settings or config.settings, seed=seed)
 
 
 def check_model_params(backend: str, params: dict[str, Any], valid: frozenset[str]) -> None:

@@ -35,6 +35,7 @@ from dj_ops.backends.base import (
     CaptionBackend,
     CaptionRequest,
     CaptionResult,
+    request_config,
 )
 from dj_ops.backends.openai_models import advertised_context
 from dj_ops.backends.openai_payload import (
@@ -197,7 +198,9 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
         """The request body of one video (re-encoding its frames for ``mp4``)."""
         video_url = (None if request.frames is None  # text only (a long video's merge)
                      else VIDEO_TRANSPORTS[self.server.video_transport](request))
-        return build_payload(self.model_name, request, video_url, self.sampling,
+        config = request_config(self.config, request)
+        sampling = self.sampling if config is self.config else sampling_fields(config)
+        return build_payload(self.model_name, request, video_url, sampling,
                              self.server.extra_body)
 
     async def _request(self, client: _Client, encoders, request: CaptionRequest):

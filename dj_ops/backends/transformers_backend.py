@@ -20,8 +20,14 @@ from dj_ops.backends.base import (
     CaptionBackend,
     CaptionRequest,
     CaptionResult,
+    request_config,
 )
-from dj_ops.backends.fast_decoding import FastDecoding, fast_decoding_blockers
+from dj_ops.backends.fast_decoding import (
+    GENERATE,
+    FastDecoding,
+    fast_decoding_blockers,
+    plain_generate,
+)
 from dj_ops.backends.hf_inputs import hf_inputs_for
 from dj_ops.backends.memory import OUT_OF_MEMORY, free_memory, is_out_of_memory
 from dj_ops.backends.model_source import check_model_source
@@ -87,11 +93,7 @@ class TransformersBackend(CaptionBackend):
         if quantization is None:  # a quantized model is placed by device_map and cannot move
             self.model.to(device)
         self.model.eval()
-        self.generate_kwargs = to_hf_generate_kwargs(config.settings, config.num_candidates)
-        if self.adapter.pad_token_id is not None:  # the family's own (CogVLM2's card: 128002)
-            self.generate_kwargs["pad_token_id"] = self.adapter.pad_token_id
-        if "stop_strings" in self.generate_kwargs:
-            self.generate_kwargs["tokenizer"] = self.tokenizer
+        self.generate_kwargs = self._generate_kwargs(config.settings)
         self.eos_ids = self._eos_ids()
         # The adapter may set the family's pad token (CogVLM2's); else the tokenizer's.
         self.pad_token_id = self.generate_kwargs.get("pad_token_id", self.tokenizer.pad_token_id)
@@ -141,6 +143,15 @@ class TransformersBackend(CaptionBackend):
             applied[knob] = global_defaults.get(knob) if value is None else value
         return generation_record(self.config.settings, self.config.seed, applied)
 
+    def _generate_kwargs(self, settings) -> dict:
+        """``generate``'s keyword arguments for ``settings``."""
+        kwargs = to_hf_generate_kwargs(settings, self.config.num_candidates)
+        if self.adapter.pad_token_id is not None:  # the family's own (CogVLM2's card: 128002)
+            kwargs["pad_token_id"] = self.adapter.pad_token_id
+        if "stop_strings" in kwargs:
+            kwargs["tokenizer"] = self.tokenizer
+        return kwargs
+
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [])
@@ -155,12 +166,19 @@ class TransformersBackend(CaptionBackend):
         return self
 
     def generate(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
-        return run_in_micro_batches(
-            requests,
-            [r.cost for r in requests],
-            self.batch_size,
-            self._generate_splitting_on_oom,
-        )
+        # One generate call runs one set of settings: requests with their own (a quality-gate
+        # retry's) are micro-batched apart from the others.
+        results: list[CaptionResult | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault((request.settings, request.attempt), []).append(index)
+        for indices in groups.values():
+            alike = [requests[i] for i in indices]
+            done = run_in_micro_batches(alike, [r.cost for r in alike], self.batch_size,
+                                        self._generate_splitting_on_oom)
+            for index, result in zip(indices, done, strict=True):
+                results[index] = result
+        return results  # type: ignore[return-value]
 
     def _generate_splitting_on_oom(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
         """One micro-batch; out of memory, its halves, down to a per-request error."""
@@ -178,18 +196,27 @@ class TransformersBackend(CaptionBackend):
 
     @torch.inference_mode()
     def _generate_micro_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
-        if self.config.seed is not None:
-            torch.manual_seed(self.config.seed)
-        k = self.generate_kwargs["num_return_sequences"]
-        new_tokens, path = self.fast.generate(requests, self.encode, self.generate_kwargs, k)
+        config = request_config(self.config, requests[0])  # alike in a micro-batch
+        if config.seed is not None:
+            torch.manual_seed(config.seed)
+        if config is self.config:
+            kwargs = self.generate_kwargs
+            k = kwargs["num_return_sequences"]
+            new_tokens, path = self.fast.generate(requests, self.encode, kwargs, k)
+        else:  # a retry's sampling: its repetition penalty reads the prompt's tokens, which
+            # the fast path does not pass to generate, so plain generate runs it
+            kwargs = self._generate_kwargs(config.settings)
+            k = kwargs["num_return_sequences"]
+            new_tokens, path = plain_generate(self.model, self.encode(requests), kwargs), GENERATE
         return [
             CaptionResult.repeated(
-                [self._candidate(row, path) for row in new_tokens[i * k:(i + 1) * k]],
+                [self._candidate(row, path, kwargs["max_new_tokens"])
+                 for row in new_tokens[i * k:(i + 1) * k]],
                 self.config.num_candidates)
             for i in range(len(requests))
         ]
 
-    def _candidate(self, token_ids: torch.Tensor, path: str) -> Candidate:
+    def _candidate(self, token_ids: torch.Tensor, path: str, max_tokens: int) -> Candidate:
         ids = token_ids.tolist()
         pad = self.pad_token_id
         while ids and ids[-1] == pad and pad not in self.eos_ids:
@@ -198,6 +225,5 @@ class TransformersBackend(CaptionBackend):
         if ended:
             ids = ids[: next(i for i, t in enumerate(ids) if t in self.eos_ids)]
         text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-        max_tokens = self.generate_kwargs["max_new_tokens"]
         hit_limit = not ended and len(ids) >= max_tokens
         return Candidate(text, num_tokens=len(ids), hit_token_limit=hit_limit, decoding=path)

@@ -23,7 +23,7 @@ import vllm
 from loguru import logger
 
 from dj_ops.adapters import resolve_adapter
-from dj_ops.backends.base import BackendConfig, CaptionBackend
+from dj_ops.backends.base import BackendConfig, CaptionBackend, CaptionRequest, request_config
 from dj_ops.backends.engine_watchdog import watch
 from dj_ops.backends.streaming import StreamingBackend, StreamSession
 from dj_ops.backends.vllm_requests import (
@@ -79,6 +79,15 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
         self.size_factor = self.adapter.size_factor
         self.engine_restarts = 0
         atexit.register(_shut_down, weakref.ref(self))
+
+    def request_sampling_params(self, request: CaptionRequest) -> vllm.SamplingParams:
+        """The sampling parameters of ``request``: the configured ones, or its own (a
+        quality-gate retry's, see ``request_config``)."""
+        config = request_config(self.config, request)
+        if config is self.config:
+            return self.sampling_params
+        return _final_only(vllm.SamplingParams(
+            **sampling_kwargs(config, per_request_seed=not _on_cpu())))
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:

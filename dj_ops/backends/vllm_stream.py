@@ -73,6 +73,8 @@ class VLLMStream(StreamSession):
         # request id -> (key, prompt dict, tries so far on a rebuilt engine)
         self.running: dict[str, tuple[Hashable, dict, int]] = {}
         self.finished: list[tuple[Hashable, CaptionResult]] = []
+        # key -> sampling parameters of a request with its own (a quality-gate retry's)
+        self.own_params: dict[Hashable, object] = {}
 
     @property
     def in_flight(self) -> int:
@@ -86,6 +88,9 @@ class VLLMStream(StreamSession):
         if refused is not None:
             self.finished.append((key, refused))
             return
+        params = backend.request_sampling_params(request)
+        if params is not backend.sampling_params:
+            self.own_params[key] = params
         try:
             self._add(key, prompt, tries=0)
         except Exception as error:  # noqa: BLE001 - only a dead engine; re-raised otherwise
@@ -108,6 +113,7 @@ class VLLMStream(StreamSession):
             for output in outputs:
                 if output.finished and output.request_id in self.running:
                     key, _, _ = self.running.pop(output.request_id)
+                    self.own_params.pop(key, None)
                     result = parse_request_output(output, self.backend.config.num_candidates)
                     self.finished.append((key, result))
         done, self.finished = self.finished, []
@@ -128,6 +134,7 @@ class VLLMStream(StreamSession):
                 logger.debug(f"aborting vLLM requests failed: {error!r}")
         self.running.clear()
         self.finished.clear()
+        self.own_params.clear()
 
     def _add(self, key: Hashable, prompt: dict, tries: int) -> None:
         """Hand one prompt to the engine; a prompt vLLM refuses fails alone."""
@@ -135,10 +142,11 @@ class VLLMStream(StreamSession):
         self.running[request_id] = (key, prompt, tries)  # what to retry if the engine dies here
         try:
             # (vLLM adds a random suffix for its own use; outputs carry the id given here)
-            self.backend.llm.llm_engine.add_request(request_id, prompt,
-                                                    self.backend.sampling_params)
+            self.backend.llm.llm_engine.add_request(
+                request_id, prompt, self.own_params.get(key, self.backend.sampling_params))
         except ValueError as error:  # vLLM's refusal of this prompt (too long, bad input)
             del self.running[request_id]
+            self.own_params.pop(key, None)
             self.finished.append((key, CaptionResult.failure(classify_engine_error(str(error)),
                                                              str(error))))
 

@@ -40,6 +40,8 @@ class VideoOutcome:
     # with windows on (window_seconds): per window {start, end, caption, error_kind,
     # error_message} (dj_ops.ops.windowed); None: windows off, no "windows" field
     windows: tuple[dict, ...] | None = None
+    # the quality gate's flags of each attempt made for the kept caption (Candidate.attempts)
+    attempts: tuple[tuple[str, ...], ...] = ()
 
     def as_dict(self) -> dict:
         return {
@@ -53,7 +55,20 @@ class VideoOutcome:
             "from_store": bool(self.from_store),
             "decoding": self.decoding,
             "frames": {**NO_FRAMES, **self.frames},
+            **quality_fields(self.attempts),
         } | ({} if self.windows is None else {"windows": [dict(w) for w in self.windows]})
+
+
+def quality_fields(attempts: tuple[tuple[str, ...], ...]) -> dict:
+    """The gate's provenance of one caption: ``attempts`` (generations made for it; 0 when no
+    gate checked it), ``quality_flags`` (the kept text's flags, empty when it passes) and
+    ``attempt_flags`` (each attempt's flags comma-joined, "" for a pass). Lists of strings as
+    string arrays, so that Arrow types them alike when every one is empty (as timestamps)."""
+    return {
+        "attempts": len(attempts),
+        "quality_flags": np.asarray(attempts[-1] if attempts else (), dtype=str),
+        "attempt_flags": np.asarray([",".join(a) for a in attempts], dtype=str),
+    }
 
 
 def _timestamps(timestamps: tuple[float, ...]) -> np.ndarray:

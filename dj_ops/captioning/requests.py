@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from dj_ops.captioning.generation import GenerationSettings
+
 
 @dataclass(frozen=True)
 class CaptionRequest:
@@ -22,6 +24,10 @@ class CaptionRequest:
     :param prompt: the user prompt.
     :param system_prompt: an optional system prompt.
     :param video_path: the video the frames come from (for backends that can send the file).
+    :param settings: this request's own generation settings (a quality-gate retry's); None:
+        the backend's configured ones.
+    :param attempt: 0 for a first generation, ``n`` for the ``n``-th retry: a seeded backend
+        seeds it with ``seed + attempt``, so that each retry samples afresh, reproducibly.
     """
 
     frames: np.ndarray | None
@@ -30,6 +36,8 @@ class CaptionRequest:
     system_prompt: str | None = None
     video_path: str | None = None
     model: str | None = None  # another model of the same server (openai backend); None: its own
+    settings: GenerationSettings | None = None
+    attempt: int = 0
 
     @property
     def cost(self) -> int:
@@ -48,6 +56,9 @@ class Candidate:
     # Which path decoded it: transformers' ``shared_prefix`` (the checked fast path) or
     # ``generate``; ``engine`` for a backend's own engine or server (vLLM, OpenAI).
     decoding: str = "engine"
+    # The quality gate's flags of each attempt made for this candidate, in order (the last one
+    # is this text's); empty when no gate checked it.
+    attempts: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 import simhash
 from data_juicer.ops.common.helper_func import split_on_whitespace
 
+from dj_ops.captioning.consensus import select_consensus
+
 # Data-Juicer's op computes simhash with its DocumentSimhashDeduplicator (space tokenization,
 # lowercase, shingles of 2 words); the same recipe is applied here to plain strings, so that
 # selection is a pure function instead of an op constructed per call.
@@ -54,6 +56,7 @@ SELECTORS: dict[str, Selector] = {
     "random_any": select_random_any,
     "similar_one_simhash": select_similar_one_simhash,
     "all": select_all,
+    "consensus": select_consensus,
 }
 
 

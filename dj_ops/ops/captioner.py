@@ -23,6 +23,7 @@ from dj_ops.ops.cpu_threads import generation_threads, intra_op_threads
 from dj_ops.ops.frame_budget import FrameBudget
 from dj_ops.ops.outcome_log import OutcomeLog
 from dj_ops.ops.pipeline import caption_batch
+from dj_ops.ops.quality_gate import QualityGate
 from dj_ops.ops.sample_builder import SampleBuilder
 from dj_ops.ops.streaming import caption_with_engine
 from dj_ops.ops.windowed import WindowedCaptioning, with_windows_field
@@ -71,6 +72,7 @@ class Captioner:
         self.store: StoreSession | None = None
         self.budget: FrameBudget | None = None
         self.windows: WindowedCaptioning | None = None  # window_seconds set
+        self.gate = QualityGate(config.quality, config.generation)
 
     @property
     def ready(self) -> bool:
@@ -105,12 +107,15 @@ class Captioner:
         config, model = self.config, self.config.model
         if not config.store.path:
             return None
+        run = {"backend": config.backend, "system_prompt": config.layout.system_prompt,
+               "frames": self.frames, "generation": self.run_info.generation,
+               "caption_num": model.num_candidates, "model_params": model.model_params,
+               "output": {"format": "text"}}
+        if config.quality.changes_output:  # else the keys of stores written before the gate
+            run["quality"] = config.quality.store_key()
         keyer = ResultKeyer(
             model=model_identity(model.model, model.model_params.get("revision")),
-            run={"backend": config.backend, "system_prompt": config.layout.system_prompt,
-                 "frames": self.frames, "generation": self.run_info.generation,
-                 "caption_num": model.num_candidates, "model_params": model.model_params,
-                 "output": {"format": "text"}},
+            run=run,
             content_hash=config.store.content_hash)
         return StoreSession(ResultStore(config.store.path), keyer)
 
@@ -133,11 +138,11 @@ class Captioner:
                     builder, self.backend, self.source, frames,
                     max_in_flight=decoding.max_in_flight,
                     max_decoded=(decoding.prefetch + 1) * config.model.batch_size,
-                    system_prompt=system_prompt, store=self.store)
+                    system_prompt=system_prompt, store=self.store, gate=self.gate)
             else:
                 caption_batch(builder, self.backend, self.source, frames,
                               batch_size=config.model.batch_size, prefetch=decoding.prefetch,
-                              system_prompt=system_prompt, store=self.store)
+                              system_prompt=system_prompt, store=self.store, gate=self.gate)
         output, records = builder.build(self.run_info, config.output, self.rng)
         if self.windows is not None and config.output.caption_key:
             output = with_windows_field(output, config.layout, config.output.caption_key)

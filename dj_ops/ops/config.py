@@ -22,6 +22,7 @@ from dj_ops.captioning.generation import (
 )
 from dj_ops.captioning.records import RunInfo
 from dj_ops.captioning.selection import SELECTORS
+from dj_ops.ops.quality_gate import GateConfig
 from dj_ops.ops.window_config import WindowConfig, check_window_config
 from dj_ops.store import ResultStore
 from dj_ops.video.decoders import resolve_decoder
@@ -101,6 +102,7 @@ class CaptionConfig:
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
+    quality: GateConfig = field(default_factory=GateConfig)
 
     @property
     def generation(self) -> GenerationSettings:
@@ -165,7 +167,8 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
                  generation_batch_size: int, seed: int | None,
                  fast_decoding: str = "auto",
                  store: StoreConfig | None = None,
-                 windows: WindowConfig | None = None) -> CaptionConfig:
+                 windows: WindowConfig | None = None,
+                 quality: GateConfig | None = None) -> CaptionConfig:
     """The op's parameters as one :class:`CaptionConfig`.
 
     :raises ValueError: (or ``ModuleNotFoundError`` for a missing optional package) naming the
@@ -193,4 +196,5 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
         windows or WindowConfig(), backend=backend, decoder=decoding.decoder,
         video_start=frames.video_start, video_end=frames.video_end, result_store=store.path,
         model_params=config.model_params)
-    return CaptionConfig(backend, config, output, layout, decoding, store, windows)
+    return CaptionConfig(backend, config, output, layout, decoding, store, windows,
+                         quality or GateConfig())

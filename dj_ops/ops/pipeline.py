@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dj_ops.backends.base import CaptionBackend, CaptionRequest
+from dj_ops.ops.quality_gate import QualityGate, generate_checked
 from dj_ops.ops.sample_builder import SampleBuilder, VideoSlot
 from dj_ops.store.session import StoreSession
 from dj_ops.video.decode import DecodedVideo
@@ -65,7 +66,8 @@ def video_request(video: DecodedVideo, slot: VideoSlot,
 
 def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, settings: FrameSettings,
                   *, batch_size: int, prefetch: int, system_prompt: str | None = None,
-                  store: StoreSession | None = None, caption_group=None) -> None:
+                  store: StoreSession | None = None, gate: QualityGate | None = None,
+                  caption_group=None) -> None:
     """Caption every video slot of ``builder``, recording candidates or failures in it.
 
     :param source: where videos are decoded (``submit(path, settings) -> ticket``,
@@ -74,6 +76,7 @@ def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, setti
     :param prefetch: groups decoded ahead of the one being captioned (0: none).
     :param store: a result store: slots stored there are not decoded nor generated again, and
         each group's new captions are written to it before the next group.
+    :param gate: the quality gate (None: the backend's candidates as they come).
     :param caption_group: what captions one decoded group (the signature of
         ``_caption_group``, its default; the windows' one: ``dj_ops.ops.windowed``).
     """
@@ -91,7 +94,7 @@ def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, setti
     try:
         for index, group in enumerate(groups):
             videos = {path: source.result(tickets.pop(path)) for path in group}
-            caption_group(builder, backend, videos, slots, system_prompt, store)
+            caption_group(builder, backend, videos, slots, system_prompt, store, gate)
             del videos  # before the next group is decoded: the memory bound
             hand_over(index + prefetch + 1)
     finally:
@@ -101,8 +104,9 @@ def caption_batch(builder: SampleBuilder, backend: CaptionBackend, source, setti
 def _caption_group(builder: SampleBuilder, backend: CaptionBackend,
                    videos: dict[str, DecodedVideo | VideoError],
                    slots: dict[str, list[VideoSlot]], system_prompt: str | None,
-                   store: StoreSession | None = None) -> None:
-    """One backend call for every slot of the decoded ``videos``; failures are recorded."""
+                   store: StoreSession | None = None, gate: QualityGate | None = None) -> None:
+    """One backend call for every slot of the decoded ``videos`` (and, through the gate, one
+    per retry of the failing ones); failures are recorded."""
     captioned, requests = [], []
     for path, video in videos.items():
         for slot in slots[path]:
@@ -114,7 +118,8 @@ def _caption_group(builder: SampleBuilder, backend: CaptionBackend,
             requests.append(video_request(video, slot, system_prompt))
     if not requests:
         return
-    for (slot, video), result in zip(captioned, backend.generate(requests), strict=True):
+    results = generate_checked(backend, requests, gate)
+    for (slot, video), result in zip(captioned, results, strict=True):
         record_result(builder, slot, result, video.timestamps, store)
     if store is not None:
         store.flush()  # one transaction per group: a kill loses at most the group in flight

@@ -226,7 +226,8 @@ def _outcome(path: str, candidate: Candidate, timestamps: tuple[float, ...],
              windows: tuple[dict, ...] | None = None) -> VideoOutcome:
     return VideoOutcome(path, timestamps, candidate.num_tokens, candidate.hit_token_limit,
                         repetition_trimmed=candidate.repetition_trimmed, from_store=from_store,
-                        decoding=candidate.decoding, frames=frames, windows=windows)
+                        decoding=candidate.decoding, attempts=candidate.attempts,
+                        frames=frames, windows=windows)
 
 
 def _without_loop(candidate: Candidate) -> Candidate:

@@ -20,6 +20,7 @@ from collections import deque
 from dj_ops.backends.base import CaptionRequest
 from dj_ops.backends.streaming import StreamingBackend, StreamSession
 from dj_ops.ops.pipeline import record_result, slots_to_caption
+from dj_ops.ops.quality_gate import QualityGate
 from dj_ops.ops.sample_builder import SampleBuilder, VideoSlot
 from dj_ops.store.session import StoreSession
 from dj_ops.video.errors import VideoError
@@ -34,18 +35,20 @@ DECODE_WAIT_S = 1.0
 def caption_with_engine(builder: SampleBuilder, backend: StreamingBackend, source,
                         settings: FrameSettings, *, max_in_flight: int, max_decoded: int,
                         system_prompt: str | None = None,
-                        store: StoreSession | None = None) -> int:
+                        store: StoreSession | None = None, gate: QualityGate | None = None) -> int:
     """:func:`caption_stream` through a session of ``backend``, keeping at most
     ``max_in_flight`` requests (and the backend's own limit) in flight."""
     limit = min(max_in_flight, backend.concurrency_limit or max_in_flight)
     with backend.open_stream() as session:
         return caption_stream(builder, session, source, settings, max_in_flight=limit,
-                              max_decoded=max_decoded, system_prompt=system_prompt, store=store)
+                              max_decoded=max_decoded, system_prompt=system_prompt, store=store,
+                              gate=gate)
 
 
 def caption_stream(builder: SampleBuilder, session: StreamSession, source,
                    settings: FrameSettings, *, max_in_flight: int, max_decoded: int,
-                   system_prompt: str | None = None, store: StoreSession | None = None) -> int:
+                   system_prompt: str | None = None, store: StoreSession | None = None,
+                   gate: QualityGate | None = None) -> int:
     """Caption every video slot of ``builder`` through ``session``, recording candidates or
     failures in it.
 
@@ -55,6 +58,8 @@ def caption_stream(builder: SampleBuilder, session: StreamSession, source,
     :param store: a result store: slots stored there are neither decoded nor generated again,
         and new captions are written to it in one transaction per ``max_decoded`` results (a
         kill loses at most those).
+    :param gate: the quality gate (None: results as they come); a retry waits at the front of
+        the queue of requests to submit, and its request (frames) is held until it passes.
     :returns: the most requests that were in flight at once.
     """
     if max_in_flight < 1 or max_decoded < 1:
@@ -63,8 +68,9 @@ def caption_stream(builder: SampleBuilder, session: StreamSession, source,
     slots = slots_to_caption(builder, store)
     to_decode = deque(slots)
     decoding: dict[int, str] = {}  # ticket -> path, in submission order
-    ready: deque[tuple[VideoSlot, CaptionRequest, list[float]]] = deque()
-    waiting: dict[int, tuple[VideoSlot, list[float]]] = {}  # in flight: key -> slot, timestamps
+    # to submit: slot, request, timestamps, the result so far (a retry's, else None)
+    ready: deque[tuple[VideoSlot, CaptionRequest, list[float], object]] = deque()
+    waiting: dict[int, tuple] = {}  # in flight: key -> the same, the request held for retries
     keys = iter(range(1 << 62))
     peak = unflushed = 0
     try:
@@ -77,14 +83,20 @@ def caption_stream(builder: SampleBuilder, session: StreamSession, source,
                 path = decoding.pop(ticket)
                 _take(builder, path, slots[path], source.result(ticket), ready, system_prompt)
             while ready and len(waiting) < max_in_flight:
-                slot, request, timestamps = ready.popleft()
+                slot, request, timestamps, previous = ready.popleft()
                 key = next(keys)
-                waiting[key] = (slot, timestamps)
+                held = request if gate is not None and gate.retries else None
+                waiting[key] = (slot, held, timestamps, previous)
                 session.submit(key, request)
             peak = max(peak, len(waiting))
             if waiting:
                 for key, result in session.poll(POLL_S if decoding else 1.0):
-                    slot, timestamps = waiting.pop(key)
+                    slot, request, timestamps, previous = waiting.pop(key)
+                    if gate is not None:
+                        result, retry = gate.after(request, result, previous)
+                        if retry is not None:
+                            ready.appendleft((slot, retry, timestamps, result))
+                            continue
                     if record_result(builder, slot, result, timestamps, store):
                         unflushed += 1
             if store is not None and unflushed and (unflushed >= max_decoded or not waiting):
@@ -97,7 +109,7 @@ def caption_stream(builder: SampleBuilder, session: StreamSession, source,
 
 def _videos(ready: deque) -> int:
     """Distinct decoded videos among the requests waiting to be submitted."""
-    return len({id(request.frames) for _, request, _ in ready})
+    return len({id(request.frames) for _, request, _, _ in ready})
 
 
 def _take(builder: SampleBuilder, path: str, slots: list[VideoSlot], video,
@@ -110,4 +122,4 @@ def _take(builder: SampleBuilder, path: str, slots: list[VideoSlot], video,
         request = CaptionRequest(video.frames, video.transformers_metadata(), slot.prompt,
                                  system_prompt, video_path=slot.path)
         builder.note_frames(slot, video)
-        ready.append((slot, request, list(video.timestamps)))
+        ready.append((slot, request, list(video.timestamps), None))

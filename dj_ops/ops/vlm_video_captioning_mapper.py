@@ -33,6 +33,7 @@ from dj_ops.ops.config import (
 )
 from dj_ops.ops.export_notice import ExportTarget
 from dj_ops.ops.outcome_log import OutcomeLog, log_run_outcomes, warn_records_elsewhere
+from dj_ops.ops.quality_gate import DEFAULT_MAX_RETRIES, GateConfig, parse_thresholds
 from dj_ops.ops.window_config import WindowConfig
 from dj_ops.video import FrameSettings
 from dj_ops.video.decoders import DEFAULT_DECODER
@@ -69,7 +70,8 @@ class VLMVideoCaptioningMapper(Mapper):
         hf_model: str = DEFAULT_MODEL,
         enable_vllm: bool = False,
         caption_num: PositiveInt = 1,
-        keep_candidate_mode: Literal["random_any", "similar_one_simhash", "all"] = "random_any",
+        keep_candidate_mode: Literal["random_any", "similar_one_simhash", "all",
+                                     "consensus"] = "random_any",
         keep_original_sample: bool = True,
         caption_key: str | None = None,
         prompt: str | None = None,
@@ -105,6 +107,9 @@ class VLMVideoCaptioningMapper(Mapper):
         window_overlap: NonNegativeFloat = 0.0,
         merge_model: str | None = None,
         merge_prompt: str | None = None,
+        max_retries: NonNegativeInt = DEFAULT_MAX_RETRIES,
+        on_low_quality: Literal["keep", "error"] = "keep",
+        quality_thresholds: dict | None = None,
         *args,
         **kwargs,
     ):
@@ -116,9 +121,12 @@ class VLMVideoCaptioningMapper(Mapper):
         :param caption_num: how many candidate captions to generate per video.
         :param keep_candidate_mode: how to reduce the candidates of each video:
             'random_any' keeps a random one, 'similar_one_simhash' keeps the one nearest
-            (simhash) to the original chunk text, 'all' keeps every candidate. With N input
-            samples the op yields N new samples for 'random_any' and 'similar_one_simhash'
-            and N * caption_num for 'all', plus the N originals when keep_original_sample.
+            (simhash) to the original chunk text, 'all' keeps every candidate, 'consensus'
+            keeps the one most similar on average to the others (minimum Bayes risk, Jaccard
+            of word unigrams and bigrams; needs no original text, so it works on a bare video
+            list). With N input samples the op yields N new samples for 'random_any',
+            'similar_one_simhash' and 'consensus' and N * caption_num for 'all', plus the N
+            originals when keep_original_sample.
         :param keep_original_sample: keep each original sample before its generated ones.
         :param caption_key: caption-field output: instead of adding generated samples, write
             the captions into this field of each sample (row count unchanged, text untouched):
@@ -221,6 +229,26 @@ class VLMVideoCaptioningMapper(Mapper):
         :param merge_prompt: the merge pass's instruction, followed by the window captions as
             ``[start s - end s] caption`` lines (None: one that keeps the events' order and
             each person or object's name the same across windows).
+        :param max_retries: the quality gate's retries per video. Every candidate is always
+            checked (``empty``, ``repetition``, ``truncated``: the token limit hit
+            mid-sentence, ``refusal``, ``garbage``; see docs/quality.md); a video with a
+            failing candidate is generated again, up to this many times, with the retry
+            sampling (temperature 0.6, top_p 0.95, top_k 20, repetition_penalty 1.05; seeded
+            ``seed + attempt``), and only its failing candidates are replaced. 0 (the default:
+            retries cost generation time, and sample where the run was greedy) only records
+            the flags. Each video's record holds, for its kept candidate, ``attempts`` (the
+            generations made for it), ``quality_flags`` (the kept text's flags, empty when it
+            passes) and ``attempt_flags`` (each attempt's flags, comma-joined, "" for a pass).
+        :param on_low_quality: what a video whose candidate still fails after the retries
+            becomes: 'keep' (the default) keeps it with its flags; 'error' gives it a
+            ``low_quality`` error record (``status: error``, ``error_kind: low_quality``, the
+            flags in ``error_message``), which ``on_error`` keeps, drops or raises like any
+            error.
+        :param quality_thresholds: the gate's thresholds, by name; unset keys keep their
+            defaults: ``min_repeats`` 3 and ``min_loop_tokens`` 6 (a repetition loop),
+            ``max_replacement_chars`` 0 (U+FFFD allowed), ``max_non_letter_share`` 0.5 and
+            ``min_chars_for_share`` 4 (garbage), ``refusal_phrases`` (16 phrases, see
+            docs/quality.md). An unknown key is refused, naming the valid ones.
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -244,6 +272,7 @@ class VLMVideoCaptioningMapper(Mapper):
             generation_batch_size=generation_batch_size, seed=seed, fast_decoding=fast_decoding,
             store=StoreConfig(result_store, result_store_content_hash),
             windows=WindowConfig(window_seconds, window_overlap, merge_model, merge_prompt),
+            quality=GateConfig(max_retries, on_low_quality, parse_thresholds(quality_thresholds)),
         )
         # Data-Juicer's model zoo loads this once per worker, on the worker's device.
         self.model_key = functools.partial(build_backend, backend, self.config.model)

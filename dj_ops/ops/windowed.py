@@ -30,6 +30,7 @@ from dj_ops.captioning.records import META_KEY
 from dj_ops.captioning.requests import CaptionResult
 from dj_ops.ops.config import DecodingConfig, TextLayout
 from dj_ops.ops.pipeline import record_result, video_request
+from dj_ops.ops.quality_gate import QualityGate, generate_checked
 from dj_ops.ops.sample_builder import SampleBuilder, VideoSlot
 from dj_ops.ops.window_config import WindowConfig
 from dj_ops.video.decode import DecodedVideo
@@ -82,8 +83,9 @@ class WindowedCaptioning:
     def caption_group(self, builder: SampleBuilder, backend: CaptionBackend,
                       videos: dict[str, DecodedVideo | VideoError],
                       slots: dict[str, list[VideoSlot]], system_prompt: str | None,
-                      store=None) -> None:
-        """Caption one micro-batch of decoded videos (``pipeline.caption_batch``'s step)."""
+                      store=None, gate: QualityGate | None = None) -> None:
+        """Caption one micro-batch of decoded videos (``pipeline.caption_batch``'s step); the
+        quality gate checks the window captions and the merged one."""
         requests: list[CaptionRequest] = []
         whole: list[tuple[VideoSlot, DecodedVideo, int]] = []
         long: list[_LongVideo] = []
@@ -101,15 +103,15 @@ class WindowedCaptioning:
                         (window, part if isinstance(part, VideoError) else
                          _append(requests, video_request(part, slot, system_prompt)))
                         for window, part in parts]))
-        results = backend.generate(requests) if requests else []
+        results = generate_checked(backend, requests, gate)
         for slot, video, at in whole:
             window = Window(0, 0.0, round(video.duration, 6))
             builder.set_windows(slot, [window_entry(window, results[at])])
             record_result(builder, slot, results[at], video.timestamps, None)
-        self._merge(builder, backend, long, results)
+        self._merge(builder, backend, long, results, gate)
 
     def _merge(self, builder: SampleBuilder, backend: CaptionBackend, long: list[_LongVideo],
-               results: list[CaptionResult]) -> None:
+               results: list[CaptionResult], gate: QualityGate | None = None) -> None:
         """Record each long video's windows, then caption it from them (one text-only call)."""
         merging, requests = [], []
         for item in long:
@@ -127,8 +129,7 @@ class WindowedCaptioning:
             requests.append(CaptionRequest(
                 None, {}, merge_prompt(captions, self.config.merge_prompt or MERGE_INSTRUCTION),
                 model=self.config.merge_model))
-        for item, result in zip(merging, backend.generate(requests) if requests else [],
-                                strict=True):
+        for item, result in zip(merging, generate_checked(backend, requests, gate), strict=True):
             record_result(builder, item.slot, result, item.video.timestamps, None)
 
 

@@ -12,15 +12,19 @@ from dj_ops.store.sqlite_store import ResultStore
 
 def encode_result(candidates: list[Candidate], timestamps) -> dict:
     """A result as stored: the backend's candidates (before any trimming, which is redone on
-    reuse; with the decoding path that made them) and the frames' timestamps."""
+    reuse; with the decoding path that made them and the quality gate's flags of each attempt:
+    the candidates the gate kept) and the frames' timestamps."""
     return {"candidates": [[c.text, int(c.num_tokens), bool(c.hit_token_limit),
-                            bool(c.repetition_trimmed), c.decoding] for c in candidates],
+                            bool(c.repetition_trimmed), c.decoding,
+                            [list(flags) for flags in c.attempts]] for c in candidates],
             "timestamps": [float(t) for t in timestamps]}
 
 
 def decode_result(value: dict) -> tuple[list[Candidate], list[float]]:
     """The candidates and timestamps of a stored result."""
-    return [Candidate(*c) for c in value["candidates"]], list(value["timestamps"])
+    candidates = [Candidate(*c[:5], attempts=tuple(tuple(f) for f in c[5]) if c[5:] else ())
+                  for c in value["candidates"]]  # stores written before the gate: no attempts
+    return candidates, list(value["timestamps"])
 
 
 @dataclass

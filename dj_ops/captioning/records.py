@@ -30,9 +30,11 @@ class VideoOutcome:
     repetition_trimmed: bool = False  # a trailing repetition loop was cut from the caption
     from_store: bool = False  # reused from the result store, not generated in this run
     decoding: str = ""  # which decoding path produced the caption (Candidate.decoding)
+    # caption_format json: caption_json and captions_by_length (ops/structured_config.py)
+    structured: dict | None = None
 
     def as_dict(self) -> dict:
-        return {
+        return {**(self.structured or {}),
             "path": self.path,
             "timestamps": _timestamps(self.timestamps),
             "generated_tokens": int(self.generated_tokens),

@@ -24,6 +24,7 @@ from dj_ops.ops.outcome_log import OutcomeLog
 from dj_ops.ops.pipeline import caption_batch
 from dj_ops.ops.sample_builder import SampleBuilder
 from dj_ops.ops.streaming import caption_with_engine
+from dj_ops.ops.structured_config import output_key
 from dj_ops.store import ResultKeyer, ResultStore, model_identity
 from dj_ops.store.session import StoreSession
 from dj_ops.video.decoders import cores_per_process, open_decode_source
@@ -80,8 +81,10 @@ class Captioner:
         self.backend = self.load_backend(placement.rank, placement.on_gpu)
         self.frames = sized_frames(self.config.frames, self.backend)
         # what generation actually runs with, as the loaded backend resolved it
-        self.run_info = replace(self.config.run_info,
-                                generation=self.backend.generation_record())
+        generation = self.backend.generation_record()
+        if self.config.structured is not None:  # the format and schema (hash) it ran under
+            generation.update(self.config.structured.provenance())
+        self.run_info = replace(self.config.run_info, generation=generation)
         cores = cores_per_process(placement.op_processes)
         # by default one decoding process per core of this op process
         workers = cores if decoding.workers is None else decoding.workers
@@ -101,7 +104,7 @@ class Captioner:
             run={"backend": config.backend, "system_prompt": config.layout.system_prompt,
                  "frames": self.frames, "generation": self.run_info.generation,
                  "caption_num": model.num_candidates, "model_params": model.model_params,
-                 "output": {"format": "text"}},
+                 "output": output_key(config.structured)},
             content_hash=config.store.content_hash)
         return StoreSession(ResultStore(config.store.path), keyer)
 
@@ -110,7 +113,7 @@ class Captioner:
         if not self.ready:
             raise RuntimeError("Captioner.setup() must run before caption()")
         config = self.config
-        builder = SampleBuilder(samples, config.layout)
+        builder = SampleBuilder(samples, config.layout, config.structured)
         decoding, system_prompt = config.decoding, config.layout.system_prompt
         with intra_op_threads(self.threads):
             if is_streaming(self.backend):  # the engine batches by itself: feed it continuously

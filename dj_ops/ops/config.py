@@ -22,6 +22,7 @@ from dj_ops.captioning.generation import (
 )
 from dj_ops.captioning.records import RunInfo
 from dj_ops.captioning.selection import SELECTORS
+from dj_ops.ops.structured_config import StructuredConfig
 from dj_ops.store import ResultStore
 from dj_ops.video.decoders import resolve_decoder
 from dj_ops.video.settings import FrameSettings
@@ -99,6 +100,7 @@ class CaptionConfig:
     layout: TextLayout = field(default_factory=TextLayout)
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    structured: StructuredConfig | None = None  # caption_format json (structured_config.py)
 
     @property
     def generation(self) -> GenerationSettings:
@@ -112,8 +114,10 @@ class CaptionConfig:
     def run_info(self) -> RunInfo:
         """The provenance shared by every record of this op, generation as the settings say
         (the captioner records it as its loaded backend resolved it)."""
-        return RunInfo(self.model.model, self.backend,
-                       generation_record(self.generation, self.model.seed), self.output.mode)
+        generation = generation_record(self.generation, self.model.seed)
+        if self.structured is not None:
+            generation.update(self.structured.provenance())
+        return RunInfo(self.model.model, self.backend, generation, self.output.mode)
 
 
 def check_choice(name: str, value, allowed) -> None:
@@ -162,7 +166,8 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
                  model_params: dict | None, sampling_params: dict | None,
                  generation_batch_size: int, seed: int | None,
                  fast_decoding: str = "auto",
-                 store: StoreConfig | None = None) -> CaptionConfig:
+                 store: StoreConfig | None = None,
+                 structured: StructuredConfig | None = None) -> CaptionConfig:
     """The op's parameters as one :class:`CaptionConfig`.
 
     :raises ValueError: (or ``ModuleNotFoundError`` for a missing optional package) naming the
@@ -181,9 +186,10 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
         num_candidates=caption_num, batch_size=generation_batch_size, seed=seed,
         model_params=dict(model_params or {}), frame_settings=frames,
         fast_decoding=fast_decoding,
+        json_schema=structured.schema if structured is not None else None,
     )
     backend_class(backend).check_config(config)
     store = store or StoreConfig()
     if store.path:  # a store of another format fails here, not in a worker
         ResultStore(store.path).close()
-    return CaptionConfig(backend, config, output, layout, decoding, store)
+    return CaptionConfig(backend, config, output, layout, decoding, store, structured)

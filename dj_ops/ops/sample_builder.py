@@ -30,6 +30,7 @@ from dj_ops.captioning.text import (
     plan_chunks,
 )
 from dj_ops.ops.config import OutputPolicy, TextLayout
+from dj_ops.ops.structured_config import ERROR_INVALID_JSON, StructuredConfig
 from dj_ops.ops.writers import CaptionedRow, OutputWriter, writer_for
 
 ERROR_INVALID_PROMPT = "invalid_prompt"
@@ -74,9 +75,11 @@ class _Row:
 class SampleBuilder:
     """Collects one batch's captions and failures, then builds the output batch."""
 
-    def __init__(self, samples: dict, layout: TextLayout):
+    def __init__(self, samples: dict, layout: TextLayout,
+                 structured: StructuredConfig | None = None):
         self.keys = list(samples.keys())
         self.layout = layout
+        self.structured = structured  # caption_format json: candidates are JSON documents
         rows = convert_dict_list_to_list_dict(samples) if samples else []
         self.rows = [_Row(s, list(s.get(layout.video_key) or [])) for s in rows]
         for row in self.rows:
@@ -118,7 +121,8 @@ class SampleBuilder:
     def set_candidates(self, slot: VideoSlot, candidates: list[Candidate],
                        timestamps: list[float], from_store: bool = False) -> None:
         """The video's candidates (``from_store``: reused from a result store)."""
-        kept = [_without_loop(c) for c in candidates]
+        # a JSON document is never cut (the cut would break it; the grammar bounds it)
+        kept = candidates if self.structured else [_without_loop(c) for c in candidates]
         self.rows[slot.row].candidates[slot.video] = (kept, tuple(timestamps), from_store)
 
     def build(self, run: RunInfo, policy: OutputPolicy,
@@ -141,7 +145,11 @@ class SampleBuilder:
                 continue
             captioned = None if row.failed else self._captioned(row, policy.mode, rng)
             if captioned is None:
-                record = build_record(STATUS_ERROR, run, row.prompt, row.all_failures(), -1)
+                failures = row.all_failures()
+                if self.structured is not None:  # the same record fields as a captioned row's
+                    blank = self.structured.blank_fields()
+                    failures = [replace(f, structured=blank) for f in failures]
+                record = build_record(STATUS_ERROR, run, row.prompt, failures, -1)
                 out.extend(self._failed_rows(row, record, policy.on_error, writer))
             else:
                 rows = writer.captioned(captioned, run)
@@ -153,11 +161,15 @@ class SampleBuilder:
     def _captioned(self, row: _Row, mode: str, rng: random.Random) -> CaptionedRow | None:
         """The row's kept candidates; None (and failures recorded) when a video has no usable
         caption."""
-        texts = [[c.text for c in row.candidates[v][0]] for v in range(len(row.videos))]
+        rendered = [[self._render(c.text) for c in row.candidates[v][0]]
+                    for v in range(len(row.videos))]
+        texts = [[text for text, _ in per_video] for per_video in rendered]
         empty = [v for v, cands in enumerate(texts) if not has_usable_captions(mode, cands)]
         for v in empty:
-            row.failures[v] = VideoOutcome(row.videos[v], error_kind=ERROR_EMPTY_CAPTION,
-                                           error_message="the model generated an empty caption")
+            invalid = [why for _, why in rendered[v] if isinstance(why, str)]
+            row.failures[v] = VideoOutcome(
+                row.videos[v], error_kind=ERROR_INVALID_JSON if invalid else ERROR_EMPTY_CAPTION,
+                error_message=invalid[0] if invalid else "the model generated an empty caption")
         if empty:
             return None
         # Empty candidates never win a single-caption mode while a non-empty one exists.
@@ -167,10 +179,21 @@ class SampleBuilder:
         picks = select_per_sample(mode, [[texts[v][i] for i in usable[v]] for v in
                                          range(len(row.videos))], references, rng)
         picks = [[usable[v][i] for v, i in enumerate(per_video)] for per_video in picks]
-        outcomes = [[_outcome(path, candidate, *row.candidates[v][1:])
-                     for candidate in row.candidates[v][0]]
+        outcomes = [[_outcome(path, candidate, *row.candidates[v][1:], rendered[v][i][1])
+                     for i, candidate in enumerate(row.candidates[v][0])]
                     for v, path in enumerate(row.videos)]
         return CaptionedRow(row.sample, row.chunks, row.prompt, texts, outcomes, picks)
+
+    def _render(self, text: str) -> tuple[str, dict | str | None]:
+        """A candidate's caption text and, in json mode, its record fields, or why it is not
+        a valid document (its text then "": not usable)."""
+        if self.structured is None:
+            return text, None
+        try:
+            rendered = self.structured.render(text)
+        except ValueError as error:
+            return "", str(error)
+        return rendered.text, rendered.fields
 
     @staticmethod
     def _failed_rows(row: _Row, record: dict, on_error: str,
@@ -199,10 +222,11 @@ class SampleBuilder:
 
 
 def _outcome(path: str, candidate: Candidate, timestamps: tuple[float, ...],
-             from_store: bool) -> VideoOutcome:
+             from_store: bool, structured: dict | str | None) -> VideoOutcome:
     return VideoOutcome(path, timestamps, candidate.num_tokens, candidate.hit_token_limit,
                         repetition_trimmed=candidate.repetition_trimmed, from_store=from_store,
-                        decoding=candidate.decoding)
+                        decoding=candidate.decoding,
+                        structured=structured if isinstance(structured, dict) else None)
 
 
 def _without_loop(candidate: Candidate) -> Candidate:

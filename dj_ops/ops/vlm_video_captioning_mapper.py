@@ -33,6 +33,7 @@ from dj_ops.ops.config import (
 )
 from dj_ops.ops.export_notice import ExportTarget
 from dj_ops.ops.outcome_log import OutcomeLog, log_run_outcomes, warn_records_elsewhere
+from dj_ops.ops.structured_config import parse_structured
 from dj_ops.video import FrameSettings
 from dj_ops.video.decoders import DEFAULT_DECODER
 
@@ -99,6 +100,9 @@ class VLMVideoCaptioningMapper(Mapper):
         result_store_content_hash: bool = False,
         max_in_flight: PositiveInt = DEFAULT_MAX_IN_FLIGHT,
         fast_decoding: Literal["auto", "off"] = "auto",
+        caption_format: Literal["text", "json"] = "text",
+        json_schema: dict | str | None = None,
+        caption_lengths: dict | None = None,
         *args,
         **kwargs,
     ):
@@ -188,6 +192,20 @@ class VLMVideoCaptioningMapper(Mapper):
             requests handed to the engine or server at once; decoded videos wait beyond it.
             The default suits a GPU engine's continuous batching; the openai backend also
             keeps at most ``model_params.max_concurrency`` requests on the wire.
+        :param caption_format: 'text' (free text) or 'json': structured captions, decoded under
+            ``json_schema`` by constrained decoding on every backend (transformers: llguidance;
+            vllm: structured outputs with the guidance backend; openai: ``response_format``
+            json_schema). Each video's record holds the document (``caption_json``, a string)
+            and its renderings (``captions_by_length``); the caption text (after the video
+            token, or in ``caption_key``) is the first of ``caption_lengths``. A document that
+            is not valid (a token limit that cut it) gets an ``invalid_json`` error record.
+            Set ``sampling_params.max_new_tokens`` high enough for a whole document.
+        :param json_schema: json mode's JSON Schema: a dict, the path of a .json file, or None
+            for the default video-caption schema (summary, subjects, scene, camera, lighting,
+            style, timeline). Refused at construction when invalid or with caption_format text.
+        :param caption_lengths: json mode: named word budgets of the rendered captions, e.g.
+            ``{long: 170, short: 40}`` (the default); the first is the text after the video
+            token. Counted in words; a rendering never exceeds its budget.
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -209,6 +227,7 @@ class VLMVideoCaptioningMapper(Mapper):
             model_params=model_params, sampling_params=sampling_params,
             generation_batch_size=generation_batch_size, seed=seed, fast_decoding=fast_decoding,
             store=StoreConfig(result_store, result_store_content_hash),
+            structured=parse_structured(caption_format, json_schema, caption_lengths),
         )
         # Data-Juicer's model zoo loads this once per worker, on the worker's device.
         self.model_key = functools.partial(build_backend, backend, self.config.model)

@@ -5,6 +5,7 @@ named lengths; bad parameters are refused at construction; the result store keys
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from data_juicer.utils.constant import Fields
@@ -145,3 +146,20 @@ def test_openai_payload_asks_for_the_schema(qwen3):
     assert fields["response_format"] == {"type": "json_schema", "json_schema": {
         "name": "Tiny_caption", "schema": USER_SCHEMA, "strict": True}}
     assert "response_format" not in sampling_fields(make_op(qwen3).config.model)
+
+
+def test_vllm_engine_gets_the_guidance_backend_in_json_mode_only(qwen3):
+    from dj_ops.adapters import resolve_adapter
+    from dj_ops.backends.vllm_requests import STRUCTURED_OUTPUTS_CONFIG, engine_kwargs
+
+    def kwargs(model_params=None, **params):  # a vllm recipe's engine arguments
+        config = make_op(qwen3, **params).config.model
+        config = replace(config, model_params={**config.model_params, **(model_params or {})})
+        return engine_kwargs(config, resolve_adapter(config.model, config.params))
+
+    assert kwargs(caption_format="json")["structured_outputs_config"] == \
+        STRUCTURED_OUTPUTS_CONFIG == {"backend": "guidance", "disable_any_whitespace": True}
+    assert "structured_outputs_config" not in kwargs()
+    own = {"backend": "xgrammar"}
+    assert kwargs(caption_format="json", model_params={
+        "structured_outputs_config": own})["structured_outputs_config"] == own

@@ -163,3 +163,21 @@ def test_vllm_engine_gets_the_guidance_backend_in_json_mode_only(qwen3):
     own = {"backend": "xgrammar"}
     assert kwargs(caption_format="json", model_params={
         "structured_outputs_config": own})["structured_outputs_config"] == own
+
+
+def test_result_store_reuses_json_documents_and_renders_them_again(qwen3, videos, tmp_path):
+    store = str(tmp_path / "results.sqlite")
+    samples = [{"text": V, "videos": [v]} for v in videos[:2]]
+    first = run_op(json_op(qwen3, USER_SCHEMA_TOKENS, json_schema=USER_SCHEMA,
+                           result_store=store, keep_original_sample=False), samples)
+    # the same documents, rendered at other lengths: generation is keyed, rendering is not
+    again = run_op(json_op(qwen3, USER_SCHEMA_TOKENS, json_schema=USER_SCHEMA,
+                           result_store=store, keep_original_sample=False,
+                           caption_lengths={"tiny": 5}), samples)
+    for before, after in zip(first, again):
+        (old,) = before[Fields.meta][META_KEY]["videos"]
+        (new,) = after[Fields.meta][META_KEY]["videos"]
+        assert new["from_store"] and not old["from_store"]
+        assert new["caption_json"] == old["caption_json"]
+        assert list(new["captions_by_length"]) == ["tiny"]
+        assert count_words(new["captions_by_length"]["tiny"]) <= 5

@@ -31,6 +31,7 @@ from pathlib import Path
 import psutil
 
 from bench.measure import rate, save, spread
+from bench.vllm_cpu import tree_cpu_seconds
 from dj_ops.captioning.records import META_KEY
 from dj_ops.captioning.structured import DEFAULT_SCHEMA, validation_error
 from dj_ops.testing.clips import sample_videos
@@ -40,25 +41,13 @@ FRAMES = {"max_frames": 4, "min_frames": 2, "max_pixels": 112 * 112, "min_pixels
 JSON_MAX_TOKENS = 2000
 
 
-def tree_cpu_seconds() -> float:
-    """CPU time of this process and its living children (a vLLM engine core)."""
-    total = 0.0
-    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
-
-
 def timed_tokens(run, counts: dict, key: str, self_only: bool) -> float:
     """Run ``run`` (returning (tokens, valid documents, documents)), add its figures to
     ``counts[key]``; returns its tokens per CPU second."""
     start_wall = time.perf_counter()
-    start_cpu = time.process_time() if self_only else tree_cpu_seconds()
+    start_cpu = time.process_time() if self_only else tree_cpu_seconds(psutil.Process())
     tokens, valid, documents = run()
-    cpu = (time.process_time() if self_only else tree_cpu_seconds()) - start_cpu
+    cpu = (time.process_time() if self_only else tree_cpu_seconds(psutil.Process())) - start_cpu
     entry = counts.setdefault(key, {"tokens": 0, "cpu_s": 0.0, "wall_s": 0.0, "valid": 0,
                                     "documents": 0})
     entry["tokens"] += tokens

@@ -87,12 +87,26 @@ def test_user_schema_file_and_lengths(qwen3, videos, tmp_path):
     rows = run_op(json_op(qwen3, USER_SCHEMA_TOKENS, json_schema=str(path),
                           caption_lengths=lengths, keep_original_sample=False), samples)
     assert check_rows(rows, USER_SCHEMA, lengths) == 3
-    # the caption field mode writes the default length, the record the rest
+    # the caption field mode: the default length in the field, every length beside it (and in
+    # the record); blank for a failed sample, [] for a sample without videos
     rows = run_op(json_op(qwen3, USER_SCHEMA_TOKENS, json_schema=USER_SCHEMA,
-                          caption_lengths=lengths, caption_key="caption"), samples)
-    for row in rows:
+                          caption_lengths=lengths, caption_key="caption"),
+                  [*samples, {"text": "none", "videos": []},
+                   {"text": V, "videos": ["/no/such/video.mp4"]}])
+    for row in rows[:2]:
         videos_ = row[Fields.meta][META_KEY]["videos"]
         assert row["caption"] == [v["captions_by_length"]["tiny"] for v in videos_]
+        assert row["caption_lengths"] == [v["captions_by_length"] for v in videos_]
+        assert all(count_words(c["full"]) <= 60 for c in row["caption_lengths"])
+    assert rows[2]["caption"] == [] and rows[2]["caption_lengths"] == []
+    assert rows[3]["caption"] == [""] and rows[3]["caption_lengths"] == [{"tiny": "",
+                                                                          "full": ""}]
+    # a mode that keeps every candidate: a list per video
+    (row,) = run_op(json_op(qwen3, USER_SCHEMA_TOKENS, json_schema=USER_SCHEMA,
+                            caption_lengths=lengths, caption_key="caption", caption_num=2,
+                            keep_candidate_mode="all"), samples[1:])
+    assert len(row["caption"][0]) == len(row["caption_lengths"][0]) == 2
+    assert [c["tiny"] for c in row["caption_lengths"][0]] == row["caption"][0]
 
 
 def test_a_cut_document_is_an_invalid_json_error_not_a_caption(qwen3, videos):

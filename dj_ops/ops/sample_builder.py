@@ -135,7 +135,7 @@ class SampleBuilder:
         kept with an error record, dropped or raised, per ``on_error``; a captioned row
         becomes the rows of its output mode's writer.
         """
-        writer = writer_for(self.layout, policy)
+        writer = writer_for(self.layout, policy, self.structured)
         out: list[dict] = []
         records: list[dict | None] = []
         for row in self.rows:
@@ -156,7 +156,7 @@ class SampleBuilder:
                 out.extend(rows)
                 record = rows[-1][self.layout.meta_key][META_KEY]
             records.append(record)
-        return self._to_columns(out, policy.caption_key), records
+        return self._to_columns(out, *writer.fields), records
 
     def _captioned(self, row: _Row, mode: str, rng: random.Random) -> CaptionedRow | None:
         """The row's kept candidates; None (and failures recorded) when a video has no usable
@@ -205,13 +205,13 @@ class SampleBuilder:
             raise CaptioningError(f"captioning failed for a sample: {details}")
         return [] if on_error == "drop" else [writer.failed(row.sample, record)]
 
-    def _to_columns(self, rows: list[dict], caption_key: str | None = None) -> dict:
+    def _to_columns(self, rows: list[dict], *fields: str) -> dict:
         """Columns of ``rows``. Every row's meta holds the op's key, None where the op wrote no
         record (originals, rows without videos): datasets types a batch that mixes rows with
         and without the record as Json, and batches without such rows as a struct, so the
         shards of one job could not be joined."""
         meta_key = self.layout.meta_key
-        extra = [k for k in (meta_key, caption_key) if k and k not in self.keys]
+        extra = [k for k in (meta_key, *fields) if k and k not in self.keys]
         keys = self.keys + extra
         columns = {k: [r.get(k) for r in rows] for k in keys}
         columns[meta_key] = [

@@ -9,7 +9,8 @@ vLLM, ``response_format`` for OpenAI-compatible servers). What the op stores per
   ``caption_json``;
 - the text after the video token (or in ``caption_key``): the document rendered at the *first*
   of ``caption_lengths`` (the default length);
-- every named length in the video's record ``captions_by_length`` (``{name: text}``).
+- every named length in the video's record ``captions_by_length`` (``{name: text}``), and with
+  ``caption_key`` also in the field ``<caption_key>_lengths`` (one ``{name: text}`` per video).
 
 Lengths are counted in words (``captioning/rendering.py`` says why); the rendered text never
 exceeds its budget.
@@ -82,6 +83,11 @@ class StructuredConfig:
         """The record fields of a video without a caption (same keys and types: one Arrow
         schema for every row)."""
         return {"caption_json": "", "captions_by_length": {name: "" for name, _ in self.lengths}}
+
+
+def lengths_field(caption_key: str) -> str:
+    """The field beside ``caption_key`` holding each video's renderings (json mode)."""
+    return f"{caption_key}_lengths"
 
 
 def output_key(structured: StructuredConfig | None) -> dict[str, str]:

@@ -197,7 +197,8 @@ class VLMVideoCaptioningMapper(Mapper):
             vllm: structured outputs with the guidance backend; openai: ``response_format``
             json_schema). Each video's record holds the document (``caption_json``, a string)
             and its renderings (``captions_by_length``); the caption text (after the video
-            token, or in ``caption_key``) is the first of ``caption_lengths``. A document that
+            token, or in ``caption_key``, whose renderings then also go in the field
+            ``<caption_key>_lengths``) is the first of ``caption_lengths``. A document that
             is not valid (a token limit that cut it) gets an ``invalid_json`` error record.
             Set ``sampling_params.max_new_tokens`` high enough for a whole document.
         :param json_schema: json mode's JSON Schema: a dict, the path of a .json file, or None

@@ -81,10 +81,8 @@ class Captioner:
         self.backend = self.load_backend(placement.rank, placement.on_gpu)
         self.frames = sized_frames(self.config.frames, self.backend)
         # what generation actually runs with, as the loaded backend resolved it
-        generation = self.backend.generation_record()
-        if self.config.structured is not None:  # the format and schema (hash) it ran under
-            generation.update(self.config.structured.provenance())
-        self.run_info = replace(self.config.run_info, generation=generation)
+        self.run_info = replace(self.config.run_info, generation=self.config.with_caption_format(
+            self.backend.generation_record()))
         cores = cores_per_process(placement.op_processes)
         # by default one decoding process per core of this op process
         workers = cores if decoding.workers is None else decoding.workers

@@ -114,10 +114,14 @@ class CaptionConfig:
     def run_info(self) -> RunInfo:
         """The provenance shared by every record of this op, generation as the settings say
         (the captioner records it as its loaded backend resolved it)."""
-        generation = generation_record(self.generation, self.model.seed)
-        if self.structured is not None:
-            generation.update(self.structured.provenance())
+        generation = self.with_caption_format(generation_record(self.generation,
+                                                                self.model.seed))
         return RunInfo(self.model.model, self.backend, generation, self.output.mode)
+
+    def with_caption_format(self, generation: dict) -> dict:
+        """A ``generation`` record with, in json mode, the caption format and the schema's
+        hash (``StructuredConfig.provenance``)."""
+        return {**generation, **(self.structured.provenance() if self.structured else {})}
 
 
 def check_choice(name: str, value, allowed) -> None:

@@ -52,6 +52,8 @@ class BackendConfig:
     model_params: dict[str, Any] = field(default_factory=dict)
     frame_settings: FrameSettings = field(default_factory=FrameSettings)
     fast_decoding: str = "auto"  # transformers' checked speed-ups: 'auto' or 'off'
+    # caption_format json: the JSON Schema every caption is decoded under (None: free text)
+    json_schema: dict[str, Any] | None = None
 
     @functools.cached_property
     def params(self) -> ModelParams:

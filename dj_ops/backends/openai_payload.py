@@ -11,6 +11,7 @@ part and the prompt. ``video_url`` is the sampled frames re-encoded as an MP4 da
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -84,12 +85,25 @@ def auth_headers(settings: ServerSettings, environ=None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def schema_name(schema: dict[str, Any]) -> str:
+    """``response_format``'s schema name: the schema's title in the characters OpenAI allows
+    (``[A-Za-z0-9_-]``, at most 64), else ``caption``."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or ""))[:64]
+    return name or "caption"
+
+
 def sampling_fields(config: BackendConfig) -> dict[str, Any]:
     """Generation fields of the payload: OpenAI's names (``n``, ``max_tokens``, ``temperature``,
     ``top_p``, ``stop``, ``seed``) plus vLLM's extensions only when set (``min_tokens``,
     ``top_k``, ``repetition_penalty``). Greedy decoding asks for one choice, which stands for
-    every candidate."""
-    return to_openai_fields(config.settings, config.num_candidates, config.seed)
+    every candidate. ``caption_format: json`` adds ``response_format`` of type ``json_schema``
+    (strict), which the server enforces by constrained decoding."""
+    fields = to_openai_fields(config.settings, config.num_candidates, config.seed)
+    if config.json_schema is not None:
+        fields["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": schema_name(config.json_schema),
+            "schema": config.json_schema, "strict": True}}
+    return fields
 
 
 def file_url(request: CaptionRequest) -> str:

@@ -28,6 +28,7 @@ from dj_ops.backends.fast_decoding import (
     fast_decoding_blockers,
     plain_generate,
 )
+from dj_ops.backends.grammar import compile_json_schema, json_logits_processors
 from dj_ops.backends.hf_inputs import hf_inputs_for
 from dj_ops.backends.memory import OUT_OF_MEMORY, free_memory, is_out_of_memory
 from dj_ops.backends.model_source import check_model_source
@@ -49,6 +50,10 @@ FROM_PRETRAINED_KEYS = frozenset({
     "low_cpu_mem_usage", "max_memory", "offload_folder", "quantization_config", "revision",
     "subfolder", "torch_dtype", "trust_remote_code", "use_safetensors", "variant",
 })
+
+
+# Candidate.decoding of a structured caption: plain generate under the schema's grammar.
+JSON_SCHEMA_DECODING = "generate_json_schema"
 
 
 def pick_dtype(device: str) -> torch.dtype:
@@ -99,13 +104,22 @@ class TransformersBackend(CaptionBackend):
         self.pad_token_id = self.generate_kwargs.get("pad_token_id", self.tokenizer.pad_token_id)
         self.size_factor = self.inputs.size_factor(self.processor)
         self.batch_size = min(config.batch_size, self.adapter.max_batch_size or config.batch_size)
+        # caption_format json: the schema compiled once for this tokenizer; each generate call
+        # gets fresh grammar processors (one matcher per row).
+        self.grammar = None if config.json_schema is None else compile_json_schema(
+            self.tokenizer, self.model.config.get_text_config().vocab_size, config.json_schema,
+            sorted(self.eos_ids))
         # The speed-ups run where they were checked, and are checked again on the first
         # micro-batch (fast_decoding.py).
-        self.fast = FastDecoding(self.model, fast_decoding_blockers(
+        blockers = fast_decoding_blockers(
             self.model, mode=config.fast_decoding,
             checked_model_types=self.adapter.fast_decoding_checked,
             attn_implementation=config.model_params.get("attn_implementation"),
-            generate_kwargs=self.generate_kwargs))
+            generate_kwargs=self.generate_kwargs)
+        if self.grammar is not None:  # its check compares greedy paths, not grammar states
+            blockers.append("caption_format json decodes through plain generate with a "
+                            "grammar processor")
+        self.fast = FastDecoding(self.model, blockers)
 
     @property
     def separate_prefill(self) -> bool:
@@ -199,15 +213,18 @@ class TransformersBackend(CaptionBackend):
         config = request_config(self.config, requests[0])  # alike in a micro-batch
         if config.seed is not None:
             torch.manual_seed(config.seed)
-        if config is self.config:
-            kwargs = self.generate_kwargs
-            k = kwargs["num_return_sequences"]
-            new_tokens, path = self.fast.generate(requests, self.encode, kwargs, k)
-        else:  # a retry's sampling: its repetition penalty reads the prompt's tokens, which
+        retry = config is not self.config
+        kwargs = self._generate_kwargs(config.settings) if retry else self.generate_kwargs
+        k = kwargs["num_return_sequences"]
+        if self.grammar is not None:  # a fresh grammar state per call
+            kwargs = {**kwargs, "logits_processor": json_logits_processors(self.grammar)}
+        if retry:  # a retry's sampling: its repetition penalty reads the prompt's tokens, which
             # the fast path does not pass to generate, so plain generate runs it
-            kwargs = self._generate_kwargs(config.settings)
-            k = kwargs["num_return_sequences"]
             new_tokens, path = plain_generate(self.model, self.encode(requests), kwargs), GENERATE
+        else:
+            new_tokens, path = self.fast.generate(requests, self.encode, kwargs, k)
+        if self.grammar is not None:
+            path = JSON_SCHEMA_DECODING
         return [
             CaptionResult.repeated(
                 [self._candidate(row, path, kwargs["max_new_tokens"])

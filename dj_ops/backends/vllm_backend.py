@@ -56,6 +56,16 @@ def _final_only(params: vllm.SamplingParams) -> vllm.SamplingParams:
     return params
 
 
+def _structured_outputs(config: BackendConfig):
+    """caption_format json: the schema for the engine's structured outputs (built with the
+    guidance backend, ``vllm_requests.STRUCTURED_OUTPUTS_CONFIG``); None for free text."""
+    if config.json_schema is None:
+        return None
+    from vllm.sampling_params import StructuredOutputsParams
+
+    return StructuredOutputsParams(json=config.json_schema)
+
+
 class VLLMBackend(StreamingBackend, CaptionBackend):
     """Captions with an in-process ``vllm.LLM`` engine."""
 
@@ -72,7 +82,8 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
         # with its own seed meets chunked prefill; there the seed goes to the engine only
         # (engine_kwargs), which makes sampled captions depend on how requests are batched.
         self.sampling_params = _final_only(vllm.SamplingParams(
-            **sampling_kwargs(config, per_request_seed=not _on_cpu())))
+            **sampling_kwargs(config, per_request_seed=not _on_cpu()),
+            structured_outputs=_structured_outputs(config)))
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = engine_max_model_len(self.llm)
         self.context_limit = self.max_model_len

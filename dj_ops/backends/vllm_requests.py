@@ -27,6 +27,11 @@ from dj_ops.captioning.generation import sequences_per_prompt, to_vllm_sampling_
 
 # One engine per worker on one GPU unless model_params say otherwise.
 ENGINE_DEFAULTS: dict[str, Any] = {"tensor_parallel_size": 1}
+# caption_format json: llguidance (vLLM's "guidance" backend), compact JSON. vLLM's default,
+# xgrammar, let raw control characters into strings (not strict JSON), and with whitespace allowed
+# a random-weight model spends its tokens on "\n\t" runs (docs/findings.md).
+STRUCTURED_OUTPUTS_CONFIG: dict[str, Any] = {"backend": "guidance",
+                                             "disable_any_whitespace": True}
 # Words of vLLM's error for a prompt longer than the context (``max_model_len``): the engine's
 # and, for the openai backend, its server's ("This model's maximum context length is ...").
 CONTEXT_ERROR_MARKERS = ("maximum model length", "max_model_len", "maximum context length")
@@ -54,6 +59,8 @@ def engine_kwargs(config: BackendConfig, adapter: ModelAdapter) -> dict[str, Any
     }
     if config.seed is not None:
         kwargs.setdefault("seed", config.seed)
+    if config.json_schema is not None:  # a recipe's own structured_outputs_config wins
+        kwargs.setdefault("structured_outputs_config", dict(STRUCTURED_OUTPUTS_CONFIG))
     return kwargs
 
 
@@ -80,7 +87,8 @@ def sampling_kwargs(config: BackendConfig, per_request_seed: bool = True) -> dic
     """
     seed = config.seed if per_request_seed else None
     kwargs = to_vllm_sampling_kwargs(config.settings, config.num_candidates, seed)
-    return {**kwargs, "n": sequences_per_prompt(config.settings, config.num_candidates)}
+    kwargs["n"] = sequences_per_prompt(config.settings, config.num_candidates)
+    return kwargs
 
 
 def build_request(adapter: ModelAdapter, request: CaptionRequest,

@@ -42,9 +42,11 @@ class VideoOutcome:
     windows: tuple[dict, ...] | None = None
     # the quality gate's flags of each attempt made for the kept caption (Candidate.attempts)
     attempts: tuple[tuple[str, ...], ...] = ()
+    # caption_format json: caption_json and captions_by_length (ops/structured_config.py)
+    structured: dict | None = None
 
     def as_dict(self) -> dict:
-        return {
+        return {**(self.structured or {}),
             "path": self.path,
             "timestamps": _timestamps(self.timestamps),
             "generated_tokens": int(self.generated_tokens),

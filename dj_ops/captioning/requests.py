@@ -53,8 +53,9 @@ class Candidate:
     num_tokens: int
     hit_token_limit: bool
     repetition_trimmed: bool = False
-    # Which path decoded it: transformers' ``shared_prefix`` (the checked fast path) or
-    # ``generate``; ``engine`` for a backend's own engine or server (vLLM, OpenAI).
+    # Which path decoded it: transformers' ``shared_prefix`` (the checked fast path),
+    # ``generate``, or ``generate_json_schema`` (caption_format json: plain generate under the
+    # schema's grammar); ``engine`` for a backend's own engine or server (vLLM, OpenAI).
     decoding: str = "engine"
     # The quality gate's flags of each attempt made for this candidate, in order (the last one
     # is this text's); empty when no gate checked it.

@@ -19,7 +19,12 @@ Captions are read from the text, or from the field ``--caption-key`` names; when
 none, the one field shaped like a caption field (one caption or candidate list per video) is
 used. A run that reads rows but writes no pair exits 1 with the fix.
 
-Command line: ``dj-ops-export-cogvideox EXPORT -o DATA_ROOT [--caption-key caption]``.
+Structured captions (``caption_format: json``): ``--length NAME`` writes each video's rendering
+of that name (its record's ``captions_by_length``) instead of the text's default length; a name
+the export lacks exits 2 listing the ones it has.
+
+Command line: ``dj-ops-export-cogvideox EXPORT -o DATA_ROOT [--caption-key caption]
+[--length NAME]``.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class Layout:
     video_key: str = "videos"
     text_key: str = "text"
     caption_key: str | None = None
+    length: str | None = None  # a rendered length of structured captions (captions_by_length)
 
 
 @dataclass
@@ -99,6 +105,8 @@ def row_captions(row: dict, layout: Layout) -> list[list[str]] | str:
     record = (row.get(Fields.meta) or {}).get(META_KEY) or {}
     if record.get("status") == STATUS_ERROR:
         return SKIP_ERROR
+    if layout.length:
+        return length_captions(record, len(videos), layout.length)
     if layout.caption_key:
         found = list(row.get(layout.caption_key) or [])
     else:
@@ -107,6 +115,29 @@ def row_captions(row: dict, layout: Layout) -> list[list[str]] | str:
     if len(found) != len(videos):
         return SKIP_TOKEN_MISMATCH if not layout.caption_key else SKIP_NO_CAPTION
     return [[c] if isinstance(c, str) else list(c or []) for c in found]
+
+
+def length_captions(record: dict, num_videos: int, name: str) -> list[list[str]] | str:
+    """The captions of each video at the rendered length ``name``, from the record's
+    ``captions_by_length`` (caption_format json; for a mode that keeps every candidate the
+    record lists them video by video).
+
+    :raises ValueError: the export has no such length (the message lists those it has).
+    """
+    entries = record.get("videos") or []
+    if not entries or len(entries) % num_videos:
+        return SKIP_NO_CAPTION
+    per_video = len(entries) // num_videos
+    lengths = [entry.get("captions_by_length") or {} for entry in entries]
+    missing = [available for available in lengths if name not in available]
+    if missing:
+        available = sorted(missing[0])
+        raise ValueError(f"--length {name!r} is not a rendered length of this export; "
+                         + (f"choose one of {available}" if available else
+                            "its records have none (captions made with caption_format: json "
+                            "have them)"))
+    return [[lengths[v * per_video + i][name] for i in range(per_video)]
+            for v in range(num_videos)]
 
 
 def _text_captions(row: dict, layout: Layout) -> list[str]:
@@ -195,7 +226,7 @@ def export_cogvideox(source: str | Path, data_root: str | Path, layout: Layout |
     root = Path(os.path.abspath(data_root))
     summary = Summary()
     layout = layout or Layout()
-    if layout.caption_key is None:
+    if layout.caption_key is None and layout.length is None:
         summary.detected_caption_key = detect_caption_key(read_rows(source), layout)
         layout = replace(layout, caption_key=summary.detected_caption_key)
     pairs = pairs_of(read_rows(source), layout, root, Path(video_root), summary)
@@ -215,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder to write the two files into (CogVideoX's --data_root)")
     parser.add_argument("--caption-key", help="read captions from this field (caption_key "
                                               "output) instead of from the text")
+    parser.add_argument("--length", help="structured captions (caption_format: json): write "
+                                         "the rendered length of this name (a key of the "
+                                         "records' captions_by_length) instead of the text")
     parser.add_argument("--video-key", default="videos")
     parser.add_argument("--text-key", default="text")
     parser.add_argument("--video-root", default=".",
@@ -222,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-file", default=PROMPT_FILE)
     parser.add_argument("--videos-file", default=VIDEOS_FILE)
     args = parser.parse_args(argv)
-    layout = Layout(args.video_key, args.text_key, args.caption_key)
+    layout = Layout(args.video_key, args.text_key, args.caption_key, args.length)
     try:
         summary = export_cogvideox(args.source, args.data_root, layout, args.video_root,
                                    args.prompt_file, args.videos_file)

@@ -26,6 +26,7 @@ from dj_ops.ops.pipeline import caption_batch
 from dj_ops.ops.quality_gate import QualityGate
 from dj_ops.ops.sample_builder import SampleBuilder
 from dj_ops.ops.streaming import caption_with_engine
+from dj_ops.ops.structured_config import output_key
 from dj_ops.ops.windowed import WindowedCaptioning, with_windows_field
 from dj_ops.store import ResultKeyer, ResultStore, model_identity
 from dj_ops.store.session import StoreSession
@@ -87,8 +88,8 @@ class Captioner:
         self.frames = sized_frames(self.config.frames, self.backend)
         self.budget = FrameBudget(self.frames, self.backend, self.config.layout.system_prompt)
         # what generation actually runs with, as the loaded backend resolved it
-        self.run_info = replace(self.config.run_info,
-                                generation=self.backend.generation_record())
+        self.run_info = replace(self.config.run_info, generation=self.config.with_caption_format(
+            self.backend.generation_record()))
         cores = cores_per_process(placement.op_processes)
         # by default one decoding process per core of this op process
         workers = cores if decoding.workers is None else decoding.workers
@@ -110,7 +111,7 @@ class Captioner:
         run = {"backend": config.backend, "system_prompt": config.layout.system_prompt,
                "frames": self.frames, "generation": self.run_info.generation,
                "caption_num": model.num_candidates, "model_params": model.model_params,
-               "output": {"format": "text"}}
+               "output": output_key(config.structured)}
         if config.quality.changes_output:  # else the keys of stores written before the gate
             run["quality"] = config.quality.store_key()
         keyer = ResultKeyer(
@@ -124,7 +125,8 @@ class Captioner:
         if not self.ready:
             raise RuntimeError("Captioner.setup() must run before caption()")
         config = self.config
-        builder = SampleBuilder(samples, config.layout, windowed=self.windows is not None)
+        builder = SampleBuilder(samples, config.layout, config.structured,
+                                windowed=self.windows is not None)
         decoding, system_prompt = config.decoding, config.layout.system_prompt
         frames = self.budget.for_prompts(slot.prompt for slot in builder.video_slots())
         with intra_op_threads(self.threads):

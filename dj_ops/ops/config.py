@@ -8,7 +8,7 @@ layout, and decoding. Nothing here opens a model, a process or a file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from data_juicer.utils.resource_utils import is_cuda_available
 from loguru import logger
@@ -23,6 +23,7 @@ from dj_ops.captioning.generation import (
 from dj_ops.captioning.records import RunInfo
 from dj_ops.captioning.selection import SELECTORS
 from dj_ops.ops.quality_gate import GateConfig
+from dj_ops.ops.structured_config import StructuredConfig
 from dj_ops.ops.window_config import WindowConfig, check_window_config
 from dj_ops.store import ResultStore
 from dj_ops.video.decoders import resolve_decoder
@@ -103,6 +104,7 @@ class CaptionConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
     quality: GateConfig = field(default_factory=GateConfig)
+    structured: StructuredConfig | None = None  # caption_format json (structured_config.py)
 
     @property
     def generation(self) -> GenerationSettings:
@@ -116,8 +118,14 @@ class CaptionConfig:
     def run_info(self) -> RunInfo:
         """The provenance shared by every record of this op, generation as the settings say
         (the captioner records it as its loaded backend resolved it)."""
-        return RunInfo(self.model.model, self.backend,
-                       generation_record(self.generation, self.model.seed), self.output.mode)
+        generation = self.with_caption_format(generation_record(self.generation,
+                                                                self.model.seed))
+        return RunInfo(self.model.model, self.backend, generation, self.output.mode)
+
+    def with_caption_format(self, generation: dict) -> dict:
+        """A ``generation`` record with, in json mode, the caption format and the schema's
+        hash (``StructuredConfig.provenance``)."""
+        return {**generation, **(self.structured.provenance() if self.structured else {})}
 
 
 def check_choice(name: str, value, allowed) -> None:
@@ -168,7 +176,8 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
                  fast_decoding: str = "auto",
                  store: StoreConfig | None = None,
                  windows: WindowConfig | None = None,
-                 quality: GateConfig | None = None) -> CaptionConfig:
+                 quality: GateConfig | None = None,
+                 structured: StructuredConfig | None = None) -> CaptionConfig:
     """The op's parameters as one :class:`CaptionConfig`.
 
     :raises ValueError: (or ``ModuleNotFoundError`` for a missing optional package) naming the
@@ -187,6 +196,7 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
         num_candidates=caption_num, batch_size=generation_batch_size, seed=seed,
         model_params=dict(model_params or {}), frame_settings=frames,
         fast_decoding=fast_decoding,
+        json_schema=structured.schema if structured is not None else None,
     )
     backend_class(backend).check_config(config)
     store = store or StoreConfig()
@@ -196,5 +206,8 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
         windows or WindowConfig(), backend=backend, decoder=decoding.decoder,
         video_start=frames.video_start, video_end=frames.video_end, result_store=store.path,
         model_params=config.model_params)
-    return CaptionConfig(backend, config, output, layout, decoding, store, windows,
-                         quality or GateConfig())
+    quality = quality or GateConfig()
+    if structured is not None:  # json mode: the gate also checks each document's validity
+        quality = replace(quality, schema=structured.schema)
+    return CaptionConfig(backend, config, output, layout, decoding, store, windows, quality,
+                         structured)

@@ -30,6 +30,7 @@ from dj_ops.captioning.text import (
     plan_chunks,
 )
 from dj_ops.ops.config import OutputPolicy, TextLayout
+from dj_ops.ops.structured_config import ERROR_INVALID_JSON, StructuredConfig
 from dj_ops.ops.writers import CaptionedRow, OutputWriter, writer_for
 from dj_ops.video.budget import frames_record
 from dj_ops.video.decode import DecodedVideo
@@ -78,9 +79,11 @@ class _Row:
 class SampleBuilder:
     """Collects one batch's captions and failures, then builds the output batch."""
 
-    def __init__(self, samples: dict, layout: TextLayout, windowed: bool = False):
+    def __init__(self, samples: dict, layout: TextLayout,
+                 structured: StructuredConfig | None = None, windowed: bool = False):
         self.keys = list(samples.keys())
         self.layout = layout
+        self.structured = structured  # caption_format json: candidates are JSON documents
         self.windowed = windowed  # every video record gets a "windows" list
         rows = convert_dict_list_to_list_dict(samples) if samples else []
         self.rows = [_Row(s, list(s.get(layout.video_key) or [])) for s in rows]
@@ -139,7 +142,8 @@ class SampleBuilder:
     def set_candidates(self, slot: VideoSlot, candidates: list[Candidate],
                        timestamps: list[float], from_store: bool = False) -> None:
         """The video's candidates (``from_store``: reused from a result store)."""
-        kept = [_without_loop(c) for c in candidates]
+        # a JSON document is never cut (the cut would break it; the grammar bounds it)
+        kept = candidates if self.structured else [_without_loop(c) for c in candidates]
         self.rows[slot.row].candidates[slot.video] = (kept, tuple(timestamps), from_store)
 
     def build(self, run: RunInfo, policy: OutputPolicy,
@@ -152,7 +156,7 @@ class SampleBuilder:
         kept with an error record, dropped or raised, per ``on_error``; a captioned row
         becomes the rows of its output mode's writer.
         """
-        writer = writer_for(self.layout, policy)
+        writer = writer_for(self.layout, policy, self.structured)
         out: list[dict] = []
         records: list[dict | None] = []
         for row in self.rows:
@@ -162,24 +166,32 @@ class SampleBuilder:
                 continue
             captioned = None if row.failed else self._captioned(row, policy.mode, rng)
             if captioned is None:
-                record = build_record(STATUS_ERROR, run, row.prompt, row.all_failures(), -1)
+                failures = row.all_failures()
+                if self.structured is not None:  # the same record fields as a captioned row's
+                    blank = self.structured.blank_fields()
+                    failures = [replace(f, structured=blank) for f in failures]
+                record = build_record(STATUS_ERROR, run, row.prompt, failures, -1)
                 out.extend(self._failed_rows(row, record, policy.on_error, writer))
             else:
                 rows = writer.captioned(captioned, run)
                 out.extend(rows)
                 record = rows[-1][self.layout.meta_key][META_KEY]
             records.append(record)
-        return self._to_columns(out, policy.caption_key), records
+        return self._to_columns(out, *writer.fields), records
 
     def _captioned(self, row: _Row, mode: str, rng: random.Random) -> CaptionedRow | None:
         """The row's kept candidates; None (and failures recorded) when a video has no usable
         caption."""
-        texts = [[c.text for c in row.candidates[v][0]] for v in range(len(row.videos))]
+        rendered = [[self._render(c.text) for c in row.candidates[v][0]]
+                    for v in range(len(row.videos))]
+        texts = [[text for text, _ in per_video] for per_video in rendered]
         empty = [v for v, cands in enumerate(texts) if not has_usable_captions(mode, cands)]
         for v in empty:
-            row.failures[v] = VideoOutcome(row.videos[v], error_kind=ERROR_EMPTY_CAPTION,
-                                           error_message="the model generated an empty caption",
-                                           windows=self._windows(row, v))
+            invalid = [why for _, why in rendered[v] if isinstance(why, str)]
+            row.failures[v] = VideoOutcome(
+                row.videos[v], error_kind=ERROR_INVALID_JSON if invalid else ERROR_EMPTY_CAPTION,
+                error_message=invalid[0] if invalid else "the model generated an empty caption",
+                windows=self._windows(row, v))
         if empty:
             return None
         # Empty candidates never win a single-caption mode while a non-empty one exists.
@@ -190,10 +202,21 @@ class SampleBuilder:
                                          range(len(row.videos))], references, rng)
         picks = [[usable[v][i] for v, i in enumerate(per_video)] for per_video in picks]
         outcomes = [[_outcome(path, candidate, *row.candidates[v][1:], row.frames.get(v, {}),
-                              self._windows(row, v))
-                     for candidate in row.candidates[v][0]]
+                              self._windows(row, v), rendered[v][i][1])
+                     for i, candidate in enumerate(row.candidates[v][0])]
                     for v, path in enumerate(row.videos)]
         return CaptionedRow(row.sample, row.chunks, row.prompt, texts, outcomes, picks)
+
+    def _render(self, text: str) -> tuple[str, dict | str | None]:
+        """A candidate's caption text and, in json mode, its record fields, or why it is not
+        a valid document (its text then "": not usable)."""
+        if self.structured is None:
+            return text, None
+        try:
+            rendered = self.structured.render(text)
+        except ValueError as error:
+            return "", str(error)
+        return rendered.text, rendered.fields
 
     @staticmethod
     def _failed_rows(row: _Row, record: dict, on_error: str,
@@ -205,13 +228,13 @@ class SampleBuilder:
             raise CaptioningError(f"captioning failed for a sample: {details}")
         return [] if on_error == "drop" else [writer.failed(row.sample, record)]
 
-    def _to_columns(self, rows: list[dict], caption_key: str | None = None) -> dict:
+    def _to_columns(self, rows: list[dict], *fields: str) -> dict:
         """Columns of ``rows``. Every row's meta holds the op's key, None where the op wrote no
         record (originals, rows without videos): datasets types a batch that mixes rows with
         and without the record as Json, and batches without such rows as a struct, so the
         shards of one job could not be joined."""
         meta_key = self.layout.meta_key
-        extra = [k for k in (meta_key, caption_key) if k and k not in self.keys]
+        extra = [k for k in (meta_key, *fields) if k and k not in self.keys]
         keys = self.keys + extra
         columns = {k: [r.get(k) for r in rows] for k in keys}
         columns[meta_key] = [
@@ -222,12 +245,13 @@ class SampleBuilder:
 
 
 def _outcome(path: str, candidate: Candidate, timestamps: tuple[float, ...],
-             from_store: bool, frames: dict,
-             windows: tuple[dict, ...] | None = None) -> VideoOutcome:
+             from_store: bool, frames: dict, windows: tuple[dict, ...] | None,
+             structured: dict | str | None) -> VideoOutcome:
     return VideoOutcome(path, timestamps, candidate.num_tokens, candidate.hit_token_limit,
                         repetition_trimmed=candidate.repetition_trimmed, from_store=from_store,
                         decoding=candidate.decoding, attempts=candidate.attempts,
-                        frames=frames, windows=windows)
+                        frames=frames, windows=windows,
+                        structured=structured if isinstance(structured, dict) else None)
 
 
 def _without_loop(candidate: Candidate) -> Candidate:

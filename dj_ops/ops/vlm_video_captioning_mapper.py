@@ -34,6 +34,7 @@ from dj_ops.ops.config import (
 from dj_ops.ops.export_notice import ExportTarget
 from dj_ops.ops.outcome_log import OutcomeLog, log_run_outcomes, warn_records_elsewhere
 from dj_ops.ops.quality_gate import DEFAULT_MAX_RETRIES, GateConfig, parse_thresholds
+from dj_ops.ops.structured_config import parse_structured
 from dj_ops.ops.window_config import WindowConfig
 from dj_ops.video import FrameSettings
 from dj_ops.video.decoders import DEFAULT_DECODER
@@ -110,6 +111,9 @@ class VLMVideoCaptioningMapper(Mapper):
         max_retries: NonNegativeInt = DEFAULT_MAX_RETRIES,
         on_low_quality: Literal["keep", "error"] = "keep",
         quality_thresholds: dict | None = None,
+        caption_format: Literal["text", "json"] = "text",
+        json_schema: dict | str | None = None,
+        caption_lengths: dict | None = None,
         *args,
         **kwargs,
     ):
@@ -249,6 +253,21 @@ class VLMVideoCaptioningMapper(Mapper):
             ``max_replacement_chars`` 0 (U+FFFD allowed), ``max_non_letter_share`` 0.5 and
             ``min_chars_for_share`` 4 (garbage), ``refusal_phrases`` (16 phrases, see
             docs/quality.md). An unknown key is refused, naming the valid ones.
+        :param caption_format: 'text' (free text) or 'json': structured captions, decoded under
+            ``json_schema`` by constrained decoding on every backend (transformers: llguidance;
+            vllm: structured outputs with the guidance backend; openai: ``response_format``
+            json_schema). Each video's record holds the document (``caption_json``, a string)
+            and its renderings (``captions_by_length``); the caption text (after the video
+            token, or in ``caption_key``, whose renderings then also go in the field
+            ``<caption_key>_lengths``) is the first of ``caption_lengths``. A document that
+            is not valid (a token limit that cut it) gets an ``invalid_json`` error record.
+            Set ``sampling_params.max_new_tokens`` high enough for a whole document.
+        :param json_schema: json mode's JSON Schema: a dict, the path of a .json file, or None
+            for the default video-caption schema (summary, subjects, scene, camera, lighting,
+            style, timeline). Refused at construction when invalid or with caption_format text.
+        :param caption_lengths: json mode: named word budgets of the rendered captions, e.g.
+            ``{long: 170, short: 40}`` (the default); the first is the text after the video
+            token. Counted in words; a rendering never exceeds its budget.
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -273,6 +292,7 @@ class VLMVideoCaptioningMapper(Mapper):
             store=StoreConfig(result_store, result_store_content_hash),
             windows=WindowConfig(window_seconds, window_overlap, merge_model, merge_prompt),
             quality=GateConfig(max_retries, on_low_quality, parse_thresholds(quality_thresholds)),
+            structured=parse_structured(caption_format, json_schema, caption_lengths),
         )
         # Data-Juicer's model zoo loads this once per worker, on the worker's device.
         self.model_key = functools.partial(build_backend, backend, self.config.model)

@@ -21,6 +21,7 @@ from dj_ops.captioning.records import (
 from dj_ops.captioning.selection import candidate_index, keeps_every_candidate
 from dj_ops.captioning.text import Chunk, render_text
 from dj_ops.ops.config import OutputPolicy, TextLayout
+from dj_ops.ops.structured_config import StructuredConfig, lengths_field
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,14 @@ class CaptionedRow:
 class OutputWriter:
     """The rows one input row becomes, in one output mode."""
 
-    def __init__(self, layout: TextLayout, policy: OutputPolicy):
-        self.layout, self.policy = layout, policy
+    def __init__(self, layout: TextLayout, policy: OutputPolicy,
+                 structured: StructuredConfig | None = None):
+        self.layout, self.policy, self.structured = layout, policy, structured
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The fields this writer adds to every row (besides the meta field)."""
+        return ()
 
     def with_record(self, sample: dict, record: dict) -> dict:
         """A copy of ``sample`` with the op's record in its meta field."""
@@ -84,25 +91,47 @@ class CaptionFieldWriter(OutputWriter):
     """The sample itself, its ``caption_key`` holding one caption per video (for a mode that
     keeps every candidate: the list of them per video). The record lists the kept candidates
     video by video (every candidate: candidate ``i`` of video ``v`` at ``v * len(picks) + i``).
-    A failed sample gets empty captions ("" or [] per video), a sample without videos []."""
+    A failed sample gets empty captions ("" or [] per video), a sample without videos [].
+    Structured captions (caption_format json) add ``<caption_key>_lengths``: per video its
+    renderings ``{name: text}`` (for a mode that keeps every candidate, a list of them), blank
+    ones for a failed sample."""
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        key = self.policy.caption_key
+        return (key, lengths_field(key)) if self.structured else (key,)
+
+    def _per_video(self, kept: list[list]) -> list:
+        """One value per video: the list of kept ones for a mode that keeps every candidate,
+        else the first."""
+        return kept if keeps_every_candidate(self.policy.mode) else [k[0] for k in kept]
 
     def captioned(self, row: CaptionedRow, run: RunInfo) -> list[dict]:
         kept = [[texts[chosen[v]] for chosen in row.picks] for v, texts in enumerate(row.texts)]
         outcomes = [per_video[chosen[v]] for v, per_video in enumerate(row.outcomes)
                     for chosen in row.picks]
         record = build_record(STATUS_CAPTIONED, run, row.prompt, outcomes, -1)
-        every = keeps_every_candidate(self.policy.mode)
-        return [{**self.with_record(row.sample, record),
-                 self.policy.caption_key: kept if every else [k[0] for k in kept]}]
+        out = {**self.with_record(row.sample, record),
+               self.policy.caption_key: self._per_video(kept)}
+        if self.structured:
+            lengths = [[per_video[chosen[v]].structured["captions_by_length"]
+                        for chosen in row.picks] for v, per_video in enumerate(row.outcomes)]
+            out[lengths_field(self.policy.caption_key)] = self._per_video(lengths)
+        return [out]
 
     def failed(self, sample: dict, record: dict) -> dict:
-        empty = [] if keeps_every_candidate(self.policy.mode) else ""
+        every = keeps_every_candidate(self.policy.mode)
         videos = sample.get(self.layout.video_key) or []
-        return {**self.with_record(sample, record),
-                self.policy.caption_key: [empty for _ in videos]}
+        out = {**self.with_record(sample, record),
+               self.policy.caption_key: [[] if every else "" for _ in videos]}
+        if self.structured:
+            blank = self.structured.blank_fields()["captions_by_length"]
+            out[lengths_field(self.policy.caption_key)] = [[] if every else blank
+                                                           for _ in videos]
+        return out
 
     def without_videos(self, sample: dict) -> dict:
-        return {**sample, self.policy.caption_key: []}
+        return {**sample, **{key: [] for key in self.fields}}
 
 
 WRITERS: dict[str, type[OutputWriter]] = {
@@ -116,5 +145,6 @@ def output_mode(policy: OutputPolicy) -> str:
     return "caption_field" if policy.caption_key else "text_rows"
 
 
-def writer_for(layout: TextLayout, policy: OutputPolicy) -> OutputWriter:
-    return WRITERS[output_mode(policy)](layout, policy)
+def writer_for(layout: TextLayout, policy: OutputPolicy,
+               structured: StructuredConfig | None = None) -> OutputWriter:
+    return WRITERS[output_mode(policy)](layout, policy, structured)

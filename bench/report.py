@@ -361,6 +361,9 @@ def _summary(results: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+HAND_WRITTEN = "<!-- written by hand below: kept by bench.report -->"
+
+
 def write_doc() -> Path:
     throughput = load("throughput")
     scaling = load("scaling")
@@ -384,8 +387,16 @@ def write_doc() -> Path:
         parts.append(_long_video_section(long_video))
     parts += [_gpu_section(load("gpu")), PROFILE]
     DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text("\n".join(parts))
+    DOC.write_text("\n".join(parts) + kept_by_hand(DOC))
     return DOC
+
+
+def kept_by_hand(doc: Path) -> str:
+    """The page's hand-written tail (from :data:`HAND_WRITTEN` on), kept when it is rewritten:
+    sections whose figures come from runs in other environments (the vLLM venv)."""
+    text = doc.read_text() if doc.exists() else ""
+    at = text.find(HAND_WRITTEN)
+    return "" if at < 0 else "\n" + text[at:]
 
 
 def run_benchmarks(requests: int | None) -> None:

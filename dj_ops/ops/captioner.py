@@ -131,7 +131,7 @@ class Captioner:
         frames = self.budget.for_prompts(slot.prompt for slot in builder.video_slots())
         with intra_op_threads(self.threads):
             if self.windows is not None:  # every backend: micro-batches (ops/windowed.py)
-                caption_batch(builder, self.backend, self.source, self.windows.job,
+                caption_batch(builder, self.backend, self.source, self.windows.budgeted(frames),
                               batch_size=config.model.batch_size, prefetch=decoding.prefetch,
                               system_prompt=system_prompt,
                               caption_group=self.windows.caption_group)

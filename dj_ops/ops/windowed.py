@@ -22,7 +22,7 @@ here (the merge needs all of a video's windows first), not the continuous feedin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dj_ops.backends.base import CaptionBackend, CaptionRequest
 from dj_ops.captioning.merge import MERGE_INSTRUCTION, WindowCaption, merge_prompt
@@ -33,6 +33,7 @@ from dj_ops.ops.pipeline import record_result, video_request
 from dj_ops.ops.quality_gate import QualityGate, generate_checked
 from dj_ops.ops.sample_builder import SampleBuilder, VideoSlot
 from dj_ops.ops.window_config import WindowConfig
+from dj_ops.video.budget import frames_record
 from dj_ops.video.decode import DecodedVideo
 from dj_ops.video.decode_windows import WindowedFrames, decode_windowed, split_windows
 from dj_ops.video.decoders import open_source
@@ -43,8 +44,11 @@ from dj_ops.video.windows import Window
 WINDOWS_FIELD_SUFFIX = "_windows"  # caption_key mode: the window captions beside the captions
 
 
-def window_entry(window: Window, result: CaptionResult | VideoError) -> dict:
-    """One window's line in a record: its span, its caption (the first candidate) or error."""
+def window_entry(window: Window, result: CaptionResult | VideoError,
+                 frames: dict | None = None) -> dict:
+    """One window's line in a record: its span, its caption (the first candidate) or error,
+    and what its frames were decoded at (``frames``: :func:`~dj_ops.video.budget.
+    frames_record`, count 0 for a window not decoded)."""
     if isinstance(result, VideoError):
         caption, kind, message = "", result.kind, result.message
     elif result.ok:
@@ -52,17 +56,18 @@ def window_entry(window: Window, result: CaptionResult | VideoError) -> dict:
     else:
         caption, kind, message = "", result.error_kind, result.error_message
     return {"start": float(window.start), "end": float(window.end), "caption": caption,
-            "error_kind": kind, "error_message": message}
+            "error_kind": kind, "error_message": message,
+            "frames": frames or frames_record((0, 0, 0), {})}
 
 
 @dataclass
 class _LongVideo:
     """A slot whose video has windows: its decoded union, and per window where its result is
-    (an index into the group's requests) or its decoding error."""
+    (an index into the group's requests) or its decoding error, and its frames' record."""
 
     slot: VideoSlot
     video: DecodedVideo
-    windows: list[tuple[Window, int | VideoError]]
+    windows: list[tuple[Window, int | VideoError, dict | None]]
 
 
 class WindowedCaptioning:
@@ -75,6 +80,11 @@ class WindowedCaptioning:
     def __init__(self, config: WindowConfig, frames: FrameSettings):
         self.config = config
         self.job = WindowedFrames(frames, config.seconds, config.overlap)
+
+    def budgeted(self, frames: FrameSettings) -> WindowedFrames:
+        """What the decoding worker is sent for a batch: the windows with the batch's frame
+        settings (``FrameBudget.for_prompts``: each window fitted to its budget)."""
+        return replace(self.job, frames=frames)
 
     def open_source(self, decoding: DecodingConfig, workers: int):
         """Where videos are decoded, all windows of one in one pass (the caller closes it)."""
@@ -96,17 +106,20 @@ class WindowedCaptioning:
                 if isinstance(video, VideoError):
                     builder.fail_video(slot, video.kind, video.message)
                 elif parts is None:
+                    builder.note_frames(slot, video)
                     whole.append((slot, video, len(requests)))
                     requests.append(video_request(video, slot, system_prompt))
                 else:
                     long.append(_LongVideo(slot, video, [
-                        (window, part if isinstance(part, VideoError) else
-                         _append(requests, video_request(part, slot, system_prompt)))
+                        (window, part, None) if isinstance(part, VideoError) else
+                        (window, _append(requests, video_request(part, slot, system_prompt)),
+                         frames_record(part.frames.shape, part.frame_budget))
                         for window, part in parts]))
         results = generate_checked(backend, requests, gate)
         for slot, video, at in whole:
             window = Window(0, 0.0, round(video.duration, 6))
-            builder.set_windows(slot, [window_entry(window, results[at])])
+            builder.set_windows(slot, [window_entry(window, results[at], frames_record(
+                video.frames.shape, video.frame_budget))])
             record_result(builder, slot, results[at], video.timestamps, None)
         self._merge(builder, backend, long, results, gate)
 
@@ -115,8 +128,8 @@ class WindowedCaptioning:
         """Record each long video's windows, then caption it from them (one text-only call)."""
         merging, requests = [], []
         for item in long:
-            entries = [window_entry(window, results[at] if isinstance(at, int) else at)
-                       for window, at in item.windows]
+            entries = [window_entry(window, results[at] if isinstance(at, int) else at, frames)
+                       for window, at, frames in item.windows]
             builder.set_windows(item.slot, entries)
             captions = [WindowCaption(e["start"], e["end"], e["caption"]) for e in entries]
             if not any(c.caption.strip() for c in captions):

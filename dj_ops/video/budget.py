@@ -26,6 +26,7 @@ from dj_ops.video.sampling import (
     smart_resize,
 )
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.windows import PartsPlan, Window
 
 # visual tokens of (frames, height, width) after resizing
 TokenCount = Callable[[int, int, int], int]
@@ -154,6 +155,31 @@ def budgeted_indices(total_frames: int, fps: float, timestamps: list[float] | No
     if settings.max_visual_tokens is None:
         return Budgeted(wanted, settings, {})
     return fit_sampling(wanted, *size(), settings, sample)
+
+
+def budgeted_windows(total_frames: int, fps: float, timestamps: list[float] | None,
+                     size: Callable[[], tuple[int, int]], settings: FrameSettings,
+                     windows: list[Window]) -> PartsPlan:
+    """Each window's frames under the budget, as :func:`budgeted_indices` picks a whole video's,
+    over the window's own span (fewer frames, then fewer pixels): a window that cannot fit gets
+    its ``context_length`` error, the others are kept. The pass resizes every frame once, to
+    the smallest size any window was fitted to (a frame shared by two windows is one array),
+    so each window's tokens stay within the budget."""
+    parts: list[list[int] | VideoError] = []
+    records: list[dict] = []
+    pixels: list[int] = []
+    for window in windows:
+        spanned = replace(settings, video_start=window.start, video_end=window.end)
+        try:
+            fitted = budgeted_indices(total_frames, fps, timestamps, size, spanned)
+        except VideoError as error:
+            parts.append(error)
+            records.append({})
+            continue
+        parts.append(fitted.wanted)
+        records.append(fitted.record)
+        pixels.append(frame_pixel_budget(fitted.settings, len(fitted.wanted)))
+    return PartsPlan(parts, min(pixels, default=settings.max_pixels), records)
 
 
 def frames_record(frames_shape: tuple[int, ...], fit: dict) -> dict:

@@ -37,11 +37,12 @@ from dj_ops.video.sampling import (
     smart_resize,
 )
 from dj_ops.video.settings import FrameSettings
-from dj_ops.video.windows import frames_to_decode
+from dj_ops.video.windows import PartsPlan, frames_to_decode
 
-# (total_frames, fps, timestamps or None, duration) -> the frame indices of each part of the
-# video (e.g. its windows) when it has several, else None (decoded as usual).
-FramePlan = Callable[[int, float, "list[float] | None", float], "list[list[int]] | None"]
+# (total_frames, fps, timestamps or None, duration, size) -> the parts of the video (e.g. its
+# windows: their frames, the size to resize to, their budget records) when it has several,
+# else None (decoded as usual); ``size()`` is the stream's (height, width).
+FramePlan = Callable[[int, float, "list[float] | None", float, Callable], "PartsPlan | None"]
 
 VIDEO_BACKEND = "pyav"
 DECODE_METHODS = ("auto", "sequential", "seek")
@@ -78,6 +79,8 @@ class DecodedVideo:
     # frame indices (padded to the temporal factor) or why it could not be decoded; ``frames``
     # then hold every kept frame once, in index order. None: one part, ``frames`` are it.
     parts: list[list[int] | VideoError] | None = None
+    # with parts: per part, how its frames were fitted to the token budget (empty: no budget)
+    part_budgets: list[dict] | None = None
 
     def transformers_metadata(self) -> dict:
         """The ``video_metadata`` that transformers' video processors take with frames."""
@@ -388,13 +391,17 @@ def decode_video(
 def _decode_open(container, path, settings, method, deadline, skip, plan) -> DecodedVideo:
     """The body of :func:`decode_video` once the container is open."""
     stream, info = _probe(container, path)
-    parts = plan and plan(info.total_frames, info.fps, info.timestamps(), info.duration)
+    size = lambda: (stream.height, stream.width)  # noqa: E731
+    planned = plan and plan(info.total_frames, info.fps, info.timestamps(), info.duration, size)
+    parts = planned.parts if planned else None
     budget_record: dict = {}
-    if parts:  # windows: each part is sampled by the plan (no frame budget)
+    if parts:  # windows: each part is sampled (and fitted to the budget) by the plan
         wanted = frames_to_decode(parts)
+        if not wanted:  # no part fits the budget
+            raise parts[0]
     else:
-        budgeted = budgeted_indices(info.total_frames, info.fps, info.timestamps(),
-                                    lambda: (stream.height, stream.width), settings)
+        budgeted = budgeted_indices(info.total_frames, info.fps, info.timestamps(), size,
+                                    settings)
         wanted, settings, budget_record = budgeted.wanted, budgeted.settings, budgeted.record
     interval = keyframe_interval(_keyframe_seconds(stream, info), info.fps, info.total_frames)
     max_ahead = seek_threshold(interval) if method == "auto" else 0
@@ -408,8 +415,8 @@ def _decode_open(container, path, settings, method, deadline, skip, plan) -> Dec
         frames = _seeking_frames(container, stream, info, targets, max_ahead, interval, keep)
     else:
         frames = _numbered(_decoded(container, stream, info, keep), info)
-    # the pixel budget is a request's: one part's frames
-    max_pixels = frame_pixel_budget(settings, max(map(len, parts)) if parts else len(wanted))
+    # the pixel budget is a request's: one part's frames (the plan's, with parts)
+    max_pixels = planned.max_pixels if parts else frame_pixel_budget(settings, len(wanted))
     stopped: list[str] = []  # with parts: why the stream stopped early (the parts after fail)
     if parts:
         frames = _until_error(frames, stopped)
@@ -439,6 +446,7 @@ def _decode_open(container, path, settings, method, deadline, skip, plan) -> Dec
         method=method,
         frame_budget=budget_record,
         parts=done,
+        part_budgets=planned.records if parts else None,
     )
 
 
@@ -453,6 +461,8 @@ def _until_error(frames: Iterator, stopped: list[str]) -> Iterator:
 
 def _part_outcome(kept, part, info, last, settings, stopped) -> list[int] | VideoError:
     """One part's frame indices (padded), or why its frames could not all be decoded."""
+    if isinstance(part, VideoError):  # refused by the plan (over the budget)
+        return part
     own = {index: kept[index] for index in part if index in kept}
     try:
         return pad_to_factor(_check_complete(own, part, info, last), settings.temporal_factor)

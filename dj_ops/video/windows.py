@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from dj_ops.video.errors import VideoError
 from dj_ops.video.sampling import sample_frame_indices
 from dj_ops.video.settings import FrameSettings
 
@@ -63,10 +64,25 @@ def window_frame_indices(num_frames_total: int, fps: float, timestamps: Sequence
             for w in windows]
 
 
-def frames_to_decode(per_window: Sequence[Sequence[int]]) -> list[int]:
-    """The frames one decoding pass keeps: every window's, each once, in order.
+@dataclass(frozen=True)
+class PartsPlan:
+    """What one decoding pass over a video split in parts (windows) keeps: per part its frame
+    indices or why it cannot be captioned (``context_length``: over the frame budget), the
+    ``max_pixels`` every kept frame is resized to (one size for the pass: the smallest that any
+    part was fitted to), and per part the record of its fit (:class:`~dj_ops.video.budget.
+    Budgeted`'s ``record``; empty without a budget)."""
+
+    parts: list[list[int] | VideoError]
+    max_pixels: int
+    records: list[dict]
+
+
+def frames_to_decode(per_window: Sequence[Sequence[int] | VideoError]) -> list[int]:
+    """The frames one decoding pass keeps: every window's, each once, in order (a window that
+    failed before decoding keeps none).
 
     >>> frames_to_decode([[0, 4, 8], [8, 12], [12, 16]])
     [0, 4, 8, 12, 16]
     """
-    return sorted({index for indices in per_window for index in indices})
+    return sorted({index for indices in per_window if not isinstance(indices, VideoError)
+                   for index in indices})

@@ -18,9 +18,11 @@ from dj_ops.ops.window_config import WindowConfig
 from dj_ops.ops.windowed import WindowedCaptioning
 from dj_ops.testing.clips import make_clip
 from dj_ops.video.decode import decode_video
-from dj_ops.video.decode_windows import WindowedFrames, decode_windowed, split_windows
+from dj_ops.video.decode_windows import WindowedFrames, WindowVideo, stream_windowed
+from dj_ops.video.decoders import open_source
 from dj_ops.video.errors import VideoError
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.streams import StreamingSource
 from dj_ops.video.windows import plan_windows, window_frame_indices
 from tests.conftest import make_op, run_op
 
@@ -77,30 +79,31 @@ def opened_files(monkeypatch) -> list[str]:
 
 
 def test_windows_boundaries_overlap_and_the_last_short_window(long_clip):
-    video = decode_windowed(long_clip, job())
-    windows = split_windows(video, job())
-    assert [(w.start, w.end) for w, _ in windows] == SPANS
+    windows = list(stream_windowed(long_clip, job()))
+    assert [(w.window.start, w.window.end) for w in windows] == SPANS
+    assert [w.window_count for w in windows] == [4] * 4
+    assert [w.more for w in windows] == [True, True, True, False]
     expected = window_frame_indices(80, 2.0, None, job().frames, plan_windows(40.0, 15.0, 5.0))
-    for (window, part), indices in zip(windows, expected, strict=True):
+    for part, indices in zip(windows, expected, strict=True):
+        assert part.error is None
         assert part.frame_indices == indices and len(part.frames) == 4
-        assert window.start - 1e-6 <= part.timestamps[0] < part.timestamps[-1] <= window.end
+        assert part.window.start - 1e-6 <= part.timestamps[0] < part.timestamps[-1] \
+            <= part.window.end
         # true times in the whole video: frame index / 2 fps
         assert part.timestamps == [index / 2.0 for index in part.frame_indices]
-    # frames in an overlap are decoded once: the union holds each kept index once
-    assert video.frame_indices == sorted(set().union(*expected))
-    assert len(video.frames) == len(video.frame_indices) < sum(map(len, expected))
+    # overlapping windows share frames (decoded once, kept for the next window)
+    assert set(expected[0]) & set(expected[1])
 
 
 def test_a_video_no_longer_than_one_window_is_decoded_as_without_windows(short_clip):
-    video = decode_windowed(short_clip, job())
+    (video,) = list(stream_windowed(short_clip, job()))
     plain = decode_video(short_clip, job().frames)
-    assert video.parts is None and video.frame_indices == plain.frame_indices
+    assert not isinstance(video, WindowVideo) and video.frame_indices == plain.frame_indices
 
 
 def test_truncated_tail_fails_its_windows_alone(truncated_clip):
-    video = decode_windowed(truncated_clip, job())
-    parts = [part for _, part in split_windows(video, job())]
-    assert not isinstance(parts[0], VideoError)
+    parts = [part.error or part for part in stream_windowed(truncated_clip, job())]
+    assert len(parts) == 4 and not isinstance(parts[0], VideoError)
     assert isinstance(parts[-1], VideoError) and parts[-1].kind == "decode_error"
     assert "truncated or corrupt" in parts[-1].message
 
@@ -167,11 +170,12 @@ def qwen3_backend(qwen3):
 
 def caption_with_windows(backend, path: str) -> tuple[SampleBuilder, RecordingBackend]:
     builder = SampleBuilder({"text": [""], "videos": [[path]]}, TextLayout(), windowed=True)
-    windowed = WindowedCaptioning(WindowConfig(15.0, 5.0), job().frames)
-    video = decode_windowed(path, windowed.job)
+    windowed = WindowedCaptioning(WindowConfig(15.0, 5.0), job().frames, batch_size=4)
+    source = StreamingSource(open_source(stream_windowed, 0, None))
+    stream = source.result(source.submit(path, windowed.job))
     slot = VideoSlot(0, 0, path, "Describe the video.")
     recording = RecordingBackend(backend)
-    windowed.caption_group(builder, recording, {path: video}, {path: [slot]}, None)
+    windowed.caption_group(builder, recording, {path: stream}, {path: [slot]}, None)
     return builder, recording
 
 

@@ -96,7 +96,8 @@ class Captioner:
         self.threads = generation_threads(cores, workers, on_gpu=placement.on_gpu,
                                           requested=decoding.torch_threads)
         if self.config.windows.enabled:
-            self.windows = WindowedCaptioning(self.config.windows, self.frames)
+            self.windows = WindowedCaptioning(self.config.windows, self.frames,
+                                              self.config.model.batch_size)
             self.source = self.windows.open_source(decoding, workers)
         else:
             self.source = open_decode_source(decoding.decoder, workers, decoding.timeout_s)

@@ -1,28 +1,36 @@
 """Long videos captioned window by window, then merged into one caption per video.
 
-With ``window_seconds`` set, the decoding workers decode every window of a long video in one pass
-(:mod:`dj_ops.video.decode_windows`); here, for each micro-batch of decoded videos:
+With ``window_seconds`` set, each decoding worker decodes a long video in one forward pass and
+hands its windows over one by one, each as soon as its last frame is decoded
+(:func:`~dj_ops.video.decode_windows.stream_windowed`), decoding the next only once the op has
+taken it. Here, for each micro-batch of videos, each video's stream is read in turn:
 
-1. every window of every long video is one request (its frames, and its true frame indices, so
-   Qwen3-VL's prompt carries the window's times in the whole video), and a video no longer than
-   one window is one request as without windows; all go to the backend in one call;
-2. each long video's window captions, ``[{start, end, caption, error_kind, error_message}]``,
-   go in its record (``windows``); a window that failed (its frames could not be decoded, the
-   engine refused it) keeps its error there and the others are still captioned and merged;
-3. one text-only request per long video (no video input: the same model, or ``merge_model``)
-   gets :func:`~dj_ops.captioning.merge.merge_prompt` of its window captions, with their times
-   as ``[12.0 s - 24.0 s]`` lines, and asks for entities named the same throughout; its
-   answer is the video's caption, written where a caption always goes (after the video token,
-   or in ``caption_key``). A video none of whose windows was captioned fails as a whole.
+1. every window is one request (its frames, and its true frame indices, so Qwen3-VL's prompt
+   carries the window's times in the whole video), and a video no longer than one window is
+   one request as without windows; requests go to the backend ``batch_size`` at a time (those of
+   several windows or videos together), so the op holds at most ``batch_size`` windows' frames
+   plus the one handed over next, however long the video: memory is bounded by windows, not by
+   the video;
+2. each long video's window captions, ``[{start, end, caption, error_kind, error_message,
+   frames}]``, go in its record (``windows``); a window that failed (its frames could not be
+   decoded, it does not fit the frame budget, the engine refused it) keeps its error there and
+   the others are still captioned and merged;
+3. after the micro-batch's last window, one text-only request per long video (no video input:
+   the same model, or ``merge_model``) gets :func:`~dj_ops.captioning.merge.merge_prompt` of its
+   window captions, with their times as ``[12.0 s - 24.0 s]`` lines, and asks for entities named
+   the same throughout; its answer is the video's caption, written where a caption always goes
+   (after the video token, or in ``caption_key``). A video none of whose windows was captioned
+   fails as a whole.
 
-Self-batching backends (vLLM, a server) get each micro-batch's requests in one ``generate`` call
+Self-batching backends (vLLM, a server) get ``batch_size`` window requests per ``generate`` call
 here (the merge needs all of a video's windows first), not the continuous feeding of
 :mod:`dj_ops.ops.streaming`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 from dj_ops.backends.base import CaptionBackend, CaptionRequest
 from dj_ops.captioning.merge import MERGE_INSTRUCTION, WindowCaption, merge_prompt
@@ -35,10 +43,11 @@ from dj_ops.ops.sample_builder import SampleBuilder, VideoSlot
 from dj_ops.ops.window_config import WindowConfig
 from dj_ops.video.budget import frames_record
 from dj_ops.video.decode import DecodedVideo
-from dj_ops.video.decode_windows import WindowedFrames, decode_windowed, split_windows
+from dj_ops.video.decode_windows import WindowedFrames, WindowVideo, stream_windowed
 from dj_ops.video.decoders import open_source
 from dj_ops.video.errors import VideoError
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.streams import PartStream, StreamingSource
 from dj_ops.video.windows import Window
 
 WINDOWS_FIELD_SUFFIX = "_windows"  # caption_key mode: the window captions beside the captions
@@ -62,12 +71,36 @@ def window_entry(window: Window, result: CaptionResult | VideoError,
 
 @dataclass
 class _LongVideo:
-    """A slot whose video has windows: its decoded union, and per window where its result is
-    (an index into the group's requests) or its decoding error, and its frames' record."""
+    """A slot whose video has windows: per window its record entry once known, the windows
+    received so far, and the times of their frames (by frame index: the record's timestamps)."""
 
     slot: VideoSlot
-    video: DecodedVideo
-    windows: list[tuple[Window, int | VideoError, dict | None]]
+    entries: list[dict | None]
+    received: set[int] = field(default_factory=set)
+    times: dict[int, float] = field(default_factory=dict)
+    duration: float = 0.0
+
+
+class _Pending:
+    """Requests waiting for one backend call (through the gate): sent once ``limit`` wait, so at
+    most ``limit`` requests' frames are held; ``done(result)`` is called with each answer."""
+
+    def __init__(self, backend: CaptionBackend, gate: QualityGate | None, limit: int):
+        self.backend, self.gate, self.limit = backend, gate, max(1, limit)
+        self.items: list[tuple[CaptionRequest, object]] = []
+
+    def add(self, request: CaptionRequest, done) -> None:
+        self.items.append((request, done))
+        if len(self.items) >= self.limit:
+            self.flush()
+
+    def flush(self) -> None:
+        items, self.items = self.items, []
+        if not items:
+            return
+        results = generate_checked(self.backend, [request for request, _ in items], self.gate)
+        for (_, done), result in zip(items, results, strict=True):
+            done(result)
 
 
 class WindowedCaptioning:
@@ -75,10 +108,12 @@ class WindowedCaptioning:
 
     :param config: the op's window parameters (enabled).
     :param frames: the op's frame settings, sized to the backend (applied to each window).
+    :param batch_size: requests per backend call (windows' frames held at once, besides the one
+        the decoding worker hands over next).
     """
 
-    def __init__(self, config: WindowConfig, frames: FrameSettings):
-        self.config = config
+    def __init__(self, config: WindowConfig, frames: FrameSettings, batch_size: int = 1):
+        self.config, self.batch_size = config, batch_size
         self.job = WindowedFrames(frames, config.seconds, config.overlap)
 
     def budgeted(self, frames: FrameSettings) -> WindowedFrames:
@@ -86,50 +121,75 @@ class WindowedCaptioning:
         settings (``FrameBudget.for_prompts``: each window fitted to its budget)."""
         return replace(self.job, frames=frames)
 
-    def open_source(self, decoding: DecodingConfig, workers: int):
-        """Where videos are decoded, all windows of one in one pass (the caller closes it)."""
-        return open_source(decode_windowed, workers, decoding.timeout_s)
+    def open_source(self, decoding: DecodingConfig, workers: int) -> StreamingSource:
+        """Where videos are decoded: one pass per video, its windows streamed one by one (the
+        caller closes it)."""
+        return StreamingSource(open_source(stream_windowed, workers, decoding.timeout_s))
 
     def caption_group(self, builder: SampleBuilder, backend: CaptionBackend,
-                      videos: dict[str, DecodedVideo | VideoError],
-                      slots: dict[str, list[VideoSlot]], system_prompt: str | None,
-                      store=None, gate: QualityGate | None = None) -> None:
-        """Caption one micro-batch of decoded videos (``pipeline.caption_batch``'s step); the
+                      videos: dict[str, PartStream], slots: dict[str, list[VideoSlot]],
+                      system_prompt: str | None, store=None,
+                      gate: QualityGate | None = None) -> None:
+        """Caption one micro-batch of videos (``pipeline.caption_batch``'s step), each window as
+        it is decoded (at most ``batch_size`` requests held), then merge each long video's; the
         quality gate checks the window captions and the merged one."""
-        requests: list[CaptionRequest] = []
-        whole: list[tuple[VideoSlot, DecodedVideo, int]] = []
+        pending = _Pending(backend, gate, self.batch_size)
         long: list[_LongVideo] = []
-        for path, video in videos.items():
-            parts = None if isinstance(video, VideoError) or video.parts is None else \
-                split_windows(video, self.job)
-            for slot in slots[path]:
-                if isinstance(video, VideoError):
-                    builder.fail_video(slot, video.kind, video.message)
-                elif parts is None:
-                    builder.note_frames(slot, video)
-                    whole.append((slot, video, len(requests)))
-                    requests.append(video_request(video, slot, system_prompt))
-                else:
-                    long.append(_LongVideo(slot, video, [
-                        (window, part, None) if isinstance(part, VideoError) else
-                        (window, _append(requests, video_request(part, slot, system_prompt)),
-                         frames_record(part.frames.shape, part.frame_budget))
-                        for window, part in parts]))
-        results = generate_checked(backend, requests, gate)
-        for slot, video, at in whole:
-            window = Window(0, 0.0, round(video.duration, 6))
-            builder.set_windows(slot, [window_entry(window, results[at], frames_record(
-                video.frames.shape, video.frame_budget))])
-            record_result(builder, slot, results[at], video.timestamps, None)
-        self._merge(builder, backend, long, results, gate)
+        try:
+            for path, stream in videos.items():
+                for item in stream:
+                    self._take(builder, item, slots[path], system_prompt, pending, long)
+            pending.flush()
+        finally:
+            for stream in videos.values():
+                stream.close()
+        self._merge(builder, backend, long, gate)
+
+    def _take(self, builder: SampleBuilder, item, slots: list[VideoSlot],
+              system_prompt: str | None, pending: _Pending, long: list[_LongVideo]) -> None:
+        """One item of a video's stream: a window, a whole (short) video, or its error."""
+        if isinstance(item, WindowVideo):
+            mine = [v for v in long if any(v.slot is slot for slot in slots)]
+            if not mine:
+                mine = [_LongVideo(slot, [None] * item.window_count) for slot in slots]
+                long.extend(mine)
+            for video in mine:
+                self._add_window(video, item, system_prompt, pending)
+        elif isinstance(item, VideoError):
+            started = [v for v in long if any(v.slot is slot for slot in slots)]
+            for slot in slots if not started else []:
+                builder.fail_video(slot, item.kind, item.message)
+            for video in started:  # the stream broke off: the windows not received fail
+                for window in self.job.windows(video.duration):
+                    if window.index not in video.received:
+                        video.entries[window.index] = window_entry(window, item)
+        else:  # a video no longer than one window
+            for slot in slots:
+                builder.note_frames(slot, item)
+                pending.add(video_request(item, slot, system_prompt),
+                            partial(_whole_done, builder, slot, item))
+
+    @staticmethod
+    def _add_window(video: _LongVideo, item: WindowVideo, system_prompt: str | None,
+                    pending: _Pending) -> None:
+        video.received.add(item.window.index)
+        video.duration = item.duration
+        if item.error is not None:
+            video.entries[item.window.index] = window_entry(item.window, item.error)
+            return
+        video.times.update(zip(item.frame_indices, item.timestamps))
+        record = frames_record(item.frames.shape, item.frame_budget)
+
+        def done(result) -> None:
+            video.entries[item.window.index] = window_entry(item.window, result, record)
+        pending.add(video_request(item, video.slot, system_prompt), done)
 
     def _merge(self, builder: SampleBuilder, backend: CaptionBackend, long: list[_LongVideo],
-               results: list[CaptionResult], gate: QualityGate | None = None) -> None:
+               gate: QualityGate | None = None) -> None:
         """Record each long video's windows, then caption it from them (one text-only call)."""
         merging, requests = [], []
         for item in long:
-            entries = [window_entry(window, results[at] if isinstance(at, int) else at, frames)
-                       for window, at, frames in item.windows]
+            entries = item.entries
             builder.set_windows(item.slot, entries)
             captions = [WindowCaption(e["start"], e["end"], e["caption"]) for e in entries]
             if not any(c.caption.strip() for c in captions):
@@ -143,13 +203,16 @@ class WindowedCaptioning:
                 None, {}, merge_prompt(captions, self.config.merge_prompt or MERGE_INSTRUCTION),
                 model=self.config.merge_model))
         for item, result in zip(merging, generate_checked(backend, requests, gate), strict=True):
-            record_result(builder, item.slot, result, item.video.timestamps, None)
+            times = [item.times[index] for index in sorted(item.times)]
+            record_result(builder, item.slot, result, times, None)
 
 
-def _append(requests: list, request) -> int:
-    """Append ``request``; its index."""
-    requests.append(request)
-    return len(requests) - 1
+def _whole_done(builder: SampleBuilder, slot: VideoSlot, video: DecodedVideo, result) -> None:
+    """A video no longer than one window: its one window in its record, and its caption."""
+    window = Window(0, 0.0, round(video.duration, 6))
+    builder.set_windows(slot, [window_entry(window, result, frames_record(
+        video.frames.shape, video.frame_budget))])
+    record_result(builder, slot, result, video.timestamps, None)
 
 
 def with_windows_field(output: dict[str, list], layout: TextLayout,

@@ -75,12 +75,6 @@ class DecodedVideo:
     decoder: str = VIDEO_BACKEND  # the registered decoder that produced the frames
     # how the frames were fitted to a token budget (video/budget.py; empty: no budget)
     frame_budget: dict = field(default_factory=dict)
-    # With a frame plan of several parts (windows, dj_ops.video.decode_windows): per part, its
-    # frame indices (padded to the temporal factor) or why it could not be decoded; ``frames``
-    # then hold every kept frame once, in index order. None: one part, ``frames`` are it.
-    parts: list[list[int] | VideoError] | None = None
-    # with parts: per part, how its frames were fitted to the token budget (empty: no budget)
-    part_budgets: list[dict] | None = None
 
     def transformers_metadata(self) -> dict:
         """The ``video_metadata`` that transformers' video processors take with frames."""
@@ -347,6 +341,10 @@ def _check_complete(kept: dict, wanted: list[int], info: _StreamInfo, last: int)
     return [index for index in wanted if index in kept]
 
 
+def _deadline(timeout_s: float | None) -> float | None:
+    return None if timeout_s is None else time.monotonic() + timeout_s
+
+
 def pad_to_factor(items: list, factor: int) -> list:
     """Repeat the last item until the length is a multiple of ``factor``."""
     return items + [items[-1]] * (-len(items) % factor)
@@ -359,7 +357,6 @@ def decode_video(
     method: str = "auto",
     timeout_s: float | None = None,
     skip_unreferenced: bool = True,
-    plan: FramePlan | None = None,
 ) -> DecodedVideo:
     """Decode the frames of ``path`` chosen by ``settings``.
 
@@ -368,8 +365,6 @@ def decode_video(
     :param timeout_s: give up with a ``timeout`` VideoError after this many seconds.
     :param skip_unreferenced: do not decode unwanted frames that no other frame references
         (H.264 / HEVC with B-frames); the frames returned are the same either way.
-    :param plan: split the video into parts decoded in this one pass (``DecodedVideo.parts``):
-        a part missing frames is recorded as its error, the others are kept.
     :raises VideoError: with kind ``unsupported_url``, ``missing_file``, ``empty_file``,
         ``not_a_video``, ``decode_error`` or ``timeout``.
     """
@@ -377,19 +372,48 @@ def decode_video(
         raise ValueError(f"method must be one of {list(DECODE_METHODS)}, got {method!r}")
     path = os.fspath(path)
     check_local_path(path)
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    deadline = _deadline(timeout_s)
     with _open(path) as container:
         try:
-            return _decode_open(container, path, settings, method, deadline, skip_unreferenced,
-                                plan)
+            return _decode_open(container, path, settings, method, deadline, skip_unreferenced)
         except VideoError as exc:  # raised below without the path: add it
             raise VideoError(exc.kind, exc.message, path) from exc
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise VideoError(DECODE_ERROR, describe_error(exc), path) from exc
 
 
-def _decode_open(container, path, settings, method, deadline, skip, plan) -> DecodedVideo:
-    """The body of :func:`decode_video` once the container is open."""
+@dataclass
+class _Pass:
+    """One decoding pass over an open container: the frames to keep, how they are reached and
+    resized (what :func:`decode_video` and :func:`stream_parts` share)."""
+
+    stream: object
+    info: _StreamInfo
+    settings: FrameSettings
+    wanted: list[int]
+    frames: Iterator[tuple[int, object]]  # (index, frame) in decoding order
+    method: str
+    max_pixels: int
+    budget_record: dict
+    planned: PartsPlan | None
+    stopped: list[str]  # with parts: why the stream stopped early (the parts after fail)
+
+    def convert(self, frame) -> np.ndarray:
+        return _frame_to_array(frame, self.settings, self.max_pixels)
+
+    def video(self, path: str, kept: dict, indices: list[int], **fields) -> DecodedVideo:
+        """A :class:`DecodedVideo` of the ``kept`` frames at ``indices`` (``fields``: more)."""
+        return DecodedVideo(
+            path=path, frames=shared_memory.stack([kept[i][0] for i in indices]),
+            frame_indices=indices, timestamps=[kept[i][2] for i in indices],
+            source_fps=self.info.fps, total_frames=self.info.total_frames,
+            duration=self.info.duration, width=self.stream.width, height=self.stream.height,
+            rotation=kept[indices[0]][1], method=self.method, **fields)
+
+
+def _start_pass(container, path, settings, method, skip, plan) -> _Pass:
+    """Probe the container, pick the frames (the plan's parts, or the budgeted sampling) and
+    set up the one forward pass that reaches them."""
     stream, info = _probe(container, path)
     size = lambda: (stream.height, stream.width)  # noqa: E731
     planned = plan and plan(info.total_frames, info.fps, info.timestamps(), info.duration, size)
@@ -403,6 +427,7 @@ def _decode_open(container, path, settings, method, deadline, skip, plan) -> Dec
         budgeted = budgeted_indices(info.total_frames, info.fps, info.timestamps(), size,
                                     settings)
         wanted, settings, budget_record = budgeted.wanted, budgeted.settings, budgeted.record
+        planned = None
     interval = keyframe_interval(_keyframe_seconds(stream, info), info.fps, info.total_frames)
     max_ahead = seek_threshold(interval) if method == "auto" else 0
     if method == "auto":
@@ -416,38 +441,75 @@ def _decode_open(container, path, settings, method, deadline, skip, plan) -> Dec
     else:
         frames = _numbered(_decoded(container, stream, info, keep), info)
     # the pixel budget is a request's: one part's frames (the plan's, with parts)
-    max_pixels = planned.max_pixels if parts else frame_pixel_budget(settings, len(wanted))
-    stopped: list[str] = []  # with parts: why the stream stopped early (the parts after fail)
-    if parts:
+    max_pixels = planned.max_pixels if planned else frame_pixel_budget(settings, len(wanted))
+    stopped: list[str] = []
+    if planned:
         frames = _until_error(frames, stopped)
-    kept, last = _collect(
-        frames, wanted, lambda f: _frame_to_array(f, settings, max_pixels), info, deadline
-    )
-    if parts:
-        done = [_part_outcome(kept, part, info, last, settings, stopped) for part in parts]
-        if all(isinstance(part, VideoError) for part in done):
-            raise done[0]
-        indices = sorted(kept)
-    else:
-        indices = pad_to_factor(_check_complete(kept, wanted, info, last),
-                                settings.temporal_factor)
-        done = None
-    return DecodedVideo(
-        path=path,
-        frames=shared_memory.stack([kept[i][0] for i in indices]),
-        frame_indices=indices,
-        timestamps=[kept[i][2] for i in indices],
-        source_fps=info.fps,
-        total_frames=info.total_frames,
-        duration=info.duration,
-        width=stream.width,
-        height=stream.height,
-        rotation=kept[indices[0]][1],
-        method=method,
-        frame_budget=budget_record,
-        parts=done,
-        part_budgets=planned.records if parts else None,
-    )
+    return _Pass(stream, info, settings, wanted, frames, method, max_pixels, budget_record,
+                 planned, stopped)
+
+
+def _decode_open(container, path, settings, method, deadline, skip) -> DecodedVideo:
+    """The body of :func:`decode_video` once the container is open."""
+    run = _start_pass(container, path, settings, method, skip, None)
+    return _whole(run, path, deadline)
+
+
+def _whole(run: _Pass, path: str, deadline: float | None) -> DecodedVideo:
+    """The video of a pass without parts: every wanted frame, padded to the temporal factor."""
+    kept, last = _collect(run.frames, run.wanted, run.convert, run.info, deadline)
+    indices = pad_to_factor(_check_complete(kept, run.wanted, run.info, last),
+                            run.settings.temporal_factor)
+    return run.video(path, kept, indices, frame_budget=run.budget_record)
+
+
+def stream_parts(path: str, settings: FrameSettings, plan: FramePlan, *,
+                 timeout_s: float | None = None) -> Iterator:
+    """:func:`decode_video` of a video split by ``plan`` into parts (windows), handing each
+    part over as soon as its last frame is decoded, still in one forward pass: yields
+    ``(index, DecodedVideo | VideoError)`` per part in order, each part's frames stacked apart
+    (its own shared-memory file in a decoding worker), and drops the frames no later part
+    needs; a video the plan does not split is yielded once, whole. ``timeout_s`` counts per
+    part, from when it is asked for.
+
+    :raises VideoError: when the video cannot be opened or probed.
+    """
+    path = os.fspath(path)
+    check_local_path(path)
+    with _open(path) as container:
+        try:
+            run = _start_pass(container, path, settings, "auto", True, plan)
+            if run.planned is None:
+                yield _whole(run, path, _deadline(timeout_s))
+                return
+            yield from _stream_open(run, path, timeout_s)
+        except VideoError as exc:
+            raise VideoError(exc.kind, exc.message, path) from exc
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise VideoError(DECODE_ERROR, describe_error(exc), path) from exc
+
+
+def _stream_open(run: _Pass, path: str, timeout_s: float | None) -> Iterator:
+    """The parts of :func:`stream_parts` once the pass is set up."""
+    parts, kept, last = run.planned.parts, {}, -1
+    for at, part in enumerate(parts):
+        if isinstance(part, VideoError):  # refused by the plan
+            yield at, part
+            continue
+        # the frames up to this part's last one, not reached yet (later parts' among them)
+        ahead = [index for index in run.wanted if last < index <= max(part)]
+        if ahead:
+            new, reached = _collect(run.frames, ahead, run.convert, run.info,
+                                    _deadline(timeout_s))
+            kept.update(new)
+            last = max(last, reached)
+        outcome = _part_outcome(kept, part, run.info, last, run.settings, run.stopped)
+        if not isinstance(outcome, VideoError):
+            outcome = run.video(path, kept, outcome, frame_budget=run.planned.records[at])
+        later = {index for rest in parts[at + 1:] if not isinstance(rest, VideoError)
+                 for index in rest}
+        kept = {index: frame for index, frame in kept.items() if index in later}
+        yield at, outcome
 
 
 def _until_error(frames: Iterator, stopped: list[str]) -> Iterator:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterator
 
 from dj_ops.lazy_import import load_entry
 from dj_ops.video.pool import DecodePool
 from dj_ops.video.settings import FrameSettings
-from dj_ops.video.worker import Decoder, Outcome, run_decoder
+from dj_ops.video.streams import Part
+from dj_ops.video.worker import Decoder, Outcome, next_item, run_decoder
 
 # name -> ("module:function", pip extra that provides its optional dependency or "")
 DECODERS: dict[str, tuple[str, str]] = {
@@ -57,6 +59,7 @@ class InlineDecoder:
     def __init__(self, decoder: Decoder, timeout_s: float | None):
         self.decoder, self.timeout_s = decoder, timeout_s
         self._jobs: dict[int, tuple[str, FrameSettings]] = {}
+        self._streams: dict[int, tuple[Iterator, str]] = {}  # streaming decoders' iterators
         self._tickets = itertools.count()
 
     def submit(self, path: str, settings: FrameSettings) -> int:
@@ -69,6 +72,19 @@ class InlineDecoder:
         """Decode the ticket's video now."""
         return run_decoder(self.decoder, *self._jobs.pop(ticket), self.timeout_s)
 
+    def next_part(self, ticket: int):
+        """A streamed video's next part, decoded now (see ``DecodePool.next_part``)."""
+        if ticket not in self._streams:
+            path = self._jobs[ticket][0]
+            outcome = self.result(ticket)
+            if not isinstance(outcome, Iterator):
+                return outcome
+            self._streams[ticket] = (outcome, path)
+        item = next_item(*self._streams[ticket])
+        if not isinstance(item, Part):
+            del self._streams[ticket]
+        return item
+
     def ready(self, tickets: list[int], timeout_s: float) -> list[int]:
         """The first ticket: it is decoded, here, when its result is asked for."""
         return list(tickets[:1])
@@ -77,8 +93,12 @@ class InlineDecoder:
         """Forget ``tickets``."""
         for ticket in tickets:
             self._jobs.pop(ticket, None)
+            stream = self._streams.pop(ticket, None)
+            if stream is not None:
+                stream[0].close()
 
     def close(self) -> None:
+        self.discard(list(self._streams))
         self._jobs.clear()
 
 

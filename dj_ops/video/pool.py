@@ -20,6 +20,7 @@ from multiprocessing.connection import wait
 
 from dj_ops.video.errors import DECODE_ERROR, TIMEOUT, VideoError
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.streams import Part
 from dj_ops.video.transport import recv_outcome
 from dj_ops.video.worker import Decoder, Outcome, WorkerProcess
 
@@ -46,6 +47,7 @@ class DecodePool:
         self._workers: list[WorkerProcess | None] = [None] * workers
         self._queue: deque[tuple[int, str, FrameSettings]] = deque()
         self._results: dict[int, Outcome] = {}
+        self._parts: dict[int, deque] = {}  # streamed parts not read yet, by ticket
         self._discarded: set[int] = set()
         self._tickets = itertools.count()
         self._cond = threading.Condition()
@@ -83,15 +85,35 @@ class DecodePool:
                 self._check_usable()
             return [t for t in tickets if t in self._results]
 
+    def next_part(self, ticket: int):
+        """A streamed video's next part (:mod:`dj_ops.video.streams`), waiting for it; then its
+        last message (``STREAM_END``, or its error); for a video not streamed, its outcome.
+        Taking a part with ``more`` set lets the worker decode the next one."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._parts.get(ticket) or ticket in self._results
+                                or self._failure or self._closed)
+            if self._parts.get(ticket):
+                part = self._parts[ticket].popleft()
+                if part.more:
+                    self._go_ahead(ticket, True)
+                return part
+            self._parts.pop(ticket, None)
+            if ticket not in self._results:
+                self._check_usable()
+            return self._results.pop(ticket)
+
     def discard(self, tickets) -> None:
-        """Forget ``tickets``: queued ones are dropped, running ones' results thrown away."""
+        """Forget ``tickets``: queued ones are dropped, running ones' results thrown away (a
+        streamed one waiting for the go-ahead is told to stop)."""
         with self._cond:
             dropped = set(tickets)
             queued = {job[0] for job in self._queue}
             self._queue = deque(job for job in self._queue if job[0] not in dropped)
             for ticket in dropped - queued:
+                self._parts.pop(ticket, None)
                 if self._results.pop(ticket, None) is None:
                     self._discarded.add(ticket)  # running: its result is thrown away
+                    self._go_ahead(ticket, False)
 
     @property
     def held(self) -> int:
@@ -165,6 +187,32 @@ class DecodePool:
                         self._queue.appendleft(job)
                         self._replace(worker, kill=True)
 
+    def _go_ahead(self, ticket: int, go: bool) -> None:
+        """Tell the worker streaming ``ticket`` and waiting to decode on (True) or stop (False);
+        its time limit runs again from now (under the lock)."""
+        worker = next((w for w in self._workers if w is not None and w.ticket == ticket
+                       and w.waiting), None)
+        if worker is None:
+            return
+        try:
+            worker.conn.send(go)
+        except OSError:  # it died: the scheduler replaces it
+            return
+        worker.resume(self.timeout_s, KILL_GRACE_S)
+        self._wake()  # its deadline changed
+
+    def _take_part(self, worker: WorkerProcess, part) -> None:
+        """A streamed part arrived: keep it for ``next_part``; a worker that sent a part with
+        ``more`` waits (no deadline) until it is taken."""
+        with self._cond:
+            if part.more:
+                worker.wait_for_go_ahead()
+            if worker.ticket in self._discarded:
+                self._go_ahead(worker.ticket, False)
+                return
+            self._parts.setdefault(worker.ticket, deque()).append(part)
+            self._cond.notify_all()
+
     def _collect(self, worker: WorkerProcess) -> None:
         """Read a worker's message: ready, or an outcome; a worker that died is replaced."""
         try:
@@ -184,6 +232,9 @@ class DecodePool:
         if not worker.ready:
             worker.mark_ready()
             self._start_failures = 0
+            return
+        if isinstance(outcome, Part):
+            self._take_part(worker, outcome)
             return
         self._deliver(worker.finish(), outcome)
 

@@ -9,7 +9,8 @@ the parent's ``sys.path`` starts in about 0.3 s and imports only the decoder's m
 over a socket with :class:`multiprocessing.connection.Connection` (pickled messages):
 decoder function in, ``None`` (ready) out, then ``(path, settings, timeout_s)`` in and
 a :class:`DecodedVideo` (its frames through shared memory, see :mod:`dj_ops.video.transport`) or
-:class:`VideoError` out per video, until ``None`` or end of file.
+:class:`VideoError` out per video, until ``None`` or end of file; a streaming decoder's parts
+one message each, with the op's go-ahead in between (:mod:`dj_ops.video.streams`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 
 from dj_ops.video.decode import DecodedVideo
 from dj_ops.video.decode_process import POOL_WORKER, decoding_as
 from dj_ops.video.errors import DECODE_ERROR, VideoError
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.streams import STREAM_END, Part
 from dj_ops.video.transport import send_outcome
 
 STOP_WAIT_S = 2.0
@@ -46,18 +48,48 @@ BOOTSTRAP = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
 
 Decoder = Callable[..., DecodedVideo]
 Outcome = DecodedVideo | VideoError
+# what a decoder may raise that costs its video only (an error record), not the job
+DECODER_ERRORS = (VideoError, ValueError, OSError, RuntimeError, MemoryError)
 
 
 def run_decoder(decoder: Decoder, path: str, settings: FrameSettings,
-                timeout_s: float | None) -> Outcome:
+                timeout_s: float | None) -> Outcome | Iterator:
     """Decode one video; a failure becomes a :class:`VideoError` (``decode_error`` unless the
-    decoder chose the kind)."""
+    decoder chose the kind). A streaming decoder's iterator is returned as it is (read it with
+    :func:`next_item`)."""
     try:
         return decoder(path, settings, timeout_s=timeout_s)
-    except VideoError as error:
+    except DECODER_ERRORS as error:
+        return _as_error(error, path)
+
+
+def next_item(stream: Iterator, path: str) -> object:
+    """A streaming decoder's next item, :data:`STREAM_END` after its last, or its failure as a
+    :class:`VideoError` (the stream is then over)."""
+    try:
+        return next(stream, STREAM_END)
+    except DECODER_ERRORS as error:
+        return _as_error(error, path)
+
+
+def _as_error(error: Exception, path: str) -> VideoError:
+    if isinstance(error, VideoError):
         return error
-    except (ValueError, OSError, RuntimeError, MemoryError) as error:
-        return VideoError(DECODE_ERROR, f"{type(error).__name__}: {error}", path)
+    return VideoError(DECODE_ERROR, f"{type(error).__name__}: {error}", path)
+
+
+def _send_stream(conn: Connection, stream: Iterator, path: str) -> None:
+    """Send a streaming decoder's items as they come; after an item with ``more`` set, wait for
+    the op's go-ahead (True) or stop (False) before decoding on."""
+    while True:
+        item = next_item(stream, path)
+        send_outcome(conn, item)
+        if not isinstance(item, Part):
+            return
+        if item.more and not conn.recv():
+            stream.close()
+            send_outcome(conn, STREAM_END)
+            return
 
 
 def serve(fd: int) -> None:
@@ -77,7 +109,11 @@ def serve(fd: int) -> None:
                 return
             if job is None:
                 return
-            send_outcome(conn, run_decoder(decoder, *job))
+            outcome = run_decoder(decoder, *job)
+            if isinstance(outcome, Iterator):
+                _send_stream(conn, outcome, job[0])
+            else:
+                send_outcome(conn, outcome)
 
 
 class WorkerProcess:
@@ -97,6 +133,7 @@ class WorkerProcess:
         self.conn.send(decoder)
         self.ready = False  # until its first message: time limits count from then
         self.ticket: int | None = None
+        self.waiting = False  # streaming: waiting for the op's go-ahead
         self.path = ""
         self.deadline = time.monotonic() + STARTUP_TIMEOUT_S
 
@@ -121,11 +158,20 @@ class WorkerProcess:
         """Send a video; it must come back within ``timeout_s + grace_s`` seconds."""
         self.conn.send((path, settings, timeout_s))
         self.ticket, self.path = ticket, path
+        self.resume(timeout_s, grace_s)
+
+    def wait_for_go_ahead(self) -> None:
+        """It sent a streamed part and waits for the op to take it: no time limit meanwhile."""
+        self.waiting, self.deadline = True, math.inf
+
+    def resume(self, timeout_s: float | None, grace_s: float) -> None:
+        """It was told to go on: its time limit runs from now."""
+        self.waiting = False
         self.deadline = time.monotonic() + timeout_s + grace_s if timeout_s else math.inf
 
     def finish(self) -> int:
         """Mark the video done; returns its ticket."""
-        ticket, self.ticket, self.deadline = self.ticket, None, math.inf
+        ticket, self.ticket, self.deadline, self.waiting = self.ticket, None, math.inf, False
         return ticket
 
     def stop(self, kill: bool) -> None:

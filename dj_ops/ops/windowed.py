@@ -137,13 +137,19 @@ class WindowedCaptioning:
         long: list[_LongVideo] = []
         try:
             for path, stream in videos.items():
-                for item in stream:
-                    self._take(builder, item, slots[path], system_prompt, pending, long)
+                self._read(builder, stream, slots[path], system_prompt, pending, long)
             pending.flush()
         finally:
             for stream in videos.values():
                 stream.close()
         self._merge(builder, backend, long, gate)
+
+    def _read(self, builder: SampleBuilder, stream: PartStream, slots: list[VideoSlot],
+              system_prompt: str | None, pending: _Pending, long: list[_LongVideo]) -> None:
+        """One video's stream, item by item (none is referenced here once read: a window's
+        frames are held by its pending request alone)."""
+        for item in stream:
+            self._take(builder, item, slots, system_prompt, pending, long)
 
     def _take(self, builder: SampleBuilder, item, slots: list[VideoSlot],
               system_prompt: str | None, pending: _Pending, long: list[_LongVideo]) -> None:

@@ -5,8 +5,9 @@ each window sampled as the op does (1 fps, at most 32 frames, 448x448 pixels at 
 to get every window's frames, each run in a fresh process (so that its peak resident memory,
 ``ru_maxrss``, is its own), rounds interleaved:
 
-- ``one_pass``: what the op does with ``window_seconds`` (``decode_windowed``: one pass over the
-  file keeps the union of the windows' frames, then ``split_windows``);
+- ``one_pass``: what the op does with ``window_seconds`` (``stream_windowed``: one pass over the
+  file hands each window over as soon as it is decoded, keeping only the frames the next windows
+  share; here each window is dropped once counted, as the op drops it once captioned);
 - ``separate_clips``: the windows cut beforehand into 12 files (re-encoded with PyAV, not timed),
   each decoded as a clip of its own (what captioning pre-cut clips costs);
 - ``per_window``: the whole file decoded once per window with ``video_start``/``video_end``
@@ -35,7 +36,7 @@ import av
 from bench.measure import save, spread
 from dj_ops.testing.clips import make_clip
 from dj_ops.video.decode import decode_video
-from dj_ops.video.decode_windows import WindowedFrames, decode_windowed, split_windows
+from dj_ops.video.decode_windows import WindowedFrames, stream_windowed
 from dj_ops.video.settings import FrameSettings
 
 SECONDS, FPS, WIDTH, HEIGHT = 600, 15, 320, 240
@@ -67,8 +68,7 @@ def cut(path: Path, folder: Path) -> list[str]:
 def decode_variant(variant: str, path: str, clips: list[str]) -> int:
     """Every window's frames the ``variant`` way; the frames obtained."""
     if variant == "one_pass":
-        windows = split_windows(decode_windowed(path, JOB), JOB)
-        return sum(len(part.frames) for _, part in windows)
+        return sum(len(window.frames) for window in stream_windowed(path, JOB))
     if variant == "separate_clips":
         return sum(len(decode_video(clip, JOB.frames).frames) for clip in clips)
     return sum(len(decode_video(path, replace(JOB.frames, video_start=w.start,

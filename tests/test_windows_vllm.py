@@ -61,3 +61,23 @@ def test_text_only_request_on_the_engine(qwen3_hd32):
     finally:
         backend.close() if hasattr(backend, "close") else None
     assert result.ok and result.candidates[0].text.strip()
+
+
+def test_each_window_is_fitted_to_the_budget_on_the_engine(tmp_path, qwen3_hd32):
+    """``max_visual_tokens`` per window on the engine: each window's frames are cut (frames
+    first) until its tokens, Qwen3-VL's timestamp text included, fit; every window captioned."""
+    from tests.conftest import make_op, run_op
+
+    long = str(make_clip(tmp_path / "long.mp4", seconds=40, fps=2, faststart=True))
+    op = make_op(qwen3_hd32, backend="vllm", **FRAMES, model_params=ENGINE,
+                 sampling_params={"max_new_tokens": 8}, caption_key="caption",
+                 window_seconds=15.0, window_overlap=5.0, fps=1.0, max_visual_tokens=60,
+                 keep_original_sample=False)
+    (row,) = run_op(op, [{"text": "", "videos": [long]}])
+    windows = row["caption_windows"][0]
+    assert len(windows) == 4 and row["caption"][0].strip()
+    for window in windows:
+        used = window["frames"]
+        assert window["caption"] and not window["error_kind"]
+        assert used["reduced"] in ("frames", "pixels") and used["count"] < FRAMES["max_frames"]
+        assert 0 < used["visual_tokens"] <= used["max_visual_tokens"] == 60

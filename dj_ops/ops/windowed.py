@@ -9,8 +9,8 @@ taken it. Here, for each micro-batch of videos, each video's stream is read in t
    carries the window's times in the whole video), and a video no longer than one window is
    one request as without windows; requests go to the backend ``batch_size`` at a time (those of
    several windows or videos together), so the op holds at most ``batch_size`` windows' frames
-   plus the one handed over next, however long the video: memory is bounded by windows, not by
-   the video;
+   plus one handed over (waiting to be read) per decoding worker, however long the video:
+   memory is bounded by windows, not by the video;
 2. each long video's window captions, ``[{start, end, caption, error_kind, error_message,
    frames}]``, go in its record (``windows``); a window that failed (its frames could not be
    decoded, it does not fit the frame budget, the engine refused it) keeps its error there and

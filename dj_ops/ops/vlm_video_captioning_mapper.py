@@ -156,7 +156,8 @@ class VLMVideoCaptioningMapper(Mapper):
         :param generation_batch_size: videos per generate call (micro-batch) of the
             transformers backend. The vllm and openai backends batch by themselves and get
             each video as soon as it is decoded (see ``max_in_flight``); for them this only
-            sizes the decoding window (``prefetch``).
+            sizes the decoding window (``prefetch``). With windows (``window_seconds``) it is
+            also the window requests per backend call, on every backend.
         :param seed: seed for sampling and 'random_any'; fixed seed, reproducible output.
         :param frame_strategy: frame sampling strategy: 'fps' (Qwen-VL style), 'uniform'
             (``num_frames`` evenly spread), or CogVLM2-Llama3-Caption's 'chat' (the frame
@@ -184,7 +185,8 @@ class VLMVideoCaptioningMapper(Mapper):
             among the op's processes; 0: decode in the op's own thread (no prefetch overlap,
             no hard timeout).
         :param decode_timeout: seconds one video may take to decode; past it the decoding
-            process is killed and the sample gets a 'timeout' error record. None: no limit.
+            process is killed and the sample gets a 'timeout' error record (with windows: one
+            window, the time spent captioning not counted). None: no limit.
         :param prefetch: micro-batches of videos decoded ahead while the model captions the
             current one (True: the default, 2; False or 0: none); at most (prefetch + 1) *
             generation_batch_size decoded videos are held in memory. Two ahead absorb the

@@ -167,6 +167,25 @@ def test_the_op_reuses_stored_captions_and_never_stale_ones(tmp_path, qwen3, tin
         assert opened.count() == 5 * 5  # 5 configurations x 5 videos, each stored once
 
 
+def test_a_reused_record_equals_the_generated_one(tmp_path, qwen3, videos):
+    # Everything a video's record says (its frames record, the gate's flags, ...) comes back
+    # from the store: only from_store differs.
+    store = str(tmp_path / "store.sqlite")
+    samples = [{"text": f"{V} {E}", "videos": [v]} for v in videos[:2]]
+
+    def video_records() -> list[dict]:
+        op = make_op(qwen3, keep_original_sample=False, result_store=store)
+        records = [v for r in run_op(op, samples) for v in r[Fields.meta][META_KEY]["videos"]]
+        return [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in record.items()}
+                for record in records]
+
+    first, again = video_records(), video_records()
+    assert [r.pop("from_store") for r in first] == [False, False]
+    assert [r.pop("from_store") for r in again] == [True, True]
+    assert first[0]["frames"]["count"] > 0
+    assert again == first
+
+
 DJ_PROCESS = str(Path(sys.executable).with_name("dj-process"))
 RESUME_VIDEOS = 42
 

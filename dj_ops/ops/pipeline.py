@@ -53,7 +53,7 @@ def record_result(builder: SampleBuilder, slot: VideoSlot, result, timestamps,
         return False
     builder.set_candidates(slot, result.candidates, timestamps)
     if store is not None:
-        store.add(slot, result.candidates, timestamps)
+        store.add(slot, result.candidates, timestamps, builder.frames_of(slot))
     return True
 
 

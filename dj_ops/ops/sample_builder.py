@@ -136,8 +136,15 @@ class SampleBuilder:
 
     def note_frames(self, slot: VideoSlot, video: DecodedVideo) -> None:
         """What the slot's decoded ``video`` holds, for its record (``frames``)."""
-        self.rows[slot.row].frames[slot.video] = frames_record(video.frames.shape,
-                                                               video.frame_budget)
+        self.set_frames(slot, frames_record(video.frames.shape, video.frame_budget))
+
+    def set_frames(self, slot: VideoSlot, record: dict) -> None:
+        """The slot's ``frames`` record (from :meth:`note_frames`, or a result store)."""
+        self.rows[slot.row].frames[slot.video] = record
+
+    def frames_of(self, slot: VideoSlot) -> dict:
+        """The slot's ``frames`` record so far ({} when none was noted)."""
+        return self.rows[slot.row].frames.get(slot.video, {})
 
     def set_candidates(self, slot: VideoSlot, candidates: list[Candidate],
                        timestamps: list[float], from_store: bool = False) -> None:

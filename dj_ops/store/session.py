@@ -10,21 +10,24 @@ from dj_ops.store.keys import ResultKeyer
 from dj_ops.store.sqlite_store import ResultStore
 
 
-def encode_result(candidates: list[Candidate], timestamps) -> dict:
+def encode_result(candidates: list[Candidate], timestamps, frames: dict | None = None) -> dict:
     """A result as stored: the backend's candidates (before any trimming, which is redone on
     reuse; with the decoding path that made them and the quality gate's flags of each attempt:
-    the candidates the gate kept) and the frames' timestamps."""
+    the candidates the gate kept), the frames' timestamps and what the video was decoded at
+    (its ``frames`` record: a reused result is not decoded again)."""
     return {"candidates": [[c.text, int(c.num_tokens), bool(c.hit_token_limit),
                             bool(c.repetition_trimmed), c.decoding,
                             [list(flags) for flags in c.attempts]] for c in candidates],
-            "timestamps": [float(t) for t in timestamps]}
+            "timestamps": [float(t) for t in timestamps],
+            "frames": dict(frames or {})}
 
 
-def decode_result(value: dict) -> tuple[list[Candidate], list[float]]:
-    """The candidates and timestamps of a stored result."""
+def decode_result(value: dict) -> tuple[list[Candidate], list[float], dict]:
+    """The candidates, timestamps and ``frames`` record of a stored result (stores written
+    before the frame budget: no record)."""
     candidates = [Candidate(*c[:5], attempts=tuple(tuple(f) for f in c[5]) if c[5:] else ())
                   for c in value["candidates"]]  # stores written before the gate: no attempts
-    return candidates, list(value["timestamps"])
+    return candidates, list(value["timestamps"]), dict(value.get("frames") or {})
 
 
 @dataclass
@@ -55,17 +58,20 @@ class StoreSession:
                 if value is None:
                     remaining.setdefault(path, []).append(slot)
                     continue
-                candidates, timestamps = decode_result(value)
+                candidates, timestamps, frames = decode_result(value)
                 builder.set_candidates(slot, candidates, timestamps, from_store=True)
+                builder.set_frames(slot, frames)
                 self.reused += 1
         return remaining
 
-    def add(self, slot, candidates: list[Candidate], timestamps) -> None:
-        """Keep a newly generated result, to be written by :meth:`flush`."""
+    def add(self, slot, candidates: list[Candidate], timestamps,
+            frames: dict | None = None) -> None:
+        """Keep a newly generated result (``frames``: its record of what the video was decoded
+        at), to be written by :meth:`flush`."""
         key = self.keyer.key(slot.path, slot.prompt)
         self.generated += 1
         if key:
-            self._pending[key] = encode_result(candidates, timestamps)
+            self._pending[key] = encode_result(candidates, timestamps, frames)
 
     def flush(self) -> None:
         """Write the kept results in one transaction."""

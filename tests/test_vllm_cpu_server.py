@@ -111,16 +111,18 @@ def test_the_op_keeps_max_in_flight_requests_running_on_the_server(model, server
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    # long answers (256 tokens each) keep requests running while the next videos decode
-    op = _op(model, server, generation_batch_size=1, prefetch=8, max_in_flight=4,
+    # long answers (512 tokens each) keep requests running while the next videos decode; a bound
+    # of 2 (not 4: on 2 cores the fourth video was not always decoded before the first answer
+    # ended, and /metrics is read about twice a second while the engine is busy)
+    op = _op(model, server, generation_batch_size=1, prefetch=8, max_in_flight=2,
              keep_original_sample=False,
-             sampling_params={"max_new_tokens": 256, "min_new_tokens": 256},
+             sampling_params={"max_new_tokens": 512, "min_new_tokens": 512},
              settings={"max_concurrency": 16})
     rows = run_op(op, samples, batch_size=len(samples))
     done.set()
     watcher.join()
     assert set(_status(rows)) == {"captioned"}
-    assert max(seen) == 4, seen
+    assert max(seen) == 2, seen  # reached (more than one micro-batch), never exceeded
 
 
 def test_a_server_killed_mid_batch_and_restarted_loses_no_row(model, server, videos):

@@ -150,8 +150,10 @@ def test_a_server_killed_mid_batch_and_restarted_loses_no_row(model, server, vid
 
 def test_a_server_that_stays_down_gives_error_records_not_lost_rows(model, server, videos):
     samples = single_video_samples(videos) * 2
+    # 512-token answers: the kill lands while requests run (with 64, every answer could end
+    # before /metrics, read about twice a second on a busy engine, showed one running)
     op = _op(model, server, keep_original_sample=False, max_in_flight=2,
-             sampling_params={"max_new_tokens": 64, "min_new_tokens": 64},
+             sampling_params={"max_new_tokens": 512, "min_new_tokens": 512},
              settings={"max_retries": 1, "backoff_s": 0.2})
     killer = threading.Thread(target=lambda: (
         _wait_running(server), server.kill()), daemon=True)

@@ -96,6 +96,7 @@ def test_videos_are_fitted_to_the_advertised_context(model, server, videos):
     assert {v["error_kind"] for v in videos} == {"context_length"}, videos
 
 
+@pytest.mark.vllm_timing
 def test_the_op_keeps_max_in_flight_requests_running_on_the_server(model, server, videos):
     """vLLM's /metrics shows the requests it is running: the op keeps max_in_flight there,
     more than one micro-batch (generation_batch_size 1)."""
@@ -125,6 +126,7 @@ def test_the_op_keeps_max_in_flight_requests_running_on_the_server(model, server
     assert max(seen) == 2, seen  # reached (more than one micro-batch), never exceeded
 
 
+@pytest.mark.vllm_timing
 def test_a_server_killed_mid_batch_and_restarted_loses_no_row(model, server, videos):
     samples = single_video_samples(videos) * 4
     op = _op(model, server, keep_original_sample=False, max_in_flight=4,
@@ -148,6 +150,7 @@ def test_a_server_killed_mid_batch_and_restarted_loses_no_row(model, server, vid
     assert set(_status(rows)) == {"captioned"}  # the retries outlasted the restart
 
 
+@pytest.mark.vllm_timing
 def test_a_server_that_stays_down_gives_error_records_not_lost_rows(model, server, videos):
     samples = single_video_samples(videos) * 2
     # 512-token answers: the kill lands while requests run (with 64, every answer could end

@@ -19,7 +19,7 @@ from collections import deque
 
 from dj_ops.backends.base import CaptionRequest
 from dj_ops.backends.streaming import StreamingBackend, StreamSession
-from dj_ops.ops.pipeline import record_result, slots_to_caption
+from dj_ops.ops.pipeline import record_result, slots_to_caption, video_request
 from dj_ops.ops.quality_gate import QualityGate
 from dj_ops.ops.sample_builder import SampleBuilder, VideoSlot
 from dj_ops.store.session import StoreSession
@@ -119,7 +119,6 @@ def _take(builder: SampleBuilder, path: str, slots: list[VideoSlot], video,
         if isinstance(video, VideoError):
             builder.fail_video(slot, video.kind, video.message)
             continue
-        request = CaptionRequest(video.frames, video.transformers_metadata(), slot.prompt,
-                                 system_prompt, video_path=slot.path)
+        request = video_request(video, slot, system_prompt)
         builder.note_frames(slot, video)
         ready.append((slot, request, list(video.timestamps), None))

@@ -34,7 +34,7 @@ def test_held_requests_wait_until_released(qwen3, request_):  # noqa: F811
             backend(qwen3, proxy.url).generate([request_])))
         client.start()
         client.join(timeout=1.0)  # held: no answer, however long we wait
-        assert client.is_alive() and not proxy.forwarded.is_set() and not server.received
+        assert client.is_alive() and not proxy.sent.is_set() and not server.received
         proxy.release()
         client.join(timeout=60)
     assert not client.is_alive() and results[0].ok and len(server.received) == 1

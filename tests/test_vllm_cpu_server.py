@@ -114,17 +114,19 @@ def test_the_op_keeps_max_in_flight_requests_open_on_the_server(model, server, v
 
 
 def test_a_server_killed_mid_batch_and_restarted_loses_no_row(model, server, videos):
-    """The server is killed as soon as the first request reaches it (its 512-token answer
-    takes seconds), so the requests it holds fail; the proxy holds the retries until the server
-    is back, however long the restart takes, and every row is captioned."""
+    """The server is killed as soon as the body of the first request has been written to it
+    (its 1024-token answer takes seconds), so the requests it holds fail; the proxy holds the
+    retries until the server is back, however long the restart takes, and every row is
+    captioned. (Timed from the proxy forwarding a request, with 512 tokens, the kill once
+    landed after the answers then at the server had ended: 1 run of about 12.)"""
     samples = single_video_samples(videos) * 2
     with CountingProxy(server.root) as proxy:
         op = _op(model, proxy, keep_original_sample=False, max_in_flight=4,
-                 sampling_params={"max_new_tokens": 512, "min_new_tokens": 512},
+                 sampling_params={"max_new_tokens": 1024, "min_new_tokens": 1024},
                  settings={"max_retries": 3, "backoff_s": 0.5, "timeout_s": 1200.0})
 
         def crash_and_restart():
-            assert proxy.forwarded.wait(timeout=600)
+            assert proxy.sent.wait(timeout=600)
             proxy.hold()  # retries wait here until the server is back
             server.kill()
             server.start()
@@ -140,16 +142,16 @@ def test_a_server_killed_mid_batch_and_restarted_loses_no_row(model, server, vid
 
 
 def test_a_server_that_stays_down_gives_error_records_not_lost_rows(model, server, videos):
-    """Killed as soon as the first request reaches it, and not restarted: the op's retries
-    end, and every video has an error record (502 from the proxy: a gateway's answer for a
-    server that is gone) or its caption; no row is lost."""
+    """Killed as soon as the first request's body has been written to it, and not restarted:
+    the op's retries end, and every video has an error record (502 from the proxy: a gateway's
+    answer for a server that is gone) or its caption; no row is lost."""
     samples = single_video_samples(videos) * 2
     with CountingProxy(server.root) as proxy:
         op = _op(model, proxy, keep_original_sample=False, max_in_flight=2,
-                 sampling_params={"max_new_tokens": 512, "min_new_tokens": 512},
+                 sampling_params={"max_new_tokens": 1024, "min_new_tokens": 1024},
                  settings={"max_retries": 1, "backoff_s": 0.2})
         killer = threading.Thread(target=lambda: (
-            proxy.forwarded.wait(timeout=600), server.kill()), daemon=True)
+            proxy.sent.wait(timeout=600), server.kill()), daemon=True)
         killer.start()
         rows = run_op(op, samples, batch_size=len(samples))
         killer.join(timeout=60)

@@ -17,7 +17,7 @@ import threading
 import aiohttp
 from aiohttp import web
 
-from dj_ops.testing.openai_server import MAX_BODY_BYTES
+from dj_ops.testing.loopback_app import LoopbackApp
 
 CHAT_PATH = "/v1/chat/completions"
 HOLD_TIMEOUT_S = 900.0  # longest hold: a held request is released then (a test's safety net)
@@ -26,7 +26,7 @@ HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connect
 KEPT_ANSWER_HEADERS = ("Content-Type", "Retry-After")
 
 
-class CountingProxy:
+class CountingProxy(LoopbackApp):
     """The proxy, run by an event loop in a background thread (a context manager).
 
     :param upstream: the server's root, e.g. ``http://127.0.0.1:8000`` (paths are kept).
@@ -35,68 +35,38 @@ class CountingProxy:
     """
 
     def __init__(self, upstream: str, *, hold_until: int = 0, host: str = "127.0.0.1"):
-        self.upstream, self.host, self.port = upstream.rstrip("/"), host, 0
+        super().__init__(host)
+        self.upstream = upstream.rstrip("/")
         self.in_flight = self.max_in_flight = 0  # chat requests open (now, at most)
         self.requests = 0  # chat requests received
         self.upstream_errors = 0  # chat requests answered 502: the server did not answer
-        self.forwarded = threading.Event()  # set when a chat request is first sent on
+        # set once a chat request has reached the server: its body was written on a connection
+        # to it (a server killed after that fails the request; a request only forwarded may meet
+        # the next server, which binds the port before it answers)
+        self.sent = threading.Event()
         self._hold_until = hold_until
         self._held = hold_until > 0  # whether chat requests wait now
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._changed: asyncio.Condition | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        """The API root to give the backend as ``api_base``."""
-        return f"http://{self.host}:{self.port}/v1"
 
     def hold(self) -> None:
         """Hold chat requests that arrive from now on, until :meth:`release`."""
-        self._call(self._set_held, True)
+        self.call(self._set_held, True)
 
     def release(self) -> None:
         """Let held and later chat requests through."""
-        self._call(self._set_held, False)
+        self.call(self._set_held, False)
 
-    def start(self) -> CountingProxy:
-        self._thread.start()
-        self._call(self._start)
-        return self
-
-    def stop(self) -> None:
-        async def shutdown():
-            await self._runner.cleanup()
-            await self._session.close()
-
-        self._call(shutdown)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-
-    def __enter__(self) -> CountingProxy:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def _call(self, function, *args):
-        async def run():
-            return await function(*args)
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=60)
-
-    async def _start(self) -> None:
+    async def _open(self, app: web.Application) -> None:
         self._changed = asyncio.Condition()
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        trace = aiohttp.TraceConfig()
+        trace.on_request_chunk_sent.append(self._chunk_sent)
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None),
+                                              trace_configs=[trace])
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+
+    async def _stopping(self) -> None:
+        await self._session.close()
 
     async def _set_held(self, held: bool) -> None:
         async with self._changed:
@@ -111,12 +81,15 @@ class CountingProxy:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             await self._wait_while_held()
-            self.forwarded.set()
             answer = await self._forward(request)
             self.upstream_errors += answer.status == 502
             return answer
         finally:
             self.in_flight -= 1
+
+    async def _chunk_sent(self, session, context, params) -> None:
+        if params.url.path == CHAT_PATH:
+            self.sent.set()
 
     async def _wait_while_held(self) -> None:
         async with self._changed:

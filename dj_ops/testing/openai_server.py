@@ -33,11 +33,11 @@ from aiohttp import web
 
 from dj_ops.backends.base import BackendConfig, CaptionRequest, CaptionResult
 from dj_ops.captioning.generation import parse_sampling_params
+from dj_ops.testing.loopback_app import LoopbackApp
 from dj_ops.video import FrameSettings, VideoError, decode_video
 
 SAMPLING_FIELDS = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k",
                    "repetition_penalty", "stop")
-MAX_BODY_BYTES = 256 * 1024 * 1024
 SERVER_FPS = 2.0
 MAX_FRAMES = 32
 MAX_PIXELS = 448 * 448
@@ -114,8 +114,8 @@ def decode_url(url: str, size_factor: int):
         return decode_video(file.name, settings)
 
 
-class CompletionServer:
-    """The server, run by an event loop in a background thread.
+class CompletionServer(LoopbackApp):
+    """The server, run by an event loop in a background thread (a context manager).
 
     :param model: local checkpoint folder served under any model name.
     :param api_key: when set, requests must carry ``Authorization: Bearer <api_key>``.
@@ -127,54 +127,27 @@ class CompletionServer:
     def __init__(self, model: str, *, host: str = "127.0.0.1", port: int = 0,
                  api_key: str | None = None, faults: Faults = Faults(),
                  max_model_len: int | None = None):
-        self.model, self.host, self.port = model, host, port
+        super().__init__(host, port)
+        self.model = model
         self.max_model_len = max_model_len
         self.api_key, self.faults = api_key, faults
         self.received: list[dict] = []  # every request body, in arrival order
         self.in_flight = self.max_in_flight = 0  # requests being answered (now, at most)
         self._backends: dict[tuple[str, int], object] = {}
         self._pool = ThreadPoolExecutor(max_workers=1)  # one generate at a time
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._closing: asyncio.Event | None = None
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        """The API root to give the backend as ``api_base``."""
-        return f"http://{self.host}:{self.port}/v1"
-
-    def start(self) -> CompletionServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
-        return self
-
-    async def _start(self) -> None:
-        self._closing = asyncio.Event()
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
-        app.router.add_post("/v1/chat/completions", self._handle)
-        app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
 
     def stop(self) -> None:
-        async def shutdown():
-            self._closing.set()
-            await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
+        super().stop()
         self._pool.shutdown(wait=True)
 
-    def __enter__(self) -> CompletionServer:
-        return self.start()
+    async def _open(self, app: web.Application) -> None:
+        self._closing = asyncio.Event()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_get("/v1/models", self._models)
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    async def _stopping(self) -> None:
+        self._closing.set()  # a hanging answer ends now
 
     async def _models(self, request: web.Request) -> web.Response:
         """The model listing, with ``max_model_len`` when set (vLLM's field)."""

@@ -41,8 +41,8 @@ class CountingProxy(LoopbackApp):
         self.requests = 0  # chat requests received
         self.upstream_errors = 0  # chat requests answered 502: the server did not answer
         # set once a chat request has reached the server: its body was written on a connection
-        # to it (a server killed after that fails the request; a request only forwarded may meet
-        # the next server, which binds the port before it answers)
+        # to it, so a server killed after that fails the request (a request only forwarded may
+        # not have reached it yet, and its answer may end before the kill)
         self.sent = threading.Event()
         self._hold_until = hold_until
         self._held = hold_until > 0  # whether chat requests wait now

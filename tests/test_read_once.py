@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from dj_ops.testing.clips import make_clip, read_frame_index, sample_videos, write_bytes
-from dj_ops.testing.reads import bytes_read, make_noisy_clip, read_counter_available, read_once
+from dj_ops.testing.reads import (
+    bytes_read,
+    make_noisy_clip,
+    read_counter_available,
+    read_once,
+    remux,
+)
 from dj_ops.video import FrameSettings, decode_video
 from dj_ops.video.decode_windows import WindowedFrames, stream_windowed
 from dj_ops.video.skipping import LOOKAHEAD_PACKETS, PtsRanks, Unranked, can_skip, ranked_frames
@@ -86,13 +92,7 @@ def test_the_sample_clips_are_read_as_a_single_pass_of_ffmpeg_reads_them():
 def test_the_counter_sees_a_second_reading(tmp_path, clips):
     """A container without a frame count (Matroska) is still read twice: its packets are scanned
     for the frame count and times the sampler needs, then decoded."""
-    path = str(tmp_path / "noisy.mkv")
-    with av.open(clips[0]) as source, av.open(path, "w") as target:
-        stream = target.add_stream_from_template(source.streams.video[0])
-        for packet in source.demux(source.streams.video[0]):
-            if packet.size:
-                packet.stream = stream
-                target.mux(packet)
+    path = str(remux(clips[0], tmp_path / "noisy.mkv"))
     assert read_ratio(path, lambda: decode_video(path, SPARSE)) > 1.8
 
 

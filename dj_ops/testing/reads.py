@@ -72,3 +72,14 @@ def make_noisy_clip(path: str | os.PathLike, frames: int = 72, fps: int = 24, wi
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, "rgb24")))
         container.mux(stream.encode(None))
     return path
+
+
+def remux(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """``source``'s video packets copied into ``target`` (its extension picks the container)."""
+    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.size:
+                packet.stream = stream
+                out.mux(packet)
+    return Path(target)

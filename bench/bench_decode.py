@@ -322,6 +322,8 @@ def reads_section(report: dict) -> str:
     the decoder reading once over that of the decoder with its packet pre-scan (also a section
     of docs/performance.md, written by bench/report.py)."""
     title, result = next(iter(report["preprocessing"].items()))
+    if "read_over_size" not in next(iter(result["per_video_s"].values())):
+        return ""  # results of a run before bytes were counted
     ways = [*READ_WAYS, "one_pass"]
     lines = ["## Reading each video once", "",
              f"`python -m bench.bench_decode` ({report['cores']} cores, load average "

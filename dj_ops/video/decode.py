@@ -1,6 +1,12 @@
 """Decode the sampled frames of one local video with PyAV: count, sample, then reach only
 the wanted frames, by decoding from the start or by seeking (see ``choose_decode_method``),
-and convert them to RGB at the ``smart_resize`` size."""
+and convert them to RGB at the ``smart_resize`` size.
+
+The file is opened once and read once, skipping unwanted unreferenced frames as it goes
+(:mod:`dj_ops.video.skipping`), when its container stores the frame count and the rate is
+constant (MP4, MOV, AVI). Otherwise (Matroska/WebM, MPEG-TS, raw streams; a variable rate) the
+sampler needs every frame's time before the decode: the packets are scanned first, which reads
+the file a second time (``_scanned_info``)."""
 
 from __future__ import annotations
 
@@ -138,19 +144,17 @@ class _PacketScan(NamedTuple):
     count: int  # packets holding a frame
     pts_list: list[int] | None  # sorted; None when the packets carry none (raw streams)
     keyframes: list[int]  # the keyframes' pts
-    discards: bool  # some packet is flagged for the decoder to drop (edit lists)
 
 
 def _scan_packets(path: str) -> _PacketScan:
     """What the video packets say, by demuxing without decoding, in a container of its own
-    so the caller's stays at the start (rewinding is unreliable in MPEG-TS and raw streams)."""
+    so the caller's stays at the start (rewinding is unreliable in MPEG-TS and raw streams).
+    This reads the whole file once more than the decode does."""
     with av.open(path, metadata_errors="ignore") as scan:
-        packets = [(p.pts, p.is_keyframe, p.is_discard)
-                   for p in scan.demux(scan.streams.video[0]) if p.size]
-    pts = [pts for pts, _, _ in packets]
-    keyframes = [pts for pts, key, _ in packets if key and pts is not None]
-    discards = any(discard for _, _, discard in packets)
-    return _PacketScan(len(pts), None if None in pts else sorted(pts), keyframes, discards)
+        packets = [(p.pts, p.is_keyframe) for p in scan.demux(scan.streams.video[0]) if p.size]
+    pts = [pts for pts, _ in packets]
+    keyframes = [pts for pts, key in packets if key and pts is not None]
+    return _PacketScan(len(pts), None if None in pts else sorted(pts), keyframes)
 
 
 def _video_stream(container: av.container.InputContainer):
@@ -187,8 +191,9 @@ def _probe(container: av.container.InputContainer, path: str) -> tuple[object, _
 
 def _scanned_info(path: str, stream, time_base: Fraction) -> _StreamInfo:
     """Frame count, mean rate and duration from the packets (variable frame rate, or a
-    container that does not store the frame count)."""
-    count, pts_list, keyframes, _ = _scan_packets(path)
+    container that does not store the frame count): the sampler needs them before the
+    decode, so the file is read twice."""
+    count, pts_list, keyframes = _scan_packets(path)
     if not count:
         raise VideoError(DECODE_ERROR, "the video stream holds no frames")
     span = float((pts_list[-1] - pts_list[0]) * time_base) if pts_list else 0.0

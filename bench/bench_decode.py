@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import av
@@ -40,6 +40,7 @@ import psutil
 from dj_ops.testing.clips import make_clip, sample_video_paths
 from dj_ops.testing.reads import bytes_read, make_noisy_clip, read_once, remux
 from dj_ops.video import FrameSettings, decode_video
+from dj_ops.video.decode import _probe
 from dj_ops.video.decoders import DECODERS, available_cores, resolve_decoder
 from dj_ops.video.pool import DecodePool
 from dj_ops.video.skipping import can_skip
@@ -63,16 +64,21 @@ NOISY_MKV = "noisy_bframes.mkv"
 READ_WAYS = ("pyav", "pyav_prescan", "pyav_all_frames", "floor_sequential")
 
 
-def best_times(repeats: int, runs: dict) -> dict[str, float]:
-    """Fastest of ``repeats`` calls of each ``runs[name] = (function, *args)``, in seconds. The
-    runs take turns within each round, so that load from other users hits them alike."""
+def best_times(repeats: int, runs: dict) -> tuple[dict[str, float], dict[str, float]]:
+    """Fastest of ``repeats`` calls of each ``runs[name] = (function, *args)``: wall seconds,
+    and CPU seconds of this process (FFmpeg's threads included; not a child's, as the ffmpeg
+    command's). The runs take turns within each round, so that load from other users hits them
+    alike; CPU time is the steadier measure on a loaded machine."""
     times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, (function, *args) in runs.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             function(*args)
             times[name].append(time.perf_counter() - start)
-    return {name: min(values) for name, values in times.items()}
+            cpu[name].append(time.process_time() - start_cpu)
+    return ({name: min(values) for name, values in times.items()},
+            {name: min(values) for name, values in cpu.items()})
 
 
 def floor_sequential(path: str, wanted: list[int], size: tuple[int, int]) -> list[np.ndarray]:
@@ -117,13 +123,22 @@ def ffmpeg_cli(path: str, wanted: list[int], size: tuple[int, int]) -> None:
                    check=True, stdout=subprocess.DEVNULL)
 
 
-def pyav_prescan(path: str, settings: FrameSettings):
-    """The PyAV decoder as it was before it read each file once: on a stream with B-frames, a
-    pass demuxing every packet (their pts sorted, to number the frames it skips), then the
-    decode."""
+@cache
+def scanned_before(path: str) -> bool:
+    """Whether the PyAV decoder scanned the packets of ``path`` before decoding it, until it
+    read each file once: B-frames it can skip, in a stream not scanned already to be probed."""
     with av.open(path) as container:
-        stream = container.streams.video[0]
-        if can_skip(stream):
+        stream, info = _probe(container, path)
+        return can_skip(stream) and info.pts_list is None
+
+
+def pyav_prescan(path: str, settings: FrameSettings):
+    """The PyAV decoder as it was before it read each file once: where it did, a pass
+    demuxing every packet (their pts sorted, to number the frames it skips), then the decode
+    (``scanned_before`` is known before this is timed)."""
+    if scanned_before(path):
+        with av.open(path) as container:
+            stream = container.streams.video[0]
             sorted(packet.pts for packet in container.demux(stream) if packet.size)
     return decode_video(path, settings)
 
@@ -132,13 +147,15 @@ def measure_video(path: str, settings: FrameSettings, decoders: dict, repeats: i
     """Best seconds of each decoder, of the floor and of the ffmpeg command on one video; the
     bytes read by the PyAV ways over the file's size."""
     reference = decode_video(path, settings)
+    scanned_before(path)
     wanted, size = sorted(set(reference.frame_indices)), reference.frames.shape[1:3]
     runs = {name: (decoder, path, settings) for name, decoder in decoders.items()}
     runs["floor_sequential"] = (floor_sequential, path, wanted, size)
     runs["floor_seek"] = (floor_seek, path, wanted, size)
     if shutil.which("ffmpeg"):
         runs["ffmpeg_cli"] = (ffmpeg_cli, path, wanted, size)
-    row: dict = best_times(repeats, runs)
+    row, cpu = best_times(repeats, runs)
+    row["cpu_s"] = cpu
     row["floor"] = min(row["floor_sequential"], row["floor_seek"])
     row["pyav_method"], row["frames"] = reference.method, len(wanted)
     file_size = os.path.getsize(path)
@@ -168,8 +185,12 @@ def preprocessing(videos: list[str], settings: FrameSettings, repeats: int) -> d
     totals = {k: sum(r[k] for r in rows.values()) for k in (*decoders, "floor", "ffmpeg_cli")
               if all(k in r for r in rows.values())}
     ratios = {k: totals[k] / totals["floor"] for k in totals if k != "floor"}
+    cpu = {k: sum(r["cpu_s"][k] for r in rows.values()) for k in decoders}
     return {"per_video_s": rows, "total_s": totals, "ratio_to_floor": ratios,
-            "read_once_over_prescan": totals["pyav"] / totals["pyav_prescan"]}
+            "read_once_over_prescan": totals["pyav"] / totals["pyav_prescan"],
+            "cpu_total_s": cpu,
+            "cpu_read_once_over_prescan": cpu["pyav"] / cpu["pyav_prescan"],
+            "cpu_skipping_over_all_frames": cpu["pyav"] / cpu["pyav_all_frames"]}
 
 
 def children_cpu_seconds() -> float:
@@ -334,15 +355,18 @@ def reads_section(report: dict) -> str:
              "B-frames first, as the decoder did before; `pyav_all_frames` skips no frame; "
              "`floor_sequential` is bare PyAV decoding up to the last wanted frame; `one_pass` "
              "one demuxing pass over the file.", "",
-             "| clip | MB | " + " | ".join(ways) + " | time pyav / pyav_prescan |",
+             "| clip | MB | " + " | ".join(ways) + " | pyav / pyav_prescan: wall, CPU |",
              "|---|---|" + "---|" * (len(ways) + 1)]
     for clip, row in result["per_video_s"].items():
-        reads, size = row["read_over_size"], row["megabytes"]
+        reads, size, cpu = row["read_over_size"], row["megabytes"], row["cpu_s"]
         lines.append(f"| {clip} | {size:.1f} | " + " | ".join(f"{reads[w]:.2f}x" for w in ways)
-                     + f" | {row['pyav'] / row['pyav_prescan']:.2f}x |")
-    lines += ["", "Time of `pyav` over `pyav_prescan`, total over the clips: " + ", ".join(
-        f"{t}: {r['read_once_over_prescan']:.2f}x" for t, r in report["preprocessing"].items())
-        + "; over the floor: " + ", ".join(
+                     + f" | {row['pyav'] / row['pyav_prescan']:.2f}x, "
+                     f"{cpu['pyav'] / cpu['pyav_prescan']:.2f}x |")
+    lines += ["", "Totals over the clips, `pyav` over `pyav_prescan` (wall, CPU) and over "
+              "`pyav_all_frames` (CPU): " + ", ".join(
+        f"{t}: {r['read_once_over_prescan']:.2f}x, {r['cpu_read_once_over_prescan']:.2f}x; "
+        f"{r['cpu_skipping_over_all_frames']:.2f}x" for t, r in report["preprocessing"].items())
+        + "; wall time over the floor: " + ", ".join(
         f"{t}: {r['ratio_to_floor']['pyav']:.2f}x (pyav_prescan "
         f"{r['ratio_to_floor']['pyav_prescan']:.2f}x, pyav_all_frames "
         f"{r['ratio_to_floor']['pyav_all_frames']:.2f}x)"

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 SKIP_NONREF_CODECS = frozenset({"h264", "hevc"})
 # Packets read ahead of the one sent to the decoder. x264 and x265 put at most 16 B-frames
 # between two reference frames, so a frame's packet comes at most 17 packets before the last of
-# the frames shown before it; more costs only memory (compressed packets).
+# the frames shown before it; more costs only memory (compressed packets: about 20 MB for a
+# 100 Mb/s stream at 30 fps).
 LOOKAHEAD_PACKETS = 48
 
 

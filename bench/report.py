@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.bench_decode import reads_section
 from bench.measure import RESULTS_DIR, load, markdown_table
 from bench.plot import plot
 
@@ -387,6 +388,8 @@ def write_doc() -> Path:
         parts.append(_vllm_cpu_section(vllm_cpu))
     if long_video := load("long_video"):
         parts.append(_long_video_section(long_video))
+    if (decode := load("decode")) and reads_section(decode):
+        parts.append(reads_section(decode))
     parts += [_gpu_section(load("gpu")), PROFILE]
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(parts) + kept_by_hand(DOC))

@@ -1,13 +1,19 @@
 """Decode the sampled frames of one local video with PyAV: count, sample, then reach only
 the wanted frames, by decoding from the start or by seeking (see ``choose_decode_method``),
-and convert them to RGB at the ``smart_resize`` size."""
+and convert them to RGB at the ``smart_resize`` size.
+
+The file is opened once and read once, skipping unwanted unreferenced frames as it goes
+(:mod:`dj_ops.video.skipping`), when its container stores the frame count and the rate is
+constant (MP4, MOV, AVI). Otherwise (Matroska/WebM, MPEG-TS, raw streams; a variable rate) the
+sampler needs every frame's time before the decode: the packets are scanned first, which reads
+the file a second time (``_scanned_info``)."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
 from itertools import chain
@@ -37,6 +43,7 @@ from dj_ops.video.sampling import (
     smart_resize,
 )
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.skipping import can_skip, ranked_frames, skipping_frames
 from dj_ops.video.windows import PartsPlan, frames_to_decode
 
 # (total_frames, fps, timestamps or None, duration, size) -> the parts of the video (e.g. its
@@ -52,9 +59,6 @@ RESIZE_INTERPOLATION = "BICUBIC"
 EOF_SLACK_FRAMES = 3
 # base_rate and average_rate further apart than this: treat the rate as variable.
 VFR_RATE_TOLERANCE = 0.01
-# Decoders that skip a frame no other frame references when asked to (FFmpeg's skip_frame
-# NONREF) and still decode every frame that is referenced, so the frames kept come out the same.
-SKIP_NONREF_CODECS = frozenset({"h264", "hevc"})
 
 
 @dataclass
@@ -140,19 +144,27 @@ class _PacketScan(NamedTuple):
     count: int  # packets holding a frame
     pts_list: list[int] | None  # sorted; None when the packets carry none (raw streams)
     keyframes: list[int]  # the keyframes' pts
-    discards: bool  # some packet is flagged for the decoder to drop (edit lists)
 
 
 def _scan_packets(path: str) -> _PacketScan:
     """What the video packets say, by demuxing without decoding, in a container of its own
-    so the caller's stays at the start (rewinding is unreliable in MPEG-TS and raw streams)."""
+    so the caller's stays at the start (rewinding is unreliable in MPEG-TS and raw streams).
+    This reads the whole file once more than the decode does."""
     with av.open(path, metadata_errors="ignore") as scan:
-        packets = [(p.pts, p.is_keyframe, p.is_discard)
-                   for p in scan.demux(scan.streams.video[0]) if p.size]
-    pts = [pts for pts, _, _ in packets]
-    keyframes = [pts for pts, key, _ in packets if key and pts is not None]
-    discards = any(discard for _, _, discard in packets)
-    return _PacketScan(len(pts), None if None in pts else sorted(pts), keyframes, discards)
+        packets = [(p.pts, p.is_keyframe) for p in scan.demux(scan.streams.video[0]) if p.size]
+    pts = [pts for pts, _ in packets]
+    keyframes = [pts for pts, key in packets if key and pts is not None]
+    return _PacketScan(len(pts), None if None in pts else sorted(pts), keyframes)
+
+
+def _video_stream(container: av.container.InputContainer):
+    """The first video stream, set up to decode on this decoding process's threads."""
+    stream = container.streams.video[0]
+    threads = decode_process().threads
+    stream.thread_type = "NONE" if threads == 1 else "AUTO"
+    if threads > 1:
+        stream.thread_count = threads
+    return stream
 
 
 def _probe(container: av.container.InputContainer, path: str) -> tuple[object, _StreamInfo]:
@@ -161,11 +173,7 @@ def _probe(container: av.container.InputContainer, path: str) -> tuple[object, _
         if not container.streams and looks_like_video_container(path):  # index destroyed
             raise VideoError(DECODE_ERROR, "the container lists no streams (corrupt index?)")
         raise VideoError(NOT_A_VIDEO, "the file has no video stream")
-    stream = container.streams.video[0]
-    threads = decode_process().threads
-    stream.thread_type = "NONE" if threads == 1 else "AUTO"
-    if threads > 1:
-        stream.thread_count = threads
+    stream = _video_stream(container)
     time_base = stream.time_base or Fraction(1, av.time_base)
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     variable = bool(rate and stream.base_rate) and (
@@ -183,8 +191,9 @@ def _probe(container: av.container.InputContainer, path: str) -> tuple[object, _
 
 def _scanned_info(path: str, stream, time_base: Fraction) -> _StreamInfo:
     """Frame count, mean rate and duration from the packets (variable frame rate, or a
-    container that does not store the frame count)."""
-    count, pts_list, keyframes, _ = _scan_packets(path)
+    container that does not store the frame count): the sampler needs them before the
+    decode, so the file is read twice."""
+    count, pts_list, keyframes = _scan_packets(path)
     if not count:
         raise VideoError(DECODE_ERROR, "the video stream holds no frames")
     span = float((pts_list[-1] - pts_list[0]) * time_base) if pts_list else 0.0
@@ -215,8 +224,8 @@ def _seeking_frames(
 ) -> Iterator[tuple[int, object]]:
     """Frames around each wanted index: seek to the keyframe before a target more than
     ``max_ahead`` frames past the decoder's position, else decode on to it. ``keep``: see
-    ``_decoded``."""
-    decoded = partial(_decoded, container, stream, info, keep)
+    ``skipping_frames``."""
+    decoded = partial(skipping_frames, container, stream, info.index_of, keep)
     position, frames = 0, decoded()
     for target in wanted:
         if target - position > max_ahead:
@@ -249,39 +258,10 @@ def _seek_before(container, stream, info: _StreamInfo, target: int, interval: in
     return decoded()
 
 
-def _skippable(path: str, stream, info: _StreamInfo) -> _StreamInfo | None:
-    """``info`` with every frame's pts (scanned if it was not), when the stream has frames
-    that no other frame references (B-frames) in a codec that can skip them; else None.
-    Skipping needs frames numbered by pts: counting would miss the skipped ones."""
-    context = stream.codec_context
-    if context.name not in SKIP_NONREF_CODECS or not context.has_b_frames:
-        return None
-    if info.pts_list is not None:
-        return info
-    scan = _scan_packets(path)
-    # Numbering by pts must agree with numbering by count, as the sampling assumed.
-    if scan.pts_list is None or scan.discards or scan.count != info.total_frames:
-        return None
-    return replace(info, pts_list=scan.pts_list)
-
-
-def _decoded(container, stream, info: _StreamInfo, wanted: set[int] | None) -> Iterator:
-    """Decoded frames from the container's position. With ``wanted`` (frames numbered by pts,
-    see ``_skippable``), a packet whose frame is not wanted is decoded only when other frames
-    reference it: FFmpeg's skip_frame set per packet. On streams with B-frames that is 20-40%
-    less decoding for the same wanted frames (``pyav_all_frames`` in bench/results/decode.md)."""
-    if wanted is None:
-        yield from container.decode(stream)
-        return
-    context = stream.codec_context
-    try:
-        for packet in container.demux(stream):
-            # the last (flush) packet has no pts: it only drains frames already decoded
-            keep = packet.pts is None or info.index_of(packet.pts) in wanted
-            context.skip_frame = "DEFAULT" if keep else "NONREF"
-            yield from packet.decode()
-    finally:
-        context.skip_frame = "DEFAULT"
+def _counted_frames(path: str) -> Iterator[tuple[int, object]]:
+    """Every frame of ``path`` numbered by count, from a new opening (see ``ranked_frames``)."""
+    with _open(path) as container:
+        yield from enumerate(container.decode(_video_stream(container)))
 
 
 def _numbered(frames: Iterator, info: _StreamInfo) -> Iterator[tuple[int, object]]:
@@ -432,14 +412,14 @@ def _start_pass(container, path, settings, method, skip, plan) -> _Pass:
     max_ahead = seek_threshold(interval) if method == "auto" else 0
     if method == "auto":
         method = choose_decode_method(wanted, interval)
-    skippable = _skippable(path, stream, info) if skip else None
-    info = skippable or info
-    keep = set(wanted) if skippable is not None else None  # None: decode every frame
+    keep = set(wanted) if skip and can_skip(stream) else None  # None: decode every frame
     if method == "seek":
         targets = sorted(set(wanted))  # a strategy may pick a frame twice
         frames = _seeking_frames(container, stream, info, targets, max_ahead, interval, keep)
+    elif keep is not None and info.pts_list is None:  # numbered as they are read: one pass
+        frames = ranked_frames(container, stream, keep, partial(_counted_frames, path))
     else:
-        frames = _numbered(_decoded(container, stream, info, keep), info)
+        frames = _numbered(skipping_frames(container, stream, info.index_of, keep), info)
     # the pixel budget is a request's: one part's frames (the plan's, with parts)
     max_pixels = planned.max_pixels if planned else frame_pixel_budget(settings, len(wanted))
     stopped: list[str] = []

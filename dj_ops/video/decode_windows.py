@@ -3,7 +3,8 @@
 The decoding worker runs :func:`stream_windowed` (the pool's decoder when the op has windows):
 it plans the windows from the container's duration (:func:`~dj_ops.video.windows.plan_windows`),
 lets the op's sampler pick each window's frames over that window's own span, and decodes the
-video once, forward (PyAV, :func:`~dj_ops.video.decode.stream_parts`): each window is handed
+video once, forward (PyAV, :func:`~dj_ops.video.decode.stream_parts`; the file is read once
+where :mod:`dj_ops.video.decode` says it is, B-frames skipped or not): each window is handed
 over as soon as its last frame is decoded, as its own :class:`WindowVideo` (its frames in its
 own shared-memory file, its true frame indices, so its timestamps and Qwen3-VL's prompt are the
 window's times in the whole video). A video no longer than one window is decoded as usual.

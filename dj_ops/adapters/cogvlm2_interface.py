@@ -13,7 +13,10 @@ Facts of the real remote code (``modeling_cogvlm.py`` of ``THUDM/cogvlm2-llama3-
   (``tokenizer.encode(str(i))``), then the text: ``Question: {query} Answer:`` (``chat``) or the
   query alone (``base``);
 - the placeholders are ``tokenizer.pad_token_id``, which the code sets to 128002 and embeds, and
-  ``generate`` takes the same id as ``pad_token_id`` (the model card's).
+  ``generate`` takes the same id as ``pad_token_id`` (the model card's);
+- positions (``build_position_ids``): every text token takes the next one; in a run of vision
+  tokens the first and the last do too and all between share one. With ``chat`` each frame is
+  its own run (3 positions); with ``base`` the frames follow each other and form one run.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 PAD_TOKEN_ID = 128002
 TEMPLATE_VERSIONS = ("chat", "base")  # also the names of the model card's frame strategies
 VISION_TOKENS_PER_FRAME = 64 + 2
+POSITIONS_PER_VISION_RUN = 3  # begin of image, the tokens between, end of image
 PROMPT_TEMPLATES = {"chat": "Question: {query} Answer:", "base": "{query}"}
 INPUT_KEYS = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -74,3 +78,11 @@ def prompt_token_count(tokenizer, num_frames: int, query: str, template_version:
         count += sum(len(tokenizer.encode(str(i), add_special_tokens=False))
                      for i in range(num_frames))
     return count + len(tokenizer.encode(text, add_special_tokens=False))
+
+
+def prompt_position_count(tokenizer, num_frames: int, query: str, template_version: str) -> int:
+    """How many positions the prompt spans as ``build_position_ids`` numbers it (see the
+    module): about 110 for 24 frames with ``chat``."""
+    runs = num_frames if template_version == "chat" else min(num_frames, 1)
+    return (prompt_token_count(tokenizer, num_frames, query, template_version)
+            - num_frames * VISION_TOKENS_PER_FRAME + runs * POSITIONS_PER_VISION_RUN)

@@ -42,7 +42,7 @@ The camera follows a boat sailing across a calm lake in the morning light.
 Several people dance in a crowded hall while colourful lights flash above them.
 A man pours coffee into a white cup and then reads a newspaper at the table.
 Please describe this video in detail. Question: Answer:
-""" + " ".join(str(i) for i in range(100)) + "\n"  # frame indices: one token each, as Llama 3's
+""" + "\n".join(str(i) for i in range(100))  # frame indices: one token each, as Llama 3's
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
@@ -51,8 +51,8 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(vocab_size=600, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     bpe.train_from_iterator(CORPUS.splitlines() * 3, trainer)
     spec = json.loads(bpe.to_str())
     vocab = spec["model"]["vocab"]

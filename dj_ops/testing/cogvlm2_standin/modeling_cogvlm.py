@@ -107,7 +107,8 @@ class CogVLMVideoForCausalLM(LlamaForCausalLM):
         count = sum(1 for _ in open(path)) if os.path.exists(path) else 0
         if frames is not None:
             entry["frames_file"] = f"frames_{count}.npy"
-            np.save(os.path.join(folder, entry["frames_file"]), frames.cpu().numpy())
+            saved = frames.cpu().float() if frames.is_floating_point() else frames.cpu()
+            np.save(os.path.join(folder, entry["frames_file"]), saved.numpy())
         with open(path, "a") as file:
             file.write(json.dumps(entry) + "\n")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from dj_ops.testing.cogvlm2_server import (
+    SERVER_DIR,
     ServerProcess,
     cuda_only_copy,
     env_python,
@@ -70,20 +71,21 @@ def test_the_environment_imports_every_module_of_the_real_code(listed):
             "triton"} <= set(listed)
 
 
-def test_the_stand_in_imports_what_the_real_code_does_but_triton(standin, listed):
+def test_the_stand_in_imports_what_the_real_code_does_but_triton(standin):
     """transformers' own parser (``get_imports``, what ``check_imports`` tries on load) finds
     in the stand-in's files the real code's third-party top-level names, triton aside (the
     stand-in runs on CPU)."""
-    script = ("import json, sys; from dj_ops_cogvlm2_server.remote_code import code_files, "
-              "code_imports; print(json.dumps(code_imports(code_files(sys.argv[1]))))")
+    script = ("import json, sys; from dj_ops_cogvlm2_server.remote_code import checked_names, "
+              "code_files, code_imports; print(json.dumps([code_imports(code_files("
+              "sys.argv[1])), sorted(checked_names())]))")
     result = run_in_env("-c", script, str(standin[0]))
     assert result.returncode == 0, result.stderr[-2000:]
-    imports = json.loads(result.stdout)
+    imports, checked = json.loads(result.stdout)
     assert sorted(imports) == ["configuration_cogvlm.py", "modeling_cogvlm.py"]
     stdlib = {"argparse", "math", "typing", "warnings", "json", "os", "__future__"}
     found = set().union(*map(set, imports.values())) - stdlib
-    real = {m.split(".")[0] for m in listed} - stdlib
-    assert found == real - {"triton"}
+    assert found == set(checked) - stdlib - {"triton"}
+    assert {"einops", "pytorchvideo", "torchvision", "transformers"} <= found
 
 
 def test_pytorchvideo_finds_every_name_it_takes_from_functional_tensor():
@@ -124,8 +126,8 @@ def test_the_check_passes_on_the_stand_in_and_says_what_it_verified(standin):
     result = subprocess.run([str(check), "--model", str(standin[0]), "--device", "cpu"],
                             capture_output=True, text=True, timeout=900, env=server_env())
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
-    lines = {m.group(2): (m.group(1), m.group(3)) for m in re.finditer(
-        r"^(ok  |FAIL) (\S+(?: \(\w+\))?)\s+(.*)$", result.stdout, re.MULTILINE)}
+    lines = {m.group(2).strip(): (m.group(1), m.group(3)) for m in re.finditer(
+        r"^(ok  |FAIL) (.{20}) (.*)$", result.stdout, re.MULTILINE)}
     expected = ["environment", "remote code", "model"] + [
         f"{what} ({version})" for version in ("chat", "base")
         for what in ("frames", "prompt", "positions", "caption")]
@@ -143,3 +145,16 @@ def test_the_check_refuses_a_triton_checkpoint_on_cpu(cuda_only):
                             capture_output=True, text=True, timeout=600, env=server_env())
     assert result.returncode == 2
     assert "imports triton" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_installed_server_is_this_checkout():
+    """The server's wheel copies dj_ops' sampler and CogVLM2 builder: the installed files are
+    this checkout's, byte for byte (``setup_env.sh`` reinstalls the server on every run)."""
+    script = ("import dj_ops_cogvlm2_server, pathlib; "
+              "print(pathlib.Path(dj_ops_cogvlm2_server.__file__).parent)")
+    installed = Path(run_in_env("-c", script).stdout.strip())
+    source = SERVER_DIR / "dj_ops_cogvlm2_server"
+    stale = [f.name for f in sorted(source.glob("*.py"))
+             if not (installed / f.name).is_file()
+             or (installed / f.name).read_bytes() != f.resolve().read_bytes()]
+    assert stale == [], "rerun bash servers/cogvlm2/setup_env.sh"

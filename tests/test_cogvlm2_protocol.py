@@ -4,6 +4,7 @@ settings, and its frame picking (dj_ops' samplers, importable without dj_ops).""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -178,6 +179,27 @@ def test_the_preset_passes_the_openai_backends_checks():
     config = BackendConfig(op["hf_model"], parse_sampling_params(op["sampling_params"], 1),
                            model_params=op["model_params"])
     OpenAIBackend.check_config(config)
+
+
+def test_a_local_checkpoint_folder_is_served_without_trusting_its_code_in_the_op(tmp_path):
+    """On the served route the op never loads the model: a local CogVLM2 folder (a
+    ``config.json`` as the real one: no ``model_type``, its architecture and ``auto_map``) is
+    accepted without ``trust_remote_code`` and known as CogVLM2. The transformers backend,
+    which would load the code, still asks for it (the adapter's check, which loaders make)."""
+    from dj_ops.adapters import resolve_adapter
+    from dj_ops.ops import VLMVideoCaptioningMapper
+
+    (tmp_path / "config.json").write_text(json.dumps({
+        "architectures": ["CogVLMVideoForCausalLM"],
+        "auto_map": {"AutoModelForCausalLM": "modeling_cogvlm.CogVLMVideoForCausalLM"}}))
+    params = {**preset_op()["model_params"], "api_base": "http://127.0.0.1:9/v1"}
+    config = BackendConfig(str(tmp_path), parse_sampling_params({}, 1), model_params=params)
+    OpenAIBackend.check_config(config)
+    VLMVideoCaptioningMapper(hf_model=str(tmp_path), backend="openai", frame_strategy="chat",
+                             model_params=params)  # built: the op's checks passed
+    assert type(OpenAIBackend(config).adapter).__name__ == "CogVLM2Adapter"
+    with pytest.raises(ValueError, match="trust_remote_code: true"):  # what loaders check
+        resolve_adapter(str(tmp_path)).check({})
 
 
 def test_dtype_and_loading_follow_the_model_card():

@@ -168,6 +168,17 @@ def test_the_base_strategy_and_template_per_request(server, clips):
     assert received_frames(server, build) == card_base(len(clips["cfr"][1]), CFR["fps"])
 
 
+@pytest.mark.parametrize("transport", ["path", "mp4"])
+def test_hf_model_may_be_the_local_checkpoint_folder(server, standin, clips, transport):
+    """The served route with ``hf_model`` pointing at the checkpoint the server loads, and no
+    ``trust_remote_code`` on the op (which never loads it)."""
+    rows, calls = caption(server, [clips["cfr"][0]], hf_model=str(standin[0]),
+                          model_params={"video_transport": transport})
+    assert "trust_remote_code" not in preset_params(server.url)["model_params"]
+    assert rows[0][Fields.meta][META_KEY]["status"] == "captioned"
+    assert [c["call"] for c in calls] == ["build_conversation_input_ids", "prefill", "generate"]
+
+
 def test_sampled_candidates_are_generated_one_by_one_with_their_settings(server, clips):
     rows, calls = caption(server, [clips["cfr"][0]], caption_num=2, keep_candidate_mode="all",
                           seed=3, sampling_params={"do_sample": True, "temperature": 0.8})

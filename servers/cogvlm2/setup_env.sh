@@ -40,7 +40,7 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 if [ "$(cat "$VENV/.dj_ops_stamp" 2>/dev/null)" != "$STAMP" ]; then
     # shellcheck disable=SC2086  # TORCH_SPEC names several packages
-    "${PIP[@]}" install $TORCH_SPEC
+    "${PIP[@]}" install $TORCH_SPEC -c "$HERE/requirements.txt"  # numpy 1.x from the start
     # The pair just installed stays: nothing installed after it may replace it.
     PAIR="$VENV/.dj_ops_torch_pair.txt"
     "$VENV/bin/python" -c "import torch, torchvision; \

@@ -4,6 +4,8 @@ settings, and its frame picking (dj_ops' samplers, importable without dj_ops).""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 
@@ -123,17 +125,51 @@ def test_file_urls_need_the_servers_permission(tmp_path):
         video_bytes("https://example.com/a.mp4", allow_files=True)
 
 
+@pytest.mark.parametrize("linked, source", [("sampling.py", "dj_ops/video/sampling.py"), (
+    "cogvlm2_interface.py", "dj_ops/adapters/cogvlm2_interface.py")])
+def test_the_server_runs_dj_ops_own_files_not_copies(linked, source):
+    """The frame samplers and CogVLM2's input builder exist once: the server's package links
+    dj_ops' files (its wheel copies them when it is built, setup_env.sh rebuilds it each run)."""
+    assert (SERVER_DIR / "dj_ops_cogvlm2_server" / linked).is_symlink()
+    assert (SERVER_DIR / "dj_ops_cogvlm2_server" / linked).resolve() == (
+        SERVER_DIR.parents[1] / source)
+
+
 def test_the_server_package_imports_without_dj_ops():
-    """The server's environment has no dj_ops: its frame code, including the linked sampler
-    module, must import with numpy alone."""
-    assert (SERVER_DIR / "dj_ops_cogvlm2_server" / "sampling.py").resolve() == (
-        SERVER_DIR.parents[1] / "dj_ops" / "video" / "sampling.py")
+    """The server's environment has no dj_ops: its code, including the linked modules, must
+    import without it."""
     code = ("import sys; sys.modules['dj_ops'] = None; "
             f"sys.path.insert(0, {str(SERVER_DIR)!r}); "
             "import dj_ops_cogvlm2_server.frames, dj_ops_cogvlm2_server.protocol, "
-            "dj_ops_cogvlm2_server.server; print('ok')")
+            "dj_ops_cogvlm2_server.server, dj_ops_cogvlm2_server.remote_code, "
+            "dj_ops_cogvlm2_server.check; print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_the_hf_backend_and_the_server_build_cogvlm2_inputs_alike():
+    """One builder (``generate_inputs``) and one query rule for both callers."""
+    from dj_ops_cogvlm2_server import model as server_model
+
+    from dj_ops.adapters.cogvlm2 import CogVLM2Adapter
+
+    assert server_model.generate_inputs.__code__.co_filename == str(
+        SERVER_DIR / "dj_ops_cogvlm2_server" / "cogvlm2_interface.py")
+    request = CaptionRequest(np.zeros((1, 2, 2, 3), np.uint8), {}, "Describe.", "Be brief.")
+    assert CogVLM2Adapter().query(request) == read_call(
+        client_payload({}, system="Be brief."), "chat").query == "Be brief.\nDescribe."
+
+
+def test_the_server_package_ships_what_it_runs():
+    """The dependencies the distribution declares are all pinned in the environment's
+    requirements (setup_env.sh installs those; torch and torchvision come as TORCH_SPEC)."""
+    pyproject = (SERVER_DIR / "pyproject.toml").read_text()
+    declared = re.search(r"dependencies = \[(.*?)\]", pyproject, re.DOTALL).group(1)
+    names = {re.match(r"[\w-]+", d).group(0) for d in re.findall(r'"([^"]+)"', declared)}
+    pinned = {re.match(r"[\w-]+", line).group(0) for line in
+              (SERVER_DIR / "requirements.txt").read_text().splitlines()
+              if line and not line.startswith("#")}
+    assert names - {"torch", "torchvision"} == pinned
 
 
 def test_the_preset_passes_the_openai_backends_checks():
@@ -143,6 +179,27 @@ def test_the_preset_passes_the_openai_backends_checks():
     config = BackendConfig(op["hf_model"], parse_sampling_params(op["sampling_params"], 1),
                            model_params=op["model_params"])
     OpenAIBackend.check_config(config)
+
+
+def test_a_local_checkpoint_folder_is_served_without_trusting_its_code_in_the_op(tmp_path):
+    """On the served route the op never loads the model: a local CogVLM2 folder (a
+    ``config.json`` as the real one: no ``model_type``, its architecture and ``auto_map``) is
+    accepted without ``trust_remote_code`` and known as CogVLM2. The transformers backend,
+    which would load the code, still asks for it (the adapter's check, which loaders make)."""
+    from dj_ops.adapters import resolve_adapter
+    from dj_ops.ops import VLMVideoCaptioningMapper
+
+    (tmp_path / "config.json").write_text(json.dumps({
+        "architectures": ["CogVLMVideoForCausalLM"],
+        "auto_map": {"AutoModelForCausalLM": "modeling_cogvlm.CogVLMVideoForCausalLM"}}))
+    params = {**preset_op()["model_params"], "api_base": "http://127.0.0.1:9/v1"}
+    config = BackendConfig(str(tmp_path), parse_sampling_params({}, 1), model_params=params)
+    OpenAIBackend.check_config(config)
+    VLMVideoCaptioningMapper(hf_model=str(tmp_path), backend="openai", frame_strategy="chat",
+                             model_params=params)  # built: the op's checks passed
+    assert type(OpenAIBackend(config).adapter).__name__ == "CogVLM2Adapter"
+    with pytest.raises(ValueError, match="trust_remote_code: true"):  # what loaders check
+        resolve_adapter(str(tmp_path)).check({})
 
 
 def test_dtype_and_loading_follow_the_model_card():

@@ -23,14 +23,16 @@ import pytest
 import yaml
 from data_juicer.utils.constant import Fields
 
+from dj_ops.adapters.cogvlm2_interface import VISION_TOKENS_PER_FRAME, prompt_token_count
 from dj_ops.captioning.records import META_KEY
 from dj_ops.ops import VLMVideoCaptioningMapper
 from dj_ops.testing.clips import make_clip, read_frame_index, sample_videos
 from dj_ops.testing.cogvlm2_server import (
     ServerProcess,
-    build_standin,
     env_python,
     read_calls,
+    server_env,
+    shared_standin,
 )
 from dj_ops.video import FrameSettings, decode_video
 from tests.conftest import run_op
@@ -53,8 +55,7 @@ VFR_TIMES = [0.0, 0.3, 0.45, 1.1, 1.9, 2.05, 2.6, 3.2, 3.3]
 
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("cogvlm2_standin")
-    return build_standin(env_python(), root / "checkpoint", root / "calls"), root / "calls"
+    return shared_standin(env_python(), tmp_path_factory.getbasetemp() / "cogvlm2_standin")
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +107,13 @@ def received_frames(server, call: dict) -> list[int]:
 def test_the_stand_in_is_remote_code_loaded_by_transformers_4_42(standin, tmp_path):
     checkpoint = standin[0]
     config = json.loads((checkpoint / "config.json").read_text())
-    assert config["auto_map"]["AutoModelForCausalLM"] == (
-        "modeling_cogvlm2_standin.CogVLMVideoForCausalLM")
-    assert (checkpoint / "modeling_cogvlm2_standin.py").is_file()
+    assert config["auto_map"] == {"AutoConfig": "configuration_cogvlm.CogVLMConfig",
+                                  "AutoModelForCausalLM": "modeling_cogvlm.CogVLMVideoForCausalLM"}
+    assert (checkpoint / "modeling_cogvlm.py").is_file()
     script = f"""
 import importlib.util, transformers
+from dj_ops_cogvlm2_server.compat import provide_functional_tensor
+provide_functional_tensor()
 from transformers import AutoModelForCausalLM
 print(transformers.__version__)
 print([m for m in ("data_juicer", "dj_ops") if importlib.util.find_spec(m)])
@@ -121,8 +124,9 @@ except ValueError as error:
 model = AutoModelForCausalLM.from_pretrained({str(checkpoint)!r}, trust_remote_code=True)
 print(type(model).__name__, type(model).__module__.startswith("transformers_modules"))
 """
-    result = subprocess.run([str(env_python()), "-c", script], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=300)
+    result = subprocess.run([str(env_python()), "-W", "ignore", "-c", script],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                            env=server_env())
     assert result.stdout.splitlines() == [
         "4.42.4", "[]", "refused: True", "CogVLMVideoForCausalLM True"], result.stderr[-2000:]
 
@@ -150,7 +154,8 @@ def test_the_op_captions_through_the_server_as_the_model_card_does(server, clips
         assert build["video_dtype"] == "torch.uint8" and build["video_shape"][0] == 3
         assert generate["settings"] == GREEDY
         frames = build["video_shape"][1]
-        assert sum(generate["token_type_ids"][0]) == frames * 4  # 4 vision tokens a frame
+        assert sum(generate["token_type_ids"][0]) == frames * VISION_TOKENS_PER_FRAME == (
+            frames * 66)
         assert generate["images_dtype"] == "torch.float32"  # on CPU; bf16/fp16 on GPUs
 
 
@@ -161,6 +166,17 @@ def test_the_base_strategy_and_template_per_request(server, clips):
     (build,) = [c for c in calls if c["call"] == "build_conversation_input_ids"]
     assert build["template_version"] == "base" and build["text"] == PROMPT
     assert received_frames(server, build) == card_base(len(clips["cfr"][1]), CFR["fps"])
+
+
+@pytest.mark.parametrize("transport", ["path", "mp4"])
+def test_hf_model_may_be_the_local_checkpoint_folder(server, standin, clips, transport):
+    """The served route with ``hf_model`` pointing at the checkpoint the server loads, and no
+    ``trust_remote_code`` on the op (which never loads it)."""
+    rows, calls = caption(server, [clips["cfr"][0]], hf_model=str(standin[0]),
+                          model_params={"video_transport": transport})
+    assert "trust_remote_code" not in preset_params(server.url)["model_params"]
+    assert rows[0][Fields.meta][META_KEY]["status"] == "captioned"
+    assert [c["call"] for c in calls] == ["build_conversation_input_ids", "generate", "prefill"]
 
 
 def test_sampled_candidates_are_generated_one_by_one_with_their_settings(server, clips):
@@ -198,6 +214,24 @@ def test_a_bad_video_is_a_clear_400_and_the_server_goes_on(server, clips):
     assert body["usage"]["completion_tokens"] == 4 and body["choices"][0]["message"]["content"]
 
 
+@pytest.mark.parametrize("version", ["chat", "base"])
+def test_prompt_tokens_follow_the_real_formula(server, standin, clips, version):
+    """The served prompt's length is the real ``build_conversation_input_ids``' (dj_ops'
+    statement of it, ``prompt_token_count``), counted with the checkpoint's tokenizer loaded
+    in dj_ops' own environment."""
+    from transformers import AutoTokenizer
+
+    content = [{"type": "video_url", "video_url": {"url": Path(clips["vfr"][0]).as_uri()}},
+               {"type": "text", "text": PROMPT}]
+    status, body = _post(server, {"messages": [{"role": "user", "content": content}],
+                                  "max_tokens": 2, "template_version": version})
+    assert status == 200, body
+    frames = len(body["dj_ops_received"]["frame_indices"])
+    tokenizer = AutoTokenizer.from_pretrained(standin[0])
+    assert body["usage"]["prompt_tokens"] == prompt_token_count(tokenizer, frames, PROMPT,
+                                                                version)
+
+
 def test_dj_process_runs_the_preset_on_real_clips(server, tmp_path):
     """The preset recipe through ``dj-process``: every clip captioned from the frames the
     card's ``chat`` strategy picks, a missing file recorded, not lost."""
@@ -211,7 +245,7 @@ def test_dj_process_runs_the_preset_on_real_clips(server, tmp_path):
     assert [records[v]["status"] for v in videos] == ["captioned"] * len(videos)
     assert records["/no/such.mp4"]["videos"][0]["error_kind"] == "missing_file"
     assert all(records[v]["backend"] == "openai" for v in videos)
-    shapes = sorted(c["video_shape"] for c in calls if c["call"] != "generate")
+    shapes = sorted(c["video_shape"] for c in calls if c["call"] == "build_conversation_input_ids")
     expected = []
     for video in videos:  # dj_ops' own decoder with the same strategy, unpadded
         decoded = decode_video(video, FrameSettings(strategy="chat", temporal_factor=1))

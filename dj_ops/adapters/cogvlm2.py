@@ -7,8 +7,8 @@ Its checkpoint ships remote code and no processor: the model builds its own inpu
 ``template_version``, and generates greedily with ``pad_token_id=128002``; it feeds one video at a
 time, so batches here hold one video. vLLM does not serve this family (no row in its table).
 
-Only checked against that documented interface: no weights can be downloaded here, and its remote
-code targets transformers 4.4x and imports ``pytorchvideo``.
+Its remote code needs transformers 4.42 (dj_ops needs >= 5), so it is served from its own
+environment (``servers/cogvlm2``); the interface both sides use is ``cogvlm2_interface.py``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from dj_ops.adapters.base import ModelAdapter
+from dj_ops.adapters.cogvlm2_interface import PAD_TOKEN_ID, TEMPLATE_VERSIONS, query_text
 
-PAD_TOKEN_ID = 128002
-TEMPLATE_VERSIONS = ("chat", "base")  # also the names of the card's frame strategies
 DEFAULT_PROMPT = "Please describe this video in detail."
 
 
@@ -50,8 +49,5 @@ class CogVLM2Adapter(ModelAdapter):
         return {}
 
     def query(self, request) -> str:
-        """The remote code's query: its template has no system turn, so a system prompt is the
-        query's first line."""
-        if request.system_prompt:
-            return f"{request.system_prompt}\n{request.prompt}"
-        return request.prompt
+        """The remote code's query (a system prompt is its first line)."""
+        return query_text(request.prompt, request.system_prompt)

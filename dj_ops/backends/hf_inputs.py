@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from dj_ops.adapters.base import ModelAdapter
+from dj_ops.adapters.cogvlm2_interface import generate_inputs, to_cthw
 from dj_ops.adapters.qwen_patchify import install_patchify_first
 from dj_ops.captioning.requests import CaptionRequest
 
@@ -71,16 +70,9 @@ class QwenInputs(ChatTemplateInputs):
         return processor
 
 
-def to_cthw(frames: np.ndarray):
-    """``(T, H, W, C)`` uint8 frames as the ``(C, T, H, W)`` uint8 tensor CogVLM2 takes."""
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)
-
-
 class CogVLM2Inputs(ChatTemplateInputs):
-    """CogVLM2's remote ``build_conversation_input_ids`` (its checkpoint has no processor):
-    the tokenizer, the query, the video as ``C, T, H, W`` uint8, the template version."""
+    """CogVLM2's remote ``build_conversation_input_ids`` (its checkpoint has no processor),
+    through the builder its caption server shares (``adapters/cogvlm2_interface.py``)."""
 
     def load_processor(self, model: str, **kwargs):
         import transformers
@@ -97,15 +89,9 @@ class CogVLM2Inputs(ChatTemplateInputs):
             raise ValueError(f"{self.adapter.name} takes one video per generate call, "
                              f"got {len(requests)}")
         request = requests[0]
-        inputs = model.build_conversation_input_ids(
-            tokenizer=processor, query=self.adapter.query(request),
-            images=[to_cthw(request.frames)], history=[],
-            template_version=self.adapter.template_version,
-        )
-        batch = {key: inputs[key].unsqueeze(0).to(model.device)
-                 for key in ("input_ids", "token_type_ids", "attention_mask")}
-        batch["images"] = [[inputs["images"][0].to(model.device, model.dtype)]]
-        return batch
+        return generate_inputs(model, processor, self.adapter.query(request),
+                               to_cthw(request.frames), self.adapter.template_version,
+                               model.dtype)
 
 
 HF_INPUTS: dict[str, type[ChatTemplateInputs]] = {

@@ -184,7 +184,9 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
     def check_config(cls, config: BackendConfig) -> None:
         auth_headers(server_settings(config))
         adapter = resolve_adapter(config.model, config.params, local_only=True)
-        adapter.check(config.model_params)
+        # The server loads the model, never this op: a checkpoint's remote code is for the
+        # server to trust, so it is not asked for here (and is not a server setting).
+        adapter.check({**config.model_params, "trust_remote_code": True})
 
     def open_stream(self) -> StreamSession:
         return _ServerStream(self)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -21,7 +22,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_DIR = REPO_ROOT / "servers" / "cogvlm2"
 STANDIN_DIR = Path(__file__).resolve().parent / "cogvlm2_standin"
 PYTHON_ENV_VAR = "DJ_OPS_COGVLM2_PYTHON"
-START_TIMEOUT_S = 180.0
+START_TIMEOUT_S = 300.0
+
+
+def server_env() -> dict[str, str]:
+    """The environment for the server's interpreter: this one without ``PYTHONPATH``, which
+    may point at a dj_ops checkout (the server's environment must not see dj_ops)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 def env_python() -> Path | None:
@@ -36,7 +43,27 @@ def build_standin(python: Path, out_dir: Path, record_dir: Path, seed: int = 0) 
     will be recorded under ``record_dir``."""
     subprocess.run([str(python), str(STANDIN_DIR / "build_checkpoint.py"), str(out_dir),
                     "--record-dir", str(record_dir), "--seed", str(seed)],
-                   check=True, capture_output=True, text=True, timeout=300)
+                   check=True, capture_output=True, text=True, timeout=600, env=server_env())
+    return out_dir
+
+
+def shared_standin(python: Path, root: Path) -> tuple[Path, Path]:
+    """The stand-in checkpoint under ``root`` and the folder its calls are recorded in, built
+    on first use (a test session's modules share one: a build takes a minute here)."""
+    checkpoint, record_dir = root / "checkpoint", root / "calls"
+    if not (checkpoint / "config.json").is_file():
+        build_standin(python, checkpoint, record_dir)
+    return checkpoint, record_dir
+
+
+def cuda_only_copy(checkpoint: Path, out_dir: Path) -> Path:
+    """A copy of the stand-in whose remote code also imports triton at top level, from a
+    ``util.py`` its modelling file imports, as the real checkpoint's does (there, for a rotary
+    embedding that runs only on CUDA tensors)."""
+    shutil.copytree(checkpoint, out_dir)
+    (out_dir / "util.py").write_text('"""Stands for the real util.py."""\nimport triton\n')
+    modeling = out_dir / "modeling_cogvlm.py"
+    modeling.write_text(modeling.read_text() + "\nfrom .util import triton  # noqa\n")
     return out_dir
 
 
@@ -77,7 +104,7 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                            cwd=SERVER_DIR.parent)
+                                            cwd=SERVER_DIR.parent, env=server_env())
         try:
             self._wait_ready()
         except BaseException:

@@ -10,10 +10,11 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from dj_ops_cogvlm2_server.cogvlm2_interface import TEMPLATE_VERSIONS, to_cthw
 from dj_ops_cogvlm2_server.sampling import SAMPLERS
 
 DATA_URL_PREFIX = "data:video/mp4;base64,"
-STRATEGIES = ("chat", "base")  # the card's frame strategies, also its template versions
+STRATEGIES = TEMPLATE_VERSIONS  # the card's frame strategies, also its template versions
 
 
 class VideoInputError(ValueError):
@@ -59,7 +60,6 @@ def frame_indices(timestamps: np.ndarray, fps: float, strategy: str) -> list[int
 def load_video(data: bytes, strategy: str):
     """The picked frames as the ``(C, T, H, W)`` uint8 tensor the model takes, and their
     indices; decord reads the bytes as the card does (``VideoReader(io.BytesIO(...))``)."""
-    import torch
     from decord import DECORDError, VideoReader, cpu
 
     try:
@@ -70,4 +70,4 @@ def load_video(data: bytes, strategy: str):
     except (DECORDError, RuntimeError) as error:
         raise VideoInputError(f"cannot decode the video: {type(error).__name__}: "
                               f"{str(error)[:300]}") from error
-    return torch.from_numpy(frames).permute(3, 0, 1, 2), indices
+    return to_cthw(frames), indices

@@ -1,14 +1,17 @@
 """CogVLM2-Llama3-Caption loaded and run the way its model card does: remote code
 (``trust_remote_code``), bf16 on compute capability >= 8 and fp16 below, optional 4/8-bit
 quantization, ``build_conversation_input_ids`` with ``template_version``, one video per
-``generate`` call."""
+``generate`` call. A checkpoint whose code needs CUDA is refused on a CPU before it loads."""
 
 from __future__ import annotations
 
 import importlib.util
 from typing import Any
 
+from dj_ops_cogvlm2_server.cogvlm2_interface import generate_inputs
+from dj_ops_cogvlm2_server.compat import provide_functional_tensor
 from dj_ops_cogvlm2_server.protocol import CaptionCall, Choice, cut_at_stop
+from dj_ops_cogvlm2_server.remote_code import refuse_device
 
 QUANT_BITS = (0, 4, 8)
 
@@ -64,6 +67,7 @@ class Captioner:
     :param device: ``cuda``, ``cuda:N`` or ``cpu``; None picks CUDA when available.
     :param dtype: ``auto`` (the card's rule) or a torch dtype name.
     :param quant: 0, 4 or 8 bits.
+    :raises ValueError: for a device or quantization the checkpoint cannot run on.
     """
 
     def __init__(self, model: str, device: str | None = None, dtype: str = "auto",
@@ -72,8 +76,10 @@ class Captioner:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        refuse_device(model, self.device)
         self.dtype = card_dtype(self.device, dtype)
         kwargs = load_kwargs(self.device, self.dtype, quant)
+        provide_functional_tensor()  # before the remote code imports pytorchvideo
         self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=True)
         self.model = AutoModelForCausalLM.from_pretrained(model, **kwargs).eval()
         if not quant:  # bitsandbytes places a quantized model itself
@@ -83,14 +89,8 @@ class Captioner:
 
     def inputs(self, call: CaptionCall, video) -> dict[str, Any]:
         """The card's ``generate`` inputs for one video (a ``(C, T, H, W)`` uint8 tensor)."""
-        built = self.model.build_conversation_input_ids(
-            tokenizer=self.tokenizer, query=call.query, images=[video], history=[],
-            template_version=call.template_version)
-        device = self.model.device
-        batch = {key: built[key].unsqueeze(0).to(device)
-                 for key in ("input_ids", "token_type_ids", "attention_mask")}
-        batch["images"] = [[built["images"][0].to(device).to(self.dtype)]]
-        return batch
+        return generate_inputs(self.model, self.tokenizer, call.query, video,
+                               call.template_version, self.dtype)
 
     def caption(self, call: CaptionCall, video) -> tuple[list[Choice], int]:
         """``call.n`` candidates for ``video`` and the prompt's token count. Greedy decoding

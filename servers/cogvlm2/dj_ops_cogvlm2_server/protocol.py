@@ -17,7 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-PAD_TOKEN_ID = 128002  # the model card's pad_token_id for generate
+from dj_ops_cogvlm2_server.cogvlm2_interface import PAD_TOKEN_ID, query_text
+
 DEFAULT_MAX_NEW_TOKENS = 2048  # the model card's max_new_tokens
 # The fields read; any other (e.g. logprobs, response_format) is refused, never ignored.
 CALL_FIELDS = frozenset({"model", "messages", "n", "seed", "stop", "template_version",
@@ -70,9 +71,7 @@ def read_call(body: dict, default_template: str) -> CaptionCall:
                 texts.append(part["text"])
     if video_url is None:
         raise ValueError("the user message holds no video_url part")
-    query = "".join(texts)
-    if system:
-        query = f"{system}\n{query}"
+    query = query_text("".join(texts), system)
     n = int(1 if body.get("n") is None else body["n"])
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")

@@ -130,28 +130,42 @@ def serve(service: CaptionService, host: str, port: int) -> ThreadingHTTPServer:
     return httpd
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that say which model to load and how (the server's and the check's)."""
+    parser.add_argument("--model", required=True, help="checkpoint folder or hub id")
+    parser.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
+    parser.add_argument("--dtype", default="auto",
+                        choices=["auto", "bfloat16", "float16", "float32"])
+    parser.add_argument("--quant", type=int, default=0, choices=[0, 4, 8])
+
+
+def load_captioner(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The model of ``args``; a model that cannot run as asked ends the program (status 2)
+    with the reason and the fix."""
+    from dj_ops_cogvlm2_server.model import Captioner
+
+    try:
+        return Captioner(args.model, args.device, args.dtype, args.quant)
+    except ValueError as error:
+        parser.exit(2, f"{parser.prog}: {error}\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: load the model, then serve until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="checkpoint folder or hub id")
+    add_model_arguments(parser)
     parser.add_argument("--served-model-name", help="name in answers (default: --model)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--template-version", default="chat", choices=STRATEGIES,
                         help="default frame strategy and template (a request's "
                              "template_version field overrides it)")
-    parser.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
-    parser.add_argument("--dtype", default="auto",
-                        choices=["auto", "bfloat16", "float16", "float32"])
-    parser.add_argument("--quant", type=int, default=0, choices=[0, 4, 8])
     parser.add_argument("--allow-local-files", action="store_true",
                         help="read file:// video URLs (dj_ops' video_transport: path)")
     parser.add_argument("--api-key-env", help="environment variable holding the required key")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from dj_ops_cogvlm2_server.model import Captioner
-
-    captioner = Captioner(args.model, args.device, args.dtype, args.quant)
+    captioner = load_captioner(parser, args)
     api_key = os.environ[args.api_key_env] if args.api_key_env else None
     service = CaptionService(captioner, args.served_model_name or args.model,
                              args.template_version, args.allow_local_files, api_key)

@@ -1,0 +1,1 @@
+../../../dj_ops/adapters/cogvlm2_interface.py

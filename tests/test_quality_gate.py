@@ -5,12 +5,10 @@ store; and ``keep_candidate_mode: consensus`` on a bare video list."""
 
 from __future__ import annotations
 
-import functools
 import re
 
 import pytest
 from data_juicer.utils.constant import Fields
-from data_juicer.utils.model_utils import get_model
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -103,7 +101,7 @@ def test_retries_off_leave_the_output_as_without_the_gate(qwen3, videos):
     samples = single_video_samples(videos[:3])
     gated = run_op(make_op(qwen3, sampling_params=CUT), samples)
     op = make_op(qwen3, sampling_params=CUT)
-    op._captioner = Captioner(op.config, functools.partial(get_model, op.model_key), OP_NAME)
+    op._captioner = Captioner(op.config, op.model_key, OP_NAME)
     op._captioner.gate = None  # the code path as it was before the gate
     plain = run_op(op, samples)
     assert [without_gate_fields(r) if r[Fields.meta].get(META_KEY) else r for r in gated] == [

@@ -58,7 +58,8 @@ def expected_layout(sample):
     return layout
 
 
-LAYOUT = TextLayout("text", "videos", META, V, E, tuple(SPECIAL), prompt="Describe.")
+LAYOUT = TextLayout(meta_key=META, video_token=V, eoc_token=E, special_tokens=tuple(SPECIAL),
+                    prompt="Describe.")
 
 
 def builder_of(batch):
@@ -69,7 +70,7 @@ def build(batch, candidates, mode, keep_original):
     builder = builder_of(batch)
     for slot in builder.video_slots():
         builder.set_candidates(slot, candidates[slot.row][slot.video], [0.0, 0.5])
-    out, records = builder.build(RUN, OutputPolicy(mode, keep_original), random.Random(0))
+    out, records = builder.build(RUN, OutputPolicy(mode=mode, keep_original=keep_original), random.Random(0))
     rows = [dict(zip(out, values)) for values in zip(*out.values())]
     return records, rows
 
@@ -134,7 +135,7 @@ def test_dropped_rows_are_still_counted():
     builder = builder_of(batch)
     for slot in builder.video_slots():
         builder.set_candidates(slot, [Candidate("a cat", 2, False)], [0.0])
-    out, records = builder.build(RUN, OutputPolicy("random_any", False, on_error="drop"),
+    out, records = builder.build(RUN, OutputPolicy(keep_original=False, on_error="drop"),
                                  random.Random(0))
     assert out["videos"] == [["b.mp4"]]
     assert [r["status"] for r in records] == ["error", "captioned"]

@@ -59,7 +59,7 @@ def test_text_only_request_on_the_engine(qwen3_hd32):
     try:
         (result,) = backend.generate([CaptionRequest(None, {}, "[0.0 s - 15.0 s] a dog runs.")])
     finally:
-        backend.close() if hasattr(backend, "close") else None
+        backend.close()
     assert result.ok and result.candidates[0].text.strip()
 
 

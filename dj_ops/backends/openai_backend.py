@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Hashable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 
 import aiohttp
 import av
@@ -32,6 +33,7 @@ from dj_ops.backends.base import (
     INVALID_REQUEST,
     TIMEOUT,
     BackendConfig,
+    Capabilities,
     CaptionBackend,
     CaptionRequest,
     CaptionResult,
@@ -161,6 +163,8 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
     """Captions through an OpenAI-compatible ``/v1/chat/completions`` server."""
 
     name = "openai"
+    # fed continuously; a text-only request may name another model of the same server
+    CAPABILITIES = Capabilities(streams=True, merge_model=True)
     model_param_keys = None  # ServerSettings (pydantic, unknown keys refused) checks them
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
@@ -177,8 +181,17 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
         self.concurrency_limit = self.server.max_concurrency
         # the frames sent are fitted to the server's context; with video_transport 'path' the
         # server samples the file itself, and no budget applies
-        if self.server.video_transport == "mp4":
+        if self.capabilities(config).sends_frames:
             self.context_limit = advertised_context(self.server, self.model_name, self.headers)
+
+    @classmethod
+    def capabilities(cls, config: BackendConfig | None = None) -> Capabilities:
+        """With ``video_transport: path`` the server reads the file itself: the model does not
+        see the request's frames (a window's, or frames fitted to a budget)."""
+        if config is None:
+            return cls.CAPABILITIES
+        sends_frames = server_settings(config).video_transport == "mp4"
+        return replace(cls.CAPABILITIES, sends_frames=sends_frames)
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:

@@ -56,7 +56,7 @@ def parse_thresholds(values: dict[str, Any] | None) -> QualityThresholds:
     return QualityThresholds(**values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GateConfig:
     """The gate's parameters: retries per request, what a candidate failing every attempt
     becomes, the thresholds, and the JSON schema in json mode (None: text mode)."""

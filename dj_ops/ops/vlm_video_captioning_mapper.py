@@ -13,11 +13,10 @@ from typing import Literal
 from data_juicer.ops.base_op import OPERATORS, Mapper
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
-from data_juicer.utils.model_utils import get_model
 from data_juicer.utils.resource_utils import cuda_device_count
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, validate_call
 
-from dj_ops.backends.base import BACKENDS, build_backend
+from dj_ops.backends.base import build_backend
 from dj_ops.backends.streaming import DEFAULT_MAX_IN_FLIGHT
 from dj_ops.ops.captioner import Captioner, ProcessPlacement
 from dj_ops.ops.config import (
@@ -27,9 +26,9 @@ from dj_ops.ops.config import (
     OutputPolicy,
     StoreConfig,
     TextLayout,
-    check_choice,
     data_juicer_resources,
     parse_config,
+    resolve_backend,
 )
 from dj_ops.ops.export_notice import ExportTarget
 from dj_ops.ops.outcome_log import OutcomeLog, log_run_outcomes, warn_records_elsewhere
@@ -273,30 +272,38 @@ class VLMVideoCaptioningMapper(Mapper):
         :param args: extra args
         :param kwargs: extra kwargs
         """
-        backend = backend or ("vllm" if enable_vllm else "transformers")
-        check_choice("backend", backend, BACKENDS)
-        kwargs = data_juicer_resources(backend, enable_vllm, generation_batch_size, kwargs)
+        backend = resolve_backend(backend, enable_vllm)
+        kwargs = data_juicer_resources(backend, generation_batch_size, kwargs)
         super().__init__(*args, **kwargs)
         self.config = parse_config(
             backend=backend, model=hf_model, caption_num=caption_num,
-            output=OutputPolicy(keep_candidate_mode, keep_original_sample, caption_key, on_error),
-            layout=TextLayout(self.text_key, self.video_key, Fields.meta, SpecialTokens.video,
-                              SpecialTokens.eoc, tuple(get_special_tokens().values()),
-                              prompt_key, prompt, system_prompt),
-            decoding=DecodingConfig(decoder, decode_workers, decode_timeout,
-                                    DEFAULT_PREFETCH if prefetch is True else int(prefetch),
-                                    torch_threads, max_in_flight),
-            frames=FrameSettings(frame_strategy, fps, min_frames, max_frames, num_frames,
-                                 video_start, video_end, min_pixels, max_pixels, total_pixels,
-                                 max_visual_tokens=max_visual_tokens),
+            output=OutputPolicy(mode=keep_candidate_mode, keep_original=keep_original_sample,
+                                caption_key=caption_key, on_error=on_error),
+            layout=TextLayout(text_key=self.text_key, video_key=self.video_key,
+                              meta_key=Fields.meta, video_token=SpecialTokens.video,
+                              eoc_token=SpecialTokens.eoc,
+                              special_tokens=tuple(get_special_tokens().values()),
+                              prompt_key=prompt_key, prompt=prompt, system_prompt=system_prompt),
+            decoding=DecodingConfig(
+                decoder=decoder, workers=decode_workers, timeout_s=decode_timeout,
+                prefetch=DEFAULT_PREFETCH if prefetch is True else int(prefetch),
+                torch_threads=torch_threads, max_in_flight=max_in_flight),
+            frames=FrameSettings(
+                strategy=frame_strategy, fps=fps, min_frames=min_frames, max_frames=max_frames,
+                num_frames=num_frames, video_start=video_start, video_end=video_end,
+                min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=total_pixels,
+                max_visual_tokens=max_visual_tokens),
             model_params=model_params, sampling_params=sampling_params,
             generation_batch_size=generation_batch_size, seed=seed, fast_decoding=fast_decoding,
-            store=StoreConfig(result_store, result_store_content_hash),
-            windows=WindowConfig(window_seconds, window_overlap, merge_model, merge_prompt),
-            quality=GateConfig(max_retries, on_low_quality, parse_thresholds(quality_thresholds)),
+            store=StoreConfig(path=result_store, content_hash=result_store_content_hash),
+            windows=WindowConfig(seconds=window_seconds, overlap=window_overlap,
+                                 merge_model=merge_model, merge_prompt=merge_prompt),
+            quality=GateConfig(max_retries=max_retries, on_low_quality=on_low_quality,
+                               thresholds=parse_thresholds(quality_thresholds)),
             structured=parse_structured(caption_format, json_schema, caption_lengths),
         )
-        # Data-Juicer's model zoo loads this once per worker, on the worker's device.
+        # What builds this op's backend on a device (the captioner of each process calls it
+        # once and owns the backend: it closes it).
         self.model_key = functools.partial(build_backend, backend, self.config.model)
         self._captioner: Captioner | None = None  # per process, built on its first batch
 
@@ -331,8 +338,8 @@ class VLMVideoCaptioningMapper(Mapper):
         return dataset
 
     def close(self) -> None:
-        """Stop this process's decoding processes and close its result store (a later batch
-        sets them up again; the counts go on)."""
+        """Stop this process's decoding processes, close its result store and its backend (a
+        later batch sets them up again; the counts go on)."""
         if self._captioner is not None:
             self._captioner.close()
 
@@ -348,8 +355,7 @@ class VLMVideoCaptioningMapper(Mapper):
 
     def process_batched(self, samples: dict[str, list], rank: int | None = None):
         if self._captioner is None:
-            load = functools.partial(get_model, self.model_key)
-            self._captioner = Captioner(self.config, load, OP_NAME)
+            self._captioner = Captioner(self.config, self.model_key, OP_NAME)
         if not self._captioner.ready:
             placement = ProcessPlacement(rank, self.use_cuda(), self._op_processes())
             self._captioner.setup(placement)

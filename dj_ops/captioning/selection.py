@@ -12,7 +12,6 @@ import random
 from collections.abc import Callable, Sequence
 
 import simhash
-from data_juicer.ops.common.helper_func import split_on_whitespace
 
 from dj_ops.captioning.consensus import select_consensus
 
@@ -26,6 +25,10 @@ Selector = Callable[[Sequence[str], str, random.Random], list[int]]
 
 def text_simhash(text: str, window: int = SIMHASH_WINDOW) -> int:
     """64-bit simhash of ``text`` over lower-cased word shingles of ``window`` words."""
+    # Data-Juicer's own tokenization, imported here: importing data_juicer.ops loads the
+    # plugins (this package among them), which a light import of the selectors must not do.
+    from data_juicer.ops.common.helper_func import split_on_whitespace
+
     words = split_on_whitespace(text.lower())
     shingles = [" ".join(words[i : i + window]).encode() for i in range(len(words) - window + 1)]
     if not shingles:  # texts shorter than a shingle still get a hash of their words

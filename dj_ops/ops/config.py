@@ -27,6 +27,7 @@ from dj_ops.captioning.generation import (
     generation_record,
     parse_sampling_params,
 )
+from dj_ops.captioning.parameters import DEFAULT_PREFETCH, ON_ERROR
 from dj_ops.captioning.records import RunInfo
 from dj_ops.captioning.selection import SELECTORS
 from dj_ops.ops.quality_gate import GateConfig
@@ -36,11 +37,8 @@ from dj_ops.store.sqlite_store import check_format
 from dj_ops.video.decoders import resolve_decoder
 from dj_ops.video.settings import FrameSettings
 
-DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 DEFAULT_PROMPT = "Describe the input video in 1-2 sentences."
-DEFAULT_PREFETCH = 2
 ROWS_PER_MICRO_BATCH = 16  # default batch_size, in generation_batch_size units
-ON_ERROR = ("keep", "drop", "raise")
 
 
 @dataclass(frozen=True, kw_only=True)

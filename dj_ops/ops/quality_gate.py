@@ -22,6 +22,7 @@ from typing import Any
 
 from dj_ops.backends.base import CaptionBackend, CaptionRequest, CaptionResult
 from dj_ops.captioning.generation import GenerationSettings
+from dj_ops.captioning.parameters import DEFAULT_MAX_RETRIES, ON_LOW_QUALITY
 from dj_ops.captioning.quality import (
     DEFAULT_THRESHOLDS,
     QualityThresholds,
@@ -31,11 +32,6 @@ from dj_ops.captioning.quality import (
 from dj_ops.captioning.requests import Candidate
 
 LOW_QUALITY = "low_quality"  # the error kind of a video whose candidates failed every attempt
-ON_LOW_QUALITY = ("keep", "error")
-# Retries are asked for, not on by default: a retry costs a generation per failing candidate
-# and samples (a greedy run's failing captions become sampled ones); the flags are recorded
-# always, so a run shows its failure rate before one chooses to pay for retries.
-DEFAULT_MAX_RETRIES = 0
 THRESHOLD_KEYS = tuple(f.name for f in fields(QualityThresholds))
 
 

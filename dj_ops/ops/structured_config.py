@@ -23,10 +23,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from dj_ops.captioning.parameters import CAPTION_FORMATS
 from dj_ops.captioning.rendering import parse_caption_lengths, render_lengths
 from dj_ops.captioning.structured import load_schema, parse_strict, validation_error
 
-CAPTION_FORMATS = ("text", "json")
 # The first is the default length (after the video token): 170 words fit CogVideoX's 226 T5
 # tokens at about 1.3 tokens a word; 40 words fit a CLIP-style encoder's 77 tokens.
 DEFAULT_CAPTION_LENGTHS = {"long": 170, "short": 40}

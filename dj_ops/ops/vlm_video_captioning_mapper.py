@@ -8,7 +8,6 @@ sets up the backend and the decoding processes once and captions every batch.
 from __future__ import annotations
 
 import functools
-from typing import Literal
 
 from data_juicer.ops.base_op import OPERATORS, Mapper
 from data_juicer.utils.constant import Fields
@@ -17,11 +16,20 @@ from data_juicer.utils.resource_utils import cuda_device_count
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, validate_call
 
 from dj_ops.backends.base import build_backend
-from dj_ops.backends.streaming import DEFAULT_MAX_IN_FLIGHT
-from dj_ops.ops.captioner import Captioner, ProcessPlacement
-from dj_ops.ops.config import (
+from dj_ops.captioning.parameters import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_RETRIES,
     DEFAULT_MODEL,
     DEFAULT_PREFETCH,
+    FRAMES,
+    CaptionFormat,
+    FastDecoding,
+    KeepMode,
+    OnError,
+    OnLowQuality,
+)
+from dj_ops.ops.captioner import Captioner, ProcessPlacement
+from dj_ops.ops.config import (
     DecodingConfig,
     OutputPolicy,
     StoreConfig,
@@ -32,14 +40,13 @@ from dj_ops.ops.config import (
 )
 from dj_ops.ops.export_notice import ExportTarget
 from dj_ops.ops.outcome_log import OutcomeLog, log_run_outcomes, warn_records_elsewhere
-from dj_ops.ops.quality_gate import DEFAULT_MAX_RETRIES, GateConfig, parse_thresholds
+from dj_ops.ops.quality_gate import GateConfig, parse_thresholds
 from dj_ops.ops.structured_config import parse_structured
 from dj_ops.ops.window_config import WindowConfig
 from dj_ops.video import FrameSettings
 from dj_ops.video.decoders import DEFAULT_DECODER
 
 OP_NAME = "vlm_video_captioning_mapper"
-FRAMES = FrameSettings()  # the frame parameters' defaults
 
 
 @OPERATORS.register_module(OP_NAME)
@@ -70,8 +77,7 @@ class VLMVideoCaptioningMapper(Mapper):
         hf_model: str = DEFAULT_MODEL,
         enable_vllm: bool = False,
         caption_num: PositiveInt = 1,
-        keep_candidate_mode: Literal["random_any", "similar_one_simhash", "all",
-                                     "consensus"] = "random_any",
+        keep_candidate_mode: KeepMode = "random_any",
         keep_original_sample: bool = True,
         caption_key: str | None = None,
         prompt: str | None = None,
@@ -92,7 +98,7 @@ class VLMVideoCaptioningMapper(Mapper):
         min_pixels: PositiveInt = FRAMES.min_pixels,
         max_pixels: PositiveInt = FRAMES.max_pixels,
         total_pixels: PositiveInt | None = None,
-        on_error: Literal["keep", "drop", "raise"] = "keep",
+        on_error: OnError = "keep",
         decoder: str = DEFAULT_DECODER,
         decode_workers: NonNegativeInt | None = None,
         decode_timeout: PositiveFloat | None = 120.0,
@@ -101,16 +107,16 @@ class VLMVideoCaptioningMapper(Mapper):
         result_store: str | None = None,
         result_store_content_hash: bool = False,
         max_in_flight: PositiveInt = DEFAULT_MAX_IN_FLIGHT,
-        fast_decoding: Literal["auto", "off"] = "auto",
+        fast_decoding: FastDecoding = "auto",
         max_visual_tokens: PositiveInt | None = None,
         window_seconds: PositiveFloat | None = None,
         window_overlap: NonNegativeFloat = 0.0,
         merge_model: str | None = None,
         merge_prompt: str | None = None,
         max_retries: NonNegativeInt = DEFAULT_MAX_RETRIES,
-        on_low_quality: Literal["keep", "error"] = "keep",
+        on_low_quality: OnLowQuality = "keep",
         quality_thresholds: dict | None = None,
-        caption_format: Literal["text", "json"] = "text",
+        caption_format: CaptionFormat = "text",
         json_schema: dict | str | None = None,
         caption_lengths: dict | None = None,
         *args,
@@ -195,6 +201,17 @@ class VLMVideoCaptioningMapper(Mapper):
         :param torch_threads: torch intra-op threads while the op generates; None: on CPU
             with decoding processes, half the cores of the op process (the decoders use the
             rest), else torch's own setting. Restored after each batch.
+        :param result_store: path of a result store (an SQLite file): each video's candidates
+            are written to it after every micro-batch, and a video already in it (same video,
+            model, prompt, frame and generation settings) is reused, neither decoded nor
+            generated again, so a killed job run again resumes. None: no store.
+        :param result_store_content_hash: identify videos in the store by a SHA-256 of their
+            bytes (found again after a move or copy) instead of path, size and modification
+            time.
+        :param max_in_flight: for the backends that batch by themselves (vllm, openai): most
+            requests handed to the engine or server at once; decoded videos wait beyond it.
+            The default suits a GPU engine's continuous batching; the openai backend also
+            keeps at most ``model_params.max_concurrency`` requests on the wire.
         :param fast_decoding: the transformers backend's speed-ups (each prompt prefilled once,
             its candidates decoded with shared-prefix attention; the patch embedding as a
             matrix product): 'auto' runs them on the model types they were checked on, when
@@ -203,10 +220,6 @@ class VLMVideoCaptioningMapper(Mapper):
             ``generate`` on the first micro-batch (a mismatch or failure falls back to plain
             ``generate``); 'off' never runs them. Each video's record says which path
             decoded it (``decoding``).
-        :param max_in_flight: for the backends that batch by themselves (vllm, openai): most
-            requests handed to the engine or server at once; decoded videos wait beyond it.
-            The default suits a GPU engine's continuous batching; the openai backend also
-            keeps at most ``model_params.max_concurrency`` requests on the wire.
         :param max_visual_tokens: most tokens one video may take (Qwen-VL families; None: no
             budget). Before decoding, each video's frame count is lowered (down to
             ``min_frames``), then its pixels per frame (down to ``min_pixels``), until it fits;

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from dj_ops.captioning.generation import GenerationSettings, generation_record
 from dj_ops.captioning.records import META_KEY, RunInfo
-from dj_ops.captioning.repetition import trim_repetition
 from dj_ops.captioning.requests import Candidate
 from dj_ops.captioning.text import special_tokens_only
 from dj_ops.ops.config import OutputPolicy, TextLayout
@@ -70,15 +69,17 @@ def build(batch, candidates, mode, keep_original):
     builder = builder_of(batch)
     for slot in builder.video_slots():
         builder.set_candidates(slot, candidates[slot.row][slot.video], [0.0, 0.5])
-    out, records = builder.build(RUN, OutputPolicy(mode=mode, keep_original=keep_original), random.Random(0))
+    policy = OutputPolicy(mode=mode, keep_original=keep_original)
+    out, records = builder.build(RUN, policy, random.Random(0))
     rows = [dict(zip(out, values)) for values in zip(*out.values())]
     return records, rows
 
 
 def check_generated(sample, row, candidates, index):
-    """The layout is the original's; each caption is its video's candidate (loops trimmed)."""
+    """The layout is the original's; each caption is its video's candidate (as given: the
+    quality gate, not the builder, decides about loops)."""
     assert special_tokens_only(row["text"], SPECIAL) == expected_layout(sample)
-    kept = [[trim_repetition(c.text).text for c in per_video] for per_video in candidates]
+    kept = [[c.text for c in per_video] for per_video in candidates]
     captions = captions_in(row["text"])
     assert len(captions) == len(sample["videos"])
     for video, caption in enumerate(captions):
@@ -119,10 +120,16 @@ def test_every_row_is_accounted_for_with_its_layout(batch, k, mode, keep_origina
     assert len(records) == len(batch)
 
 
-def test_a_repetition_loop_is_trimmed_and_flagged():
+def test_the_builder_writes_the_candidate_the_gate_kept():
+    """The repetition decision is the gate's (with the user's thresholds): the builder writes
+    the candidate as given, a loop the gate cut with its flag."""
     batch = [{"text": f"{V} original {E}", "videos": ["a.mp4"]}]
     looping = Candidate("A dog runs. A dog runs. A dog runs. A dog", 12, True)
+    trimmed = Candidate("A dog runs.", 12, True, repetition_trimmed=True)
     _, rows = build(batch, [[[looping]]], "random_any", keep_original=False)
+    assert rows[0]["text"] == f"{V} {looping.text} {E}"
+    assert rows[0][META][META_KEY]["videos"][0]["repetition_trimmed"] is False
+    _, rows = build(batch, [[[trimmed]]], "random_any", keep_original=False)
     assert rows[0]["text"] == f"{V} A dog runs. {E}"
     video = rows[0][META][META_KEY]["videos"][0]
     assert (video["repetition_trimmed"], video["hit_token_limit"], video["generated_tokens"]) == (

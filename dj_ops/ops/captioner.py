@@ -85,7 +85,8 @@ class Captioner:
         self.store: StoreSession | None = None
         self.budget: FrameBudget | None = None
         self.windows: WindowedCaptioning | None = None  # window_seconds set
-        self.gate = QualityGate(config.quality, config.generation)
+        self.gate = QualityGate(config.quality, config.generation,
+                                config.structured.schema if config.structured else None)
 
     @property
     def ready(self) -> bool:
@@ -125,8 +126,8 @@ class Captioner:
                "frames": self.frames, "generation": self.run_info.generation,
                "caption_num": model.num_candidates, "model_params": model.model_params,
                "output": output_key(config.structured)}
-        if config.quality.changes_output:  # else the keys of stores written before the gate
-            run["quality"] = config.quality.store_key()
+        # the gate decides what is kept (loops trimmed with its thresholds, retries)
+        run["quality"] = config.quality.store_key()
         keyer = ResultKeyer(
             model=model_identity(model.model, model.model_params.get("revision")),
             run=run,
@@ -170,7 +171,7 @@ class Captioner:
         decoding = self.config.decoding
         caption_batch(builder, self.backend, self.source, self.windows.budgeted(frames),
                       batch_size=self.config.model.batch_size, prefetch=decoding.prefetch,
-                      system_prompt=self.config.layout.system_prompt,
+                      system_prompt=self.config.layout.system_prompt, gate=self.gate,
                       caption_group=self.windows.caption_group)
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ layout, and decoding. Nothing here opens a model or a process; a result store is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from data_juicer.utils.resource_utils import is_cuda_available
 from loguru import logger
@@ -214,7 +214,7 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
         num_candidates=caption_num, batch_size=generation_batch_size, seed=seed,
         model_params=dict(model_params or {}), frame_settings=frames,
         fast_decoding=fast_decoding,
-        json_schema=structured.schema if structured is not None else None,
+        json_schema=structured.schema.schema if structured is not None else None,
     )
     declared = backend_class(backend)
     declared.check_config(config)
@@ -227,8 +227,6 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
         decoder=decoding.decoder, video_start=frames.video_start, video_end=frames.video_end,
         result_store=store.path)
     quality = quality or GateConfig()
-    if structured is not None:  # json mode: the gate also checks each document's validity
-        quality = replace(quality, schema=structured.schema)
     return CaptionConfig(backend=backend, model=config, capabilities=capabilities, output=output,
                          layout=layout, decoding=decoding, store=store, windows=windows,
                          quality=quality, structured=structured)

@@ -20,7 +20,6 @@ from dj_ops.captioning.records import (
     VideoOutcome,
     build_record,
 )
-from dj_ops.captioning.repetition import trim_repetition
 from dj_ops.captioning.requests import Candidate
 from dj_ops.captioning.selection import has_usable_captions, select_per_sample
 from dj_ops.captioning.text import (
@@ -148,10 +147,10 @@ class SampleBuilder:
 
     def set_candidates(self, slot: VideoSlot, candidates: list[Candidate],
                        timestamps: list[float], from_store: bool = False) -> None:
-        """The video's candidates (``from_store``: reused from a result store)."""
-        # a JSON document is never cut (the cut would break it; the grammar bounds it)
-        kept = candidates if self.structured else [_without_loop(c) for c in candidates]
-        self.rows[slot.row].candidates[slot.video] = (kept, tuple(timestamps), from_store)
+        """The video's candidates as the quality gate kept them (``from_store``: reused from a
+        result store); nothing is decided about them here."""
+        self.rows[slot.row].candidates[slot.video] = (list(candidates), tuple(timestamps),
+                                                      from_store)
 
     def build(self, run: RunInfo, policy: OutputPolicy,
               rng: random.Random) -> tuple[dict, list[dict | None]]:
@@ -261,10 +260,3 @@ def _outcome(path: str, candidate: Candidate, timestamps: tuple[float, ...],
                         frames=frames, windows=windows,
                         structured=structured if isinstance(structured, dict) else None)
 
-
-def _without_loop(candidate: Candidate) -> Candidate:
-    """The candidate with a trailing repetition loop cut (and flagged), else unchanged."""
-    trimmed = trim_repetition(candidate.text)
-    if not trimmed.trimmed:
-        return candidate
-    return replace(candidate, text=trimmed.text, repetition_trimmed=True)

@@ -11,10 +11,10 @@ from dj_ops.store.sqlite_store import ResultStore
 
 
 def encode_result(candidates: list[Candidate], timestamps, frames: dict | None = None) -> dict:
-    """A result as stored: the backend's candidates (before any trimming, which is redone on
-    reuse; with the decoding path that made them and the quality gate's flags of each attempt:
-    the candidates the gate kept), the frames' timestamps and what the video was decoded at
-    (its ``frames`` record: a reused result is not decoded again)."""
+    """A result as stored: the candidates as the quality gate kept them (a repetition loop cut,
+    with the decoding path that made them and the gate's flags of each attempt), the frames'
+    timestamps and what the video was decoded at (its ``frames`` record: a reused result is
+    not decoded again)."""
     return {"candidates": [[c.text, int(c.num_tokens), bool(c.hit_token_limit),
                             bool(c.repetition_trimmed), c.decoding,
                             [list(flags) for flags in c.attempts]] for c in candidates],

@@ -170,7 +170,8 @@ def qwen3_backend(qwen3):
 
 def caption_with_windows(backend, path: str) -> tuple[SampleBuilder, RecordingBackend]:
     builder = SampleBuilder({"text": [""], "videos": [[path]]}, TextLayout(), windowed=True)
-    windowed = WindowedCaptioning(WindowConfig(seconds=15.0, overlap=5.0), job().frames, batch_size=4)
+    windowed = WindowedCaptioning(WindowConfig(seconds=15.0, overlap=5.0), job().frames,
+                                  batch_size=4)
     source = StreamingSource(open_source(stream_windowed, 0, None))
     stream = source.result(source.submit(path, windowed.job))
     slot = VideoSlot(0, 0, path, "Describe the video.")

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from dj_ops.adapters.registry import parse_model_params
 from dj_ops.backends.model_params import (  # noqa: F401 - the key, named here for backends
     PROCESSOR_KWARGS_KEY,
     ModelParams,
-    parse_model_params,
 )
 from dj_ops.captioning.generation import GenerationSettings, generation_record
 

@@ -249,6 +249,7 @@ def test_long_videos_recipe_through_dj_process(tmp_path, qwen3, long_clip, short
     assert len(by_video[short_clip]["caption_windows"][0]) == 1
 
 
+@pytest.mark.composes("openai", "windows", "caption_key")
 def test_merge_model_on_the_same_openai_server(qwen3, long_clip):
     """Windows go to the captioning model with their frames; the merge goes to ``merge_model``
     on the same server, as a message without a video part."""

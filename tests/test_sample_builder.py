@@ -146,3 +146,59 @@ def test_dropped_rows_are_still_counted():
                                  random.Random(0))
     assert out["videos"] == [["b.mp4"]]
     assert [r["status"] for r in records] == ["error", "captioned"]
+
+
+SCHEMA = {"type": "object", "properties": {"what": {"type": "string"}}, "required": ["what"],
+          "additionalProperties": False}
+
+
+def build_json(batch, candidates, mode):
+    from dj_ops.ops.structured_config import parse_structured
+
+    structured = parse_structured("json", SCHEMA, None)
+    builder = SampleBuilder({k: [s[k] for s in batch] for k in ("text", "videos")}, LAYOUT,
+                            structured)
+    for slot in builder.video_slots():
+        builder.set_candidates(slot, candidates[slot.row][slot.video], [0.0])
+    policy = OutputPolicy(mode=mode, keep_original=False)
+    out, records = builder.build(RUN, policy, random.Random(0))
+    return records, [dict(zip(out, values)) for values in zip(*out.values())]
+
+
+VALID = [Candidate('{"what":"a dog"}', 7, False), Candidate('{"what":"a cat"}', 7, False)]
+CUT = Candidate('{"what":"a bi', 5, True)
+
+
+def test_cut_documents_are_left_out_and_recorded_the_valid_ones_delivered():
+    """Mode 'all': candidate 1 is cut; candidates 0 and 2 make the rows, the cut one is listed
+    with its token facts in every kept record."""
+    batch = [{"text": f"{V} clip {E}", "videos": ["a.mp4"]}]
+    records, rows = build_json(batch, [[[VALID[0], CUT, VALID[1]]]], "all")
+    assert [row[META][META_KEY]["candidate_index"] for row in rows] == [0, 2]
+    assert [captions_in(row["text"]) for row in rows] == [["What: a dog."], ["What: a cat."]]
+    for row in rows:
+        (video,) = row[META][META_KEY]["videos"]
+        assert list(video["dropped_candidates"]) == [
+            "candidate 1: invalid_json: the structured caption not strict JSON: Unterminated "
+            "string starting at: line 1 column 9 (char 8) (5 tokens, token limit hit)"]
+
+
+def test_all_keeps_the_indices_usable_for_every_video_of_a_sample():
+    batch = [{"text": f"{V} one {E}{V} two {E}", "videos": ["a.mp4", "b.mp4"]}]
+    records, rows = build_json(batch, [[[VALID[0], CUT], [CUT, VALID[1]]]], "all")
+    assert records[0]["status"] == "error"  # no index is a document for both videos
+    assert records[0]["videos"][0]["error_message"] == (
+        "no candidate index is usable for every video of the sample")
+    records, rows = build_json(batch, [[[VALID[0], CUT], [VALID[1], VALID[0]]]], "all")
+    assert len(rows) == 1 and captions_in(rows[0]["text"]) == ["What: a dog.", "What: a cat."]
+    assert [len(v["dropped_candidates"]) for v in records[0]["videos"]] == [1, 1]
+
+
+def test_an_error_record_keeps_the_token_facts_of_what_was_generated():
+    batch = [{"text": f"{V} clip {E}", "videos": ["a.mp4"]}]
+    for mode in ("all", "random_any"):
+        records, _ = build_json(batch, [[[CUT, CUT]]], mode)
+        (video,) = records[0]["videos"]
+        assert (records[0]["status"], video["error_kind"]) == ("error", "invalid_json")
+        assert (video["generated_tokens"], video["hit_token_limit"]) == (5, True)
+        assert len(video["dropped_candidates"]) == 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import threading
 from collections.abc import Hashable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -33,6 +34,7 @@ from dj_ops.backends.base import (
     INVALID_REQUEST,
     TIMEOUT,
     BackendConfig,
+    Candidate,
     Capabilities,
     CaptionBackend,
     CaptionRequest,
@@ -54,8 +56,36 @@ from dj_ops.backends.openai_payload import (
 )
 from dj_ops.backends.streaming import StreamingBackend, StreamSession
 from dj_ops.backends.vllm_requests import is_context_error
+from dj_ops.captioning.structured import parse_strict
 
 ERROR_BODY_CHARS = 300  # how much of an error answer goes into the record
+# caption_format json against a server that does not enforce response_format (vLLM's server
+# without structured outputs answers free text, raw control characters included).
+STRUCTURED_OUTPUT_IGNORED = "structured_output_ignored"
+NO_STRUCTURED_OUTPUT = (
+    "caption_format json: the server answered text that is not JSON, not cut by the token "
+    "limit, so it does not enforce response_format json_schema (structured outputs). Start "
+    "vLLM's server with --structured-outputs-config '{\"backend\": \"guidance\", "
+    "\"disable_any_whitespace\": true}' (README: Structured captions), or use caption_format: "
+    "text.")
+
+
+# Control characters JSON allows nowhere (tab, newline and carriage return are whitespace
+# between tokens; raw, every control character is refused inside strings).
+RAW_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def could_be_enforced(candidate: Candidate) -> bool:
+    """Whether an answer could come from a server enforcing a JSON Schema: a strict document,
+    or, cut by the token limit, the beginning of an object without raw control characters."""
+    text = candidate.text
+    if candidate.hit_token_limit:
+        return text.lstrip().startswith("{") and RAW_CONTROL.search(text) is None
+    try:
+        parse_strict(text)
+    except ValueError:
+        return False
+    return True
 
 
 def server_settings(config: BackendConfig) -> ServerSettings:
@@ -179,6 +209,7 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
         self.size_factor = self.adapter.size_factor
         # the client's own bound on requests on the wire
         self.concurrency_limit = self.server.max_concurrency
+        self.structured_output_ignored = False  # json mode: seen the server ignore the schema
         # the frames sent are fitted to the server's context; with video_transport 'path' the
         # server samples the file itself, and no budget applies
         if self.capabilities(config).sends_frames:
@@ -249,7 +280,24 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
         """Keep ``wanted`` candidates; one greedy answer stands for every candidate."""
         if not result.ok:
             return result
-        return CaptionResult.repeated(result.candidates[:wanted], self.config.num_candidates)
+        return self._structure_enforced(
+            CaptionResult.repeated(result.candidates[:wanted], self.config.num_candidates))
+
+    def _structure_enforced(self, result: CaptionResult) -> CaptionResult:
+        """caption_format json: a server that enforces ``response_format`` answers a document,
+        or one cut by the token limit (an object's beginning, no raw control character); any
+        other answer means the server ignores it (no structured outputs). The video then fails
+        with ``structured_output_ignored`` and a message naming the fix (logged once too)."""
+        if self.config.json_schema is None:
+            return result
+        broken = next((c for c in result.candidates if not could_be_enforced(c)), None)
+        if broken is None:
+            return result
+        if not self.structured_output_ignored:
+            self.structured_output_ignored = True
+            logger.warning(f"{self.server.api_base}: {NO_STRUCTURED_OUTPUT}")
+        return CaptionResult(result.candidates, STRUCTURED_OUTPUT_IGNORED,
+                             f"{NO_STRUCTURED_OUTPUT} The answer began {broken.text[:60]!r}.")
 
     def _note_n_ignored(self, wanted: int, got: int) -> None:
         if self.n_supported:

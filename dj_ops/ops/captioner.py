@@ -128,6 +128,8 @@ class Captioner:
                "output": output_key(config.structured)}
         # the gate decides what is kept (loops trimmed with its thresholds, retries)
         run["quality"] = config.quality.store_key()
+        if config.windows.enabled:  # a video's caption is the merge of its windows'
+            run["windows"] = config.windows
         keyer = ResultKeyer(
             model=model_identity(model.model, model.model_params.get("revision")),
             run=run,
@@ -171,8 +173,8 @@ class Captioner:
         decoding = self.config.decoding
         caption_batch(builder, self.backend, self.source, self.windows.budgeted(frames),
                       batch_size=self.config.model.batch_size, prefetch=decoding.prefetch,
-                      system_prompt=self.config.layout.system_prompt, gate=self.gate,
-                      caption_group=self.windows.caption_group)
+                      system_prompt=self.config.layout.system_prompt, store=self.store,
+                      gate=self.gate, caption_group=self.windows.caption_group)
 
     def close(self) -> None:
         """Stop the decoding processes, write and close the result store, close the backend

@@ -224,8 +224,7 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
         check_format(store.path)  # captioner of each process opens it)
     windows = check_window_config(
         windows or WindowConfig(), backend=backend, capabilities=capabilities,
-        decoder=decoding.decoder, video_start=frames.video_start, video_end=frames.video_end,
-        result_store=store.path)
+        decoder=decoding.decoder, video_start=frames.video_start, video_end=frames.video_end)
     quality = quality or GateConfig()
     return CaptionConfig(backend=backend, model=config, capabilities=capabilities, output=output,
                          layout=layout, decoding=decoding, store=store, windows=windows,

@@ -149,8 +149,8 @@ class QualityGate:
     def final(self, result: CaptionResult) -> CaptionResult:
         """A result once no retry is left: failing candidates kept, or a ``low_quality``
         error (``on_low_quality: error``)."""
-        if self.config.on_low_quality == "error" and failing(result):
-            return CaptionResult.failure(LOW_QUALITY, low_quality_message(result))
+        if self.config.on_low_quality == "error" and failing(result):  # the candidates stay
+            return CaptionResult(result.candidates, LOW_QUALITY, low_quality_message(result))
         return result
 
     def after(self, request: CaptionRequest | None, result: CaptionResult,

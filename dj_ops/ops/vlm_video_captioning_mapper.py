@@ -238,7 +238,9 @@ class VLMVideoCaptioningMapper(Mapper):
             ``<caption_key>_windows``. A window that fails is recorded with its error and the
             others are still captioned and merged. A video no longer than one window is
             captioned as without windows (one window in its record, no merge). Decoder pyav
-            only; not with video_start/video_end nor result_store.
+            only; not with video_start/video_end. The quality gate checks every window and
+            every merge; with result_store, each video is stored whole (its merged caption
+            and its windows).
         :param window_overlap: seconds neighbouring windows share (0 <= overlap <
             window_seconds).
         :param merge_model: the model that merges a video's window captions: another model of

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dj_ops.backends.base import Capabilities
+from dj_ops.ops.composition import refusal
 
 # Decoders that decode all windows in one pass (dj_ops.video.decode_windows).
 WINDOW_DECODERS = ("pyav",)
@@ -38,8 +39,8 @@ class WindowConfig:
 
 
 def check_window_config(windows: WindowConfig, *, backend: str, capabilities: Capabilities,
-                        decoder: str, video_start: float | None, video_end: float | None,
-                        result_store: str | None) -> WindowConfig:
+                        decoder: str, video_start: float | None,
+                        video_end: float | None) -> WindowConfig:
     """``windows`` when it can work with the op's other parameters and the backend's declared
     ``capabilities``.
 
@@ -60,11 +61,7 @@ def check_window_config(windows: WindowConfig, *, backend: str, capabilities: Ca
         raise ValueError(f"window_seconds decodes with {list(WINDOW_DECODERS)} only, got "
                          f"decoder={decoder!r}; use decoder: pyav")
     if video_start is not None or video_end is not None:
-        raise ValueError("window_seconds covers the whole video; drop video_start/video_end "
-                         "or window_seconds")
-    if result_store:
-        raise ValueError("result_store does not keep window captions yet; drop result_store "
-                         "or window_seconds")
+        raise ValueError(refusal("windows", "video_range"))
     # A backend that serves another model without loading it (another model of the same
     # server); an in-process backend would have to load a second model: not built, refused.
     if windows.merge_model is not None and not capabilities.merge_model:

@@ -12,7 +12,7 @@ import re
 import pytest
 from data_juicer.utils.constant import Fields
 
-from dj_ops.backends.openai_backend import STRUCTURED_OUTPUT_IGNORED
+from dj_ops.backends.openai_payload import STRUCTURED_OUTPUT_IGNORED
 from dj_ops.captioning.quality import TRUNCATED, ends_sentence
 from dj_ops.captioning.records import META_KEY
 from dj_ops.captioning.structured import validation_error
@@ -247,7 +247,7 @@ def test_a_server_ignoring_the_schema_is_detected_with_the_fix(qwen3, clips, ser
 
 
 def test_what_an_enforcing_server_may_answer():
-    from dj_ops.backends.openai_backend import could_be_enforced
+    from dj_ops.backends.openai_payload import could_be_enforced
     from dj_ops.captioning.requests import Candidate
 
     assert could_be_enforced(Candidate('{"mood":"calm","what":"a dog"}', 9, False))

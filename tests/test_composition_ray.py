@@ -60,8 +60,7 @@ def run_on_ray(tmp_path: Path, address: str, samples: list[dict], ops: list[dict
 @pytest.mark.composes("ray", "np", "transformers", "windows", "result_store", "gate",
                       "frame_budget", "caption_key", "all")
 def test_windows_store_gate_and_budget_on_ray(tmp_path, qwen3, ray_address):  # noqa: F811
-    long = clips(tmp_path, [12.0])[0]
-    short = clips(tmp_path / "short", [4.0])[0]
+    long, short = clips(tmp_path, [12.0, 4.0])
     samples = [{"text": "", "videos": [long]}, {"text": "", "videos": [short]}]
     op = dict(hf_model=qwen3, caption_num=2, keep_candidate_mode="all", caption_key="caption",
               sampling_params=CUT, max_retries=1, max_visual_tokens=BUDGET, **WINDOWS,

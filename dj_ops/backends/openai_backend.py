@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import threading
 from collections.abc import Hashable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -34,7 +33,6 @@ from dj_ops.backends.base import (
     INVALID_REQUEST,
     TIMEOUT,
     BackendConfig,
-    Candidate,
     Capabilities,
     CaptionBackend,
     CaptionRequest,
@@ -43,12 +41,15 @@ from dj_ops.backends.base import (
 )
 from dj_ops.backends.openai_models import advertised_context
 from dj_ops.backends.openai_payload import (
+    NO_STRUCTURED_OUTPUT,
+    STRUCTURED_OUTPUT_IGNORED,
     VIDEO_TRANSPORTS,
     BadResponse,
     ServerSettings,
     auth_headers,
     backoff_delay,
     build_payload,
+    could_be_enforced,
     is_retryable,
     parse_completion,
     sampling_fields,
@@ -56,38 +57,8 @@ from dj_ops.backends.openai_payload import (
 )
 from dj_ops.backends.streaming import StreamingBackend, StreamSession
 from dj_ops.backends.vllm_requests import is_context_error
-from dj_ops.captioning.structured import parse_strict
 
 ERROR_BODY_CHARS = 300  # how much of an error answer goes into the record
-# caption_format json against a server that does not enforce response_format (vLLM's server
-# without structured outputs answers free text, raw control characters included).
-STRUCTURED_OUTPUT_IGNORED = "structured_output_ignored"
-NO_STRUCTURED_OUTPUT = (
-    "caption_format json: the server answered text that is not JSON, not cut by the token "
-    "limit, so it does not enforce response_format json_schema (structured outputs). Start "
-    "vLLM's server with --structured-outputs-config '{\"backend\": \"guidance\", "
-    "\"disable_any_whitespace\": true}' (README: Structured captions), or use caption_format: "
-    "text.")
-
-
-# Control characters JSON allows nowhere (tab, newline and carriage return are whitespace
-# between tokens; raw, every control character is refused inside strings).
-RAW_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
-
-
-def could_be_enforced(candidate: Candidate) -> bool:
-    """Whether an answer could come from a server enforcing a JSON Schema: a strict document,
-    or, cut by the token limit, the beginning of an object without raw control characters."""
-    text = candidate.text
-    if candidate.hit_token_limit:
-        return text.lstrip().startswith("{") and RAW_CONTROL.search(text) is None
-    try:
-        parse_strict(text)
-    except ValueError:
-        return False
-    return True
-
-
 def server_settings(config: BackendConfig) -> ServerSettings:
     """The server settings in ``model_params`` (adapter keys such as ``model_type`` aside)."""
     return ServerSettings(**config.params.backend)

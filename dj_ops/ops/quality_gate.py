@@ -19,6 +19,7 @@ group) and the continuous path (``ops/streaming.py`` hands a retry back to its q
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -165,12 +166,12 @@ class QualityGate:
             return result, self.retry_request(request, request.attempt + 1)
         return self.final(result), None
 
-    def generate(self, backend: CaptionBackend,
+    def generate(self, generate: Callable[[list[CaptionRequest]], list[CaptionResult]],
                  requests: list[CaptionRequest]) -> list[CaptionResult]:
-        """``backend.generate`` with the gate: one call for every request, then one per
-        attempt for the requests still failing."""
+        """``generate`` (a backend's ``generate`` or ``generate_text``) with the gate: one call
+        for every request, then one per attempt for the requests still failing."""
         requests = list(requests)  # each entry becomes its latest attempt's request
-        results: list[CaptionResult] = list(backend.generate(requests))
+        results: list[CaptionResult] = list(generate(requests))
         todo = list(range(len(requests)))
         previous: list[CaptionResult | None] = [None] * len(requests)
         while todo:
@@ -182,7 +183,7 @@ class QualityGate:
                     requests[index], previous[index] = retry, results[index]
                     again.append(index)
             if again:
-                for index, result in zip(again, backend.generate([requests[i] for i in again]),
+                for index, result in zip(again, generate([requests[i] for i in again]),
                                          strict=True):
                     results[index] = result
             todo = again
@@ -190,9 +191,10 @@ class QualityGate:
 
 
 def generate_checked(backend: CaptionBackend, requests: list[CaptionRequest],
-                     gate: QualityGate | None) -> list[CaptionResult]:
-    """``backend.generate(requests)``, through ``gate`` when there is one (no call for none)."""
+                     gate: QualityGate | None, text_only: bool = False) -> list[CaptionResult]:
+    """``backend.generate(requests)`` (``generate_text`` for ``text_only`` requests: a merge),
+    through ``gate`` when there is one (no call for none)."""
     if not requests:
         return []
-    return gate.generate(backend, requests) if gate is not None else list(
-        backend.generate(requests))
+    generate = backend.generate_text if text_only else backend.generate
+    return gate.generate(generate, requests) if gate is not None else list(generate(requests))

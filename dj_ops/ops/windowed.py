@@ -236,7 +236,8 @@ class WindowedCaptioning:
             requests.append(text_request(
                 merge_prompt(captions, self.config.merge_prompt or MERGE_INSTRUCTION),
                 model=self.config.merge_model))
-        for item, result in zip(merging, generate_checked(backend, requests, gate), strict=True):
+        merged = generate_checked(backend, requests, gate, text_only=True)
+        for item, result in zip(merging, merged, strict=True):
             times = [item.times[index] for index in sorted(item.times)]
             record_result(builder, item.slot, result, times, store)
 

@@ -219,6 +219,9 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
     declared = backend_class(backend)
     declared.check_config(config)
     capabilities: Capabilities = declared.capabilities(config)
+    if structured is not None and not capabilities.structured_output:
+        raise ValueError(f"caption_format json needs a backend that decodes under a JSON "
+                         f"schema; the {backend!r} backend does not: use caption_format: text")
     store = store or StoreConfig()
     if store.path:  # a store of another format fails here, not in a worker (read only: the
         check_format(store.path)  # captioner of each process opens it)

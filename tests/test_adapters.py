@@ -19,8 +19,8 @@ from dj_ops.adapters import (
 )
 from dj_ops.adapters.cogvlm2 import DEFAULT_PROMPT as COGVLM2_PROMPT
 from dj_ops.adapters.qwen import qwen_prompt, qwen_video_tokens
+from dj_ops.adapters.registry import parse_model_params
 from dj_ops.backends.hf_inputs import HF_INPUTS, hf_inputs_for, to_cthw
-from dj_ops.backends.model_params import parse_model_params
 from dj_ops.backends.vllm_prompts import VLLM_PROMPTS, sampled_fps, vllm_prompts_for
 from dj_ops.captioning.requests import CaptionRequest
 from dj_ops.video import FrameSettings

@@ -88,6 +88,7 @@ def test_a_clip_over_the_context_is_fitted_and_its_prompt_fits(backend, clip):
     assert outputs[0].outputs[0].token_ids  # captioned
 
 
+@pytest.mark.composes("vllm", "frame_budget")
 def test_the_op_captions_with_fewer_frames_and_refuses_what_cannot_fit(model, clip):
     engine = {**ENGINE, "max_model_len": MAX_MODEL_LEN}
     common = dict(backend="vllm", model_params=engine, prompt=PROMPT, keep_original_sample=False,

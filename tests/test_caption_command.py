@@ -50,31 +50,21 @@ def test_find_videos_in_a_folder_and_a_list_file(folder, tmp_path):
 def test_options_map_to_op_parameters():
     args = parse_args(["v", "-o", "o.jsonl", "--model", "m", "--caption-num", "3", "--keep",
                        "all", "--max-new-tokens", "64"])
-    assert op_params(args) == {
+    params = op_params(args)
+    assert {k: params[k] for k in ("hf_model", "caption_key", "caption_num",
+                                   "keep_candidate_mode", "seed", "generation_batch_size",
+                                   "on_error", "sampling_params", "result_store")} == {
         "hf_model": "m", "caption_key": "caption", "caption_num": 3,
         "keep_candidate_mode": "all", "seed": 0, "generation_batch_size": 8,
-        "backend": "transformers", "on_error": "keep", "sampling_params": {"max_new_tokens": 64},
+        "on_error": "keep", "sampling_params": {"max_new_tokens": 64},
         "result_store": "o.jsonl.store.sqlite"}
+    assert "backend" not in params  # unset: the op's default
     assert "result_store" not in op_params(parse_args(["v", "-o", "o", "--no-store"]))
     assert op_params(parse_args(["v", "-o", "o", "--store", "s.db"]))["result_store"] == "s.db"
     args = parse_args(["v", "-o", "o", "--backend", "openai", "--api-base", "http://h:1/v1",
-                       "--on-error", "drop"])
-    assert op_params(args)["model_params"] == {"api_base": "http://h:1/v1"}
+                       "--on-error", "drop", "--model-params", '{"max_concurrency": 2}'])
+    assert op_params(args)["model_params"] == {"max_concurrency": 2, "api_base": "http://h:1/v1"}
     assert (op_params(args)["backend"], op_params(args)["on_error"]) == ("openai", "drop")
-
-
-def test_the_command_defaults_are_the_op_s():
-    """The command repeats a few of the op's defaults so that --help needs no heavy import."""
-    import inspect
-
-    from dj_ops.commands import caption
-    from dj_ops.ops.vlm_video_captioning_mapper import VLMVideoCaptioningMapper
-
-    defaults = {name: p.default for name, p in
-                inspect.signature(VLMVideoCaptioningMapper.__init__).parameters.items()}
-    assert caption.DEFAULT_MODEL == defaults["hf_model"]
-    assert caption.DEFAULT_ON_ERROR == defaults["on_error"]
-    assert caption.DEFAULT_GENERATION_BATCH_SIZE == defaults["generation_batch_size"]
 
 
 def test_help_is_plain_and_shows_the_defaults():

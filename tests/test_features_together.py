@@ -21,6 +21,7 @@ pytest.importorskip("llguidance", reason="constrained decoding needs the structu
 V = SpecialTokens.video
 
 
+@pytest.mark.composes("transformers", "json", "gate")
 def test_json_documents_cut_by_the_token_limit_are_retried_then_recorded(qwen3, videos):
     # 12 tokens never hold a whole document: every attempt is flagged, then the video gets the
     # invalid_json error record with its attempts; no row is lost.
@@ -38,6 +39,7 @@ def test_json_documents_cut_by_the_token_limit_are_retried_then_recorded(qwen3, 
                    for flags in video["attempt_flags"])
 
 
+@pytest.mark.composes("transformers", "json", "windows")
 def test_windows_and_their_merge_follow_the_schema(qwen3, tmp_path):
     clip = str(make_clip(tmp_path / "long.mp4", seconds=40, fps=2))
     op = make_op(qwen3, caption_format="json", json_schema=USER_SCHEMA,

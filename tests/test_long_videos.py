@@ -169,7 +169,8 @@ def qwen3_backend(qwen3):
 
 def caption_with_windows(backend, path: str) -> tuple[SampleBuilder, RecordingBackend]:
     builder = SampleBuilder({"text": [""], "videos": [[path]]}, TextLayout(), windowed=True)
-    windowed = WindowedCaptioning(WindowConfig(15.0, 5.0), job().frames, batch_size=4)
+    windowed = WindowedCaptioning(WindowConfig(seconds=15.0, overlap=5.0), job().frames,
+                                  batch_size=4)
     source = StreamingSource(open_source(stream_windowed, 0, None))
     stream = source.result(source.submit(path, windowed.job))
     slot = VideoSlot(0, 0, path, "Describe the video.")
@@ -247,6 +248,7 @@ def test_long_videos_recipe_through_dj_process(tmp_path, qwen3, long_clip, short
     assert len(by_video[short_clip]["caption_windows"][0]) == 1
 
 
+@pytest.mark.composes("openai", "windows", "caption_key")
 def test_merge_model_on_the_same_openai_server(qwen3, long_clip):
     """Windows go to the captioning model with their frames; the merge goes to ``merge_model``
     on the same server, as a message without a video part."""

@@ -175,7 +175,8 @@ def test_two_worker_processes(qwen3, videos):
 def test_qwen2_5_vl_family(tiny_models, videos):
     samples = single_video_samples(videos[:2])
     rows = run_op(make_op(tiny_models["qwen2_5_vl"], keep_original_sample=False), samples)
-    for original, generated in zip(samples, rows):
+    assert len(rows) == len(samples) == 2  # zip below would pass on an empty output
+    for original, generated in zip(samples, rows, strict=True):
         assert_generated(original, generated)
 
 

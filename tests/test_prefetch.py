@@ -44,8 +44,9 @@ def samples_of(paths: list[str]) -> list[dict]:
 
 def builder_of(samples: list[dict]) -> SampleBuilder:
     columns = {key: [s[key] for s in samples] for key in samples[0]}
-    layout = TextLayout("text", "videos", Fields.meta, SpecialTokens.video, SpecialTokens.eoc,
-                        tuple(get_special_tokens().values()), prompt="Describe.")
+    layout = TextLayout(meta_key=Fields.meta, video_token=SpecialTokens.video,
+                        eoc_token=SpecialTokens.eoc,
+                        special_tokens=tuple(get_special_tokens().values()), prompt="Describe.")
     return SampleBuilder(columns, layout)
 
 

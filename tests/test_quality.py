@@ -28,7 +28,9 @@ from dj_ops.captioning.quality import (
     refusal_phrase,
     retry_settings,
 )
-from dj_ops.captioning.structured import DEFAULT_SCHEMA
+from dj_ops.captioning.structured import DEFAULT_SCHEMA, JsonSchema
+
+SCHEMA = JsonSchema(DEFAULT_SCHEMA)  # the one schema object the gate is given
 
 GOOD = "A brown dog runs along a sandy beach while waves roll in behind it."
 DOCUMENT = {
@@ -44,13 +46,13 @@ DOCUMENT = {
 
 def test_a_good_caption_passes():
     assert quality_flags(GOOD, hit_token_limit=False) == []
-    assert quality_flags(json.dumps(DOCUMENT), False, schema=DEFAULT_SCHEMA) == []
+    assert quality_flags(json.dumps(DOCUMENT), False, schema=SCHEMA) == []
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t"])
 def test_empty(text):
     assert quality_flags(text, False) == [EMPTY]
-    assert quality_flags(text, False, schema=DEFAULT_SCHEMA) == [EMPTY, INVALID_JSON]
+    assert quality_flags(text, False, schema=SCHEMA) == [EMPTY, INVALID_JSON]
 
 
 def test_repetition_loop_and_a_trimmed_one():
@@ -101,25 +103,25 @@ def test_garbage_threshold_and_short_texts():
 
 def test_invalid_json_and_truncated_document():
     text = json.dumps(DOCUMENT)
-    assert quality_flags(text[:-5], False, schema=DEFAULT_SCHEMA) == [INVALID_JSON]
-    assert quality_flags(text[:-5], True, schema=DEFAULT_SCHEMA) == [TRUNCATED, INVALID_JSON]
+    assert quality_flags(text[:-5], False, schema=SCHEMA) == [INVALID_JSON]
+    assert quality_flags(text[:-5], True, schema=SCHEMA) == [TRUNCATED, INVALID_JSON]
     wrong = json.dumps({**DOCUMENT, "camera": {**DOCUMENT["camera"], "motion": "spinning"}})
-    assert quality_flags(wrong, False, schema=DEFAULT_SCHEMA) == [INVALID_JSON]
+    assert quality_flags(wrong, False, schema=SCHEMA) == [INVALID_JSON]
     raw_control = text.replace("A dog runs", "A dog\x01 runs")
-    assert quality_flags(raw_control, False, schema=DEFAULT_SCHEMA) == [INVALID_JSON]
+    assert quality_flags(raw_control, False, schema=SCHEMA) == [INVALID_JSON]
 
 
 def test_json_mode_judges_the_prose_not_the_braces():
     refusing = json.dumps({**DOCUMENT, "summary": "I'm sorry, I cannot see the video."})
-    assert quality_flags(refusing, False, schema=DEFAULT_SCHEMA) == [REFUSAL]
+    assert quality_flags(refusing, False, schema=SCHEMA) == [REFUSAL]
     # a document of short values: its braces and quotes alone exceed the non-letter share
     terse = {**DOCUMENT, "subjects": [], "timeline": [], "scene": "x", "lighting": "y",
              "style": "z", "summary": "A dog runs."}
     strict = QualityThresholds(max_non_letter_share=0.3)
     assert is_garbage(json.dumps(terse), strict)
-    assert quality_flags(json.dumps(terse), False, strict, schema=DEFAULT_SCHEMA) == []
+    assert quality_flags(json.dumps(terse), False, strict, schema=SCHEMA) == []
     # the limit hit right after a complete document lost nothing
-    assert quality_flags(json.dumps(DOCUMENT), True, schema=DEFAULT_SCHEMA) == []
+    assert quality_flags(json.dumps(DOCUMENT), True, schema=SCHEMA) == []
 
 
 def test_thresholds_are_checked():

@@ -5,12 +5,10 @@ store; and ``keep_candidate_mode: consensus`` on a bare video list."""
 
 from __future__ import annotations
 
-import functools
 import re
 
 import pytest
 from data_juicer.utils.constant import Fields
-from data_juicer.utils.model_utils import get_model
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,8 +25,15 @@ from dj_ops.captioning.quality import (
 )
 from dj_ops.captioning.records import META_KEY
 from dj_ops.captioning.requests import Candidate, CaptionResult
+from dj_ops.captioning.structured import JsonSchema
 from dj_ops.ops.captioner import Captioner
-from dj_ops.ops.quality_gate import LOW_QUALITY, GateConfig, QualityGate, failing
+from dj_ops.ops.quality_gate import (
+    LOW_QUALITY,
+    GateConfig,
+    QualityGate,
+    failing,
+    parse_thresholds,
+)
 from dj_ops.ops.vlm_video_captioning_mapper import OP_NAME
 from dj_ops.testing.openai_server import CompletionServer
 from tests.conftest import make_op, run_op
@@ -51,6 +56,26 @@ def without_gate_fields(row: dict) -> dict:
 
 
 # ---- the gate's own logic, on candidates as backends give them ----
+
+LOOP = "A dog runs. A dog runs. A dog runs. A dog"
+
+
+def test_the_gate_decides_repetition_once_with_the_user_s_thresholds():
+    """The gate cuts a trailing loop (flagged ``repetition``, ``repetition_trimmed``) with the
+    thresholds given; with others the same text is no loop, and nothing cuts it later."""
+    default = QualityGate(GateConfig(), settings=make_settings())
+    (kept,) = default.checked(CaptionResult([Candidate(LOOP, 12, True)])).candidates
+    assert (kept.text, kept.repetition_trimmed, kept.attempts) == (
+        "A dog runs.", True, (("repetition",),))
+    strict = QualityGate(GateConfig(thresholds=parse_thresholds({"min_repeats": 4})),
+                         settings=make_settings())
+    (kept,) = strict.checked(CaptionResult([Candidate(LOOP, 12, True)])).candidates
+    assert (kept.text, kept.repetition_trimmed) == (LOOP, False)
+    assert "repetition" not in kept.attempts[-1]
+    json_gate = QualityGate(GateConfig(), settings=make_settings(),
+                            schema=JsonSchema({"type": "object"}))
+    (kept,) = json_gate.checked(CaptionResult([Candidate(LOOP, 12, True)])).candidates
+    assert kept.text == LOOP  # a document is never cut
 
 def test_only_failing_candidates_are_replaced_and_attempts_recorded():
     gate = QualityGate(GateConfig(max_retries=2), settings=make_settings())
@@ -99,13 +124,15 @@ def make_settings():
 
 def test_retries_off_leave_the_output_as_without_the_gate(qwen3, videos):
     """max_retries 0 (the default): the rows are byte-identical to the op's without any gate,
-    the flags aside."""
+    the flags and the gate's one repetition decision aside (none loops here)."""
     samples = single_video_samples(videos[:3])
     gated = run_op(make_op(qwen3, sampling_params=CUT), samples)
     op = make_op(qwen3, sampling_params=CUT)
-    op._captioner = Captioner(op.config, functools.partial(get_model, op.model_key), OP_NAME)
-    op._captioner.gate = None  # the code path as it was before the gate
+    op._captioner = Captioner(op.config, op.model_key, OP_NAME)
+    op._captioner.gate = None  # the backend's candidates as they come
     plain = run_op(op, samples)
+    assert not any(v["repetition_trimmed"] for rec in records(gated) if rec
+                   for v in rec["videos"])
     assert [without_gate_fields(r) if r[Fields.meta].get(META_KEY) else r for r in gated] == [
         without_gate_fields(r) if r[Fields.meta].get(META_KEY) else r for r in plain]
     flagged = [v for rec in records(gated) if rec for v in rec["videos"]]

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from dj_ops.captioning.generation import GenerationSettings, generation_record
 from dj_ops.captioning.records import META_KEY, RunInfo
-from dj_ops.captioning.repetition import trim_repetition
 from dj_ops.captioning.requests import Candidate
 from dj_ops.captioning.text import special_tokens_only
 from dj_ops.ops.config import OutputPolicy, TextLayout
@@ -58,7 +57,8 @@ def expected_layout(sample):
     return layout
 
 
-LAYOUT = TextLayout("text", "videos", META, V, E, tuple(SPECIAL), prompt="Describe.")
+LAYOUT = TextLayout(meta_key=META, video_token=V, eoc_token=E, special_tokens=tuple(SPECIAL),
+                    prompt="Describe.")
 
 
 def builder_of(batch):
@@ -69,15 +69,17 @@ def build(batch, candidates, mode, keep_original):
     builder = builder_of(batch)
     for slot in builder.video_slots():
         builder.set_candidates(slot, candidates[slot.row][slot.video], [0.0, 0.5])
-    out, records = builder.build(RUN, OutputPolicy(mode, keep_original), random.Random(0))
+    policy = OutputPolicy(mode=mode, keep_original=keep_original)
+    out, records = builder.build(RUN, policy, random.Random(0))
     rows = [dict(zip(out, values)) for values in zip(*out.values())]
     return records, rows
 
 
 def check_generated(sample, row, candidates, index):
-    """The layout is the original's; each caption is its video's candidate (loops trimmed)."""
+    """The layout is the original's; each caption is its video's candidate (as given: the
+    quality gate, not the builder, decides about loops)."""
     assert special_tokens_only(row["text"], SPECIAL) == expected_layout(sample)
-    kept = [[trim_repetition(c.text).text for c in per_video] for per_video in candidates]
+    kept = [[c.text for c in per_video] for per_video in candidates]
     captions = captions_in(row["text"])
     assert len(captions) == len(sample["videos"])
     for video, caption in enumerate(captions):
@@ -118,10 +120,16 @@ def test_every_row_is_accounted_for_with_its_layout(batch, k, mode, keep_origina
     assert len(records) == len(batch)
 
 
-def test_a_repetition_loop_is_trimmed_and_flagged():
+def test_the_builder_writes_the_candidate_the_gate_kept():
+    """The repetition decision is the gate's (with the user's thresholds): the builder writes
+    the candidate as given, a loop the gate cut with its flag."""
     batch = [{"text": f"{V} original {E}", "videos": ["a.mp4"]}]
     looping = Candidate("A dog runs. A dog runs. A dog runs. A dog", 12, True)
+    trimmed = Candidate("A dog runs.", 12, True, repetition_trimmed=True)
     _, rows = build(batch, [[[looping]]], "random_any", keep_original=False)
+    assert rows[0]["text"] == f"{V} {looping.text} {E}"
+    assert rows[0][META][META_KEY]["videos"][0]["repetition_trimmed"] is False
+    _, rows = build(batch, [[[trimmed]]], "random_any", keep_original=False)
     assert rows[0]["text"] == f"{V} A dog runs. {E}"
     video = rows[0][META][META_KEY]["videos"][0]
     assert (video["repetition_trimmed"], video["hit_token_limit"], video["generated_tokens"]) == (
@@ -134,7 +142,63 @@ def test_dropped_rows_are_still_counted():
     builder = builder_of(batch)
     for slot in builder.video_slots():
         builder.set_candidates(slot, [Candidate("a cat", 2, False)], [0.0])
-    out, records = builder.build(RUN, OutputPolicy("random_any", False, on_error="drop"),
+    out, records = builder.build(RUN, OutputPolicy(keep_original=False, on_error="drop"),
                                  random.Random(0))
     assert out["videos"] == [["b.mp4"]]
     assert [r["status"] for r in records] == ["error", "captioned"]
+
+
+SCHEMA = {"type": "object", "properties": {"what": {"type": "string"}}, "required": ["what"],
+          "additionalProperties": False}
+
+
+def build_json(batch, candidates, mode):
+    from dj_ops.ops.structured_config import parse_structured
+
+    structured = parse_structured("json", SCHEMA, None)
+    builder = SampleBuilder({k: [s[k] for s in batch] for k in ("text", "videos")}, LAYOUT,
+                            structured)
+    for slot in builder.video_slots():
+        builder.set_candidates(slot, candidates[slot.row][slot.video], [0.0])
+    policy = OutputPolicy(mode=mode, keep_original=False)
+    out, records = builder.build(RUN, policy, random.Random(0))
+    return records, [dict(zip(out, values)) for values in zip(*out.values())]
+
+
+VALID = [Candidate('{"what":"a dog"}', 7, False), Candidate('{"what":"a cat"}', 7, False)]
+CUT = Candidate('{"what":"a bi', 5, True)
+
+
+def test_cut_documents_are_left_out_and_recorded_the_valid_ones_delivered():
+    """Mode 'all': candidate 1 is cut; candidates 0 and 2 make the rows, the cut one is listed
+    with its token facts in every kept record."""
+    batch = [{"text": f"{V} clip {E}", "videos": ["a.mp4"]}]
+    records, rows = build_json(batch, [[[VALID[0], CUT, VALID[1]]]], "all")
+    assert [row[META][META_KEY]["candidate_index"] for row in rows] == [0, 2]
+    assert [captions_in(row["text"]) for row in rows] == [["What: a dog."], ["What: a cat."]]
+    for row in rows:
+        (video,) = row[META][META_KEY]["videos"]
+        assert list(video["dropped_candidates"]) == [
+            "candidate 1: invalid_json: the structured caption not strict JSON: Unterminated "
+            "string starting at: line 1 column 9 (char 8) (5 tokens, token limit hit)"]
+
+
+def test_all_keeps_the_indices_usable_for_every_video_of_a_sample():
+    batch = [{"text": f"{V} one {E}{V} two {E}", "videos": ["a.mp4", "b.mp4"]}]
+    records, rows = build_json(batch, [[[VALID[0], CUT], [CUT, VALID[1]]]], "all")
+    assert records[0]["status"] == "error"  # no index is a document for both videos
+    assert records[0]["videos"][0]["error_message"] == (
+        "no candidate index is usable for every video of the sample")
+    records, rows = build_json(batch, [[[VALID[0], CUT], [VALID[1], VALID[0]]]], "all")
+    assert len(rows) == 1 and captions_in(rows[0]["text"]) == ["What: a dog.", "What: a cat."]
+    assert [len(v["dropped_candidates"]) for v in records[0]["videos"]] == [1, 1]
+
+
+def test_an_error_record_keeps_the_token_facts_of_what_was_generated():
+    batch = [{"text": f"{V} clip {E}", "videos": ["a.mp4"]}]
+    for mode in ("all", "random_any"):
+        records, _ = build_json(batch, [[[CUT, CUT]]], mode)
+        (video,) = records[0]["videos"]
+        assert (records[0]["status"], video["error_kind"]) == ("error", "invalid_json")
+        assert (video["generated_tokens"], video["hit_token_limit"]) == (5, True)
+        assert len(video["dropped_candidates"]) == 2

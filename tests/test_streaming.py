@@ -11,10 +11,12 @@ import pytest
 from data_juicer.utils.constant import Fields
 
 from dj_ops.captioning.records import META_KEY
+from dj_ops.ops.sample_builder import SampleBuilder
+from dj_ops.ops.streaming import caption_with_engine
 from dj_ops.testing.openai_server import CompletionServer, Faults
 from dj_ops.video import FrameSettings
 from dj_ops.video.decoders import open_decode_source
-from tests.conftest import make_op, run_op
+from tests.conftest import FAST_FRAMES, make_op, run_op
 from tests.test_op import single_video_samples
 
 
@@ -48,17 +50,51 @@ def _run_and_check(qwen3, videos, server, max_in_flight):
     assert server.max_in_flight == max_in_flight
 
 
-def test_the_backend_concurrency_limit_caps_max_in_flight(qwen3, videos):
-    with CompletionServer(qwen3, faults=Faults(hold_first=2)) as server:
-        _check_concurrency_cap(qwen3, videos, server)
+class Predecoded:
+    """A decoding source whose videos are all decoded (for real, by ``source``) before the
+    stream starts: every video is ready at once, so how many requests the stream puts in flight
+    depends on its bound alone, not on how fast decoding and answers are."""
+
+    def __init__(self, source, paths: list[str], settings: FrameSettings):
+        self.videos = [source.result(source.submit(path, settings)) for path in paths]
+        self.paths = paths
+        self.tickets: dict[int, str] = {}
+
+    def submit(self, path: str, settings: FrameSettings) -> int:
+        self.tickets[len(self.tickets)] = path
+        return len(self.tickets) - 1
+
+    def ready(self, tickets, timeout_s):
+        return list(tickets)
+
+    def result(self, ticket):
+        return self.videos[self.paths.index(self.tickets[ticket])]
+
+    def discard(self, tickets) -> None:
+        pass
 
 
-def _check_concurrency_cap(qwen3, videos, server):
-    op = make_op(qwen3, backend="openai", max_in_flight=64, prefetch=4,
-                 model_params={"api_base": server.url, "max_concurrency": 2})
-    rows = run_op(op, single_video_samples(videos), batch_size=len(videos))
-    assert all(r[Fields.meta][META_KEY]["status"] == "captioned" for r in rows[1::2])
-    assert server.max_in_flight == 2
+@pytest.mark.parametrize("max_concurrency", [2, 64])
+def test_the_backend_concurrency_limit_caps_max_in_flight(qwen3, videos, max_concurrency):
+    """The op keeps min(max_in_flight, the backend's concurrency_limit) requests in flight:
+    with every video ready at once, the stream's peak is that bound exactly (2 with
+    max_concurrency 2; all the videos with 64, which shows the peak can exceed 2)."""
+    with CompletionServer(qwen3) as server:
+        op = make_op(qwen3, backend="openai", max_in_flight=64,
+                     model_params={"api_base": server.url, "max_concurrency": max_concurrency})
+        backend = op.model_key("cpu")
+        frames = FrameSettings(**FAST_FRAMES, size_factor=backend.size_factor or 28)
+        inline = open_decode_source("pyav", 0, 60.0)
+        source = Predecoded(inline, list(videos), frames)
+        builder = SampleBuilder({"text": [""] * len(videos), "videos": [[v] for v in videos]},
+                                op.config.layout)
+        peak = caption_with_engine(builder, backend, source, frames, max_in_flight=64,
+                                   max_decoded=len(videos))
+        backend.close()
+    assert len(videos) > 2
+    assert peak == min(max_concurrency, len(videos))
+    assert server.max_in_flight <= max_concurrency
+    assert all(builder.rows[r].candidates for r in range(len(videos)))  # every video captioned
 
 
 def test_the_pool_says_which_tickets_are_ready(videos):

@@ -195,3 +195,28 @@ def test_result_store_reuses_json_documents_and_renders_them_again(qwen3, videos
         assert new["caption_json"] == old["caption_json"]
         assert list(new["captions_by_length"]) == ["tiny"]
         assert count_words(new["captions_by_length"]["tiny"]) <= 5
+
+
+def test_each_document_is_validated_once_and_the_schema_is_one_object(qwen3, videos,
+                                                                       monkeypatch):
+    """The gate's check and the rendering read one verdict per candidate; the backends, the
+    gate and the rendering hold the same schema object (hashed once, in ``generation``)."""
+    from collections import Counter
+
+    from dj_ops.captioning import structured
+
+    calls: Counter = Counter()
+    real = structured.validation_error
+
+    def counted(text, schema):
+        calls[text] += 1
+        return real(text, schema)
+
+    monkeypatch.setattr(structured, "validation_error", counted)
+    op = json_op(qwen3, USER_SCHEMA_TOKENS, json_schema=USER_SCHEMA, caption_num=2,
+                 keep_candidate_mode="all", keep_original_sample=False)
+    assert op.config.model.json_schema is op.config.structured.schema.schema
+    rows = run_op(op, [{"text": f"{V} clip", "videos": [v]} for v in videos[:2]])
+    assert check_rows(rows, USER_SCHEMA, DEFAULT_CAPTION_LENGTHS) == 4
+    assert calls and set(calls.values()) == {1}, calls
+    assert op._captioner.gate.schema is op.config.structured.schema

@@ -36,6 +36,7 @@ def model(tmp_path_factory) -> str:
                             head_dim=VLLM_HEAD_DIM)
 
 
+@pytest.mark.composes("vllm", "json", "all")
 def test_vllm_engine_default_schema_through_dj_process(tmp_path, model, videos):
     samples = [{"text": f"{V} clip {i}", "videos": [v]} for i, v in enumerate(videos[:3])]
     params = {"hf_model": model, "backend": "vllm", **FRAMES, "model_params": ENGINE,
@@ -62,6 +63,7 @@ def short_clips(tmp_path_factory) -> list[str]:
             for i in range(3)]
 
 
+@pytest.mark.composes("openai", "json", "all")
 @pytest.mark.parametrize("schema", [None, USER_SCHEMA], ids=["default", "user"])
 def test_openai_server_honours_response_format(model, server, short_clips, schema):
     lengths = {"tiny": 6, "full": 60}

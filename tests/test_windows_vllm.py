@@ -29,6 +29,7 @@ def qwen3_hd32(tmp_path_factory) -> str:
                             head_dim=VLLM_HEAD_DIM)
 
 
+@pytest.mark.composes("vllm", "windows", "caption_key")
 def test_windows_and_merge_on_the_vllm_engine(tmp_path, qwen3_hd32):
     long = str(make_clip(tmp_path / "long.mp4", seconds=40, fps=2, faststart=True))
     short = str(make_clip(tmp_path / "short.mp4", seconds=6, fps=2))
@@ -59,10 +60,11 @@ def test_text_only_request_on_the_engine(qwen3_hd32):
     try:
         (result,) = backend.generate([CaptionRequest(None, {}, "[0.0 s - 15.0 s] a dog runs.")])
     finally:
-        backend.close() if hasattr(backend, "close") else None
+        backend.close()
     assert result.ok and result.candidates[0].text.strip()
 
 
+@pytest.mark.composes("vllm", "windows", "frame_budget", "caption_key")
 def test_each_window_is_fitted_to_the_budget_on_the_engine(tmp_path, qwen3_hd32):
     """``max_visual_tokens`` per window on the engine: each window's frames are cut (frames
     first) until its tokens, Qwen3-VL's timestamp text included, fit; every window captioned."""

@@ -7,10 +7,10 @@ checkpoints' templates), so a backend can write the prompt without loading a pro
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from dj_ops.adapters.base import ModelAdapter
+from dj_ops.video.budget import vision_tokens
 
 # Patch side (14) times the 2 x 2 merge, and 16 x 2 for Qwen3-VL: frame sides are multiples.
 QWEN25_VL_PATCH_FACTOR = 28
@@ -32,10 +32,9 @@ def qwen_prompt(prompt: str, system_prompt: str | None, video: bool = True) -> s
 
 
 def qwen_video_tokens(frames_shape: tuple[int, ...], factor: int, temporal: int = 2) -> int:
-    """Vision tokens of a ``(T, H, W, C)`` video: one per ``factor``-square patch per
-    ``temporal`` frames (Qwen3-VL adds timestamp text on top)."""
-    frames, height, width = frames_shape[:3]
-    return math.ceil(frames / temporal) * (height // factor) * (width // factor)
+    """Vision tokens of a ``(T, H, W, C)`` video (Qwen3-VL adds timestamp text on top): the
+    budget's formula, :func:`dj_ops.video.budget.vision_tokens`."""
+    return vision_tokens(*frames_shape[:3], factor, temporal)
 
 
 class QwenVLAdapter(ModelAdapter):

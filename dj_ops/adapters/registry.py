@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dj_ops.adapters.base import ModelAdapter
 from dj_ops.adapters.cogvlm2 import CogVLM2Adapter
 from dj_ops.adapters.qwen import Qwen3VLAdapter, Qwen25VLAdapter
-
-if TYPE_CHECKING:
-    from dj_ops.backends.model_params import ModelParams
+from dj_ops.backends.model_params import ModelParams
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {
     "qwen2_5_vl": Qwen25VLAdapter,
@@ -32,6 +30,16 @@ MODEL_TYPE_KEY = "model_type"
 ADAPTER_PARAM_KEYS = frozenset(
     {MODEL_TYPE_KEY}.union(*(cls.adapter_param_keys for cls in ADAPTERS.values()))
 )
+
+
+def parse_model_params(params: dict[str, Any] | None) -> ModelParams:
+    """Split ``model_params`` into the adapters' keys (this table decides which) and the
+    backend's."""
+    params = dict(params or {})
+    return ModelParams(
+        adapter={k: v for k, v in params.items() if k in ADAPTER_PARAM_KEYS},
+        backend={k: v for k, v in params.items() if k not in ADAPTER_PARAM_KEYS},
+    )
 
 
 def read_model_identity(model: str, local_only: bool = False) -> list[str]:
@@ -71,8 +79,6 @@ def resolve_adapter(model: str, model_params: dict[str, Any] | ModelParams | Non
     :param local_only: never reach a hub for the config (models served elsewhere).
     :raises ValueError: for a forced ``model_type`` with no adapter.
     """
-    from dj_ops.backends.model_params import ModelParams, parse_model_params
-
     parsed = model_params if isinstance(model_params, ModelParams) else parse_model_params(
         model_params)
     params = dict(parsed.adapter)

@@ -3,8 +3,9 @@
 The op's ``model_params`` mixes keys for the model family's adapter (``model_type``,
 ``template_version``), processor options (``processor_kwargs``), the quantization mode, and the
 loader's own options (``from_pretrained`` keyword arguments, vLLM engine arguments, OpenAI server
-settings). :func:`parse_model_params` splits them once into a :class:`ModelParams`; every backend
-and the adapter registry read its parts (``BackendConfig.params``).
+settings). ``parse_model_params`` (in :mod:`dj_ops.adapters.registry`, whose table decides which
+keys are the adapters') splits them once into a :class:`ModelParams`; every backend and the
+adapter registry read its parts (``BackendConfig.params``).
 """
 
 from __future__ import annotations
@@ -45,13 +46,3 @@ class ModelParams:
         return {k: v for k, v in self.backend.items()
                 if k not in (PROCESSOR_KWARGS_KEY, QUANTIZATION_KEY)}
 
-
-def parse_model_params(params: dict[str, Any] | None) -> ModelParams:
-    """Split ``model_params`` into the adapter's keys and the backend's."""
-    from dj_ops.adapters.registry import ADAPTER_PARAM_KEYS  # the adapters' table decides
-
-    params = dict(params or {})
-    return ModelParams(
-        adapter={k: v for k, v in params.items() if k in ADAPTER_PARAM_KEYS},
-        backend={k: v for k, v in params.items() if k not in ADAPTER_PARAM_KEYS},
-    )

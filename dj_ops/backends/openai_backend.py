@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Hashable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 
 import aiohttp
 import av
@@ -32,6 +33,7 @@ from dj_ops.backends.base import (
     INVALID_REQUEST,
     TIMEOUT,
     BackendConfig,
+    Capabilities,
     CaptionBackend,
     CaptionRequest,
     CaptionResult,
@@ -39,12 +41,15 @@ from dj_ops.backends.base import (
 )
 from dj_ops.backends.openai_models import advertised_context
 from dj_ops.backends.openai_payload import (
+    NO_STRUCTURED_OUTPUT,
+    STRUCTURED_OUTPUT_IGNORED,
     VIDEO_TRANSPORTS,
     BadResponse,
     ServerSettings,
     auth_headers,
     backoff_delay,
     build_payload,
+    could_be_enforced,
     is_retryable,
     parse_completion,
     sampling_fields,
@@ -54,8 +59,6 @@ from dj_ops.backends.streaming import StreamingBackend, StreamSession
 from dj_ops.backends.vllm_requests import is_context_error
 
 ERROR_BODY_CHARS = 300  # how much of an error answer goes into the record
-
-
 def server_settings(config: BackendConfig) -> ServerSettings:
     """The server settings in ``model_params`` (adapter keys such as ``model_type`` aside)."""
     return ServerSettings(**config.params.backend)
@@ -161,6 +164,8 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
     """Captions through an OpenAI-compatible ``/v1/chat/completions`` server."""
 
     name = "openai"
+    # fed continuously; a text-only request may name another model of the same server
+    CAPABILITIES = Capabilities(streams=True, merge_model=True)
     model_param_keys = None  # ServerSettings (pydantic, unknown keys refused) checks them
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
@@ -175,10 +180,20 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
         self.size_factor = self.adapter.size_factor
         # the client's own bound on requests on the wire
         self.concurrency_limit = self.server.max_concurrency
+        self.structured_output_ignored = False  # json mode: seen the server ignore the schema
         # the frames sent are fitted to the server's context; with video_transport 'path' the
         # server samples the file itself, and no budget applies
-        if self.server.video_transport == "mp4":
+        if self.capabilities(config).sends_frames:
             self.context_limit = advertised_context(self.server, self.model_name, self.headers)
+
+    @classmethod
+    def capabilities(cls, config: BackendConfig | None = None) -> Capabilities:
+        """With ``video_transport: path`` the server reads the file itself: the model does not
+        see the request's frames (a window's, or frames fitted to a budget)."""
+        if config is None:
+            return cls.CAPABILITIES
+        sends_frames = server_settings(config).video_transport == "mp4"
+        return replace(cls.CAPABILITIES, sends_frames=sends_frames)
 
     @classmethod
     def check_config(cls, config: BackendConfig) -> None:
@@ -238,7 +253,24 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
         """Keep ``wanted`` candidates; one greedy answer stands for every candidate."""
         if not result.ok:
             return result
-        return CaptionResult.repeated(result.candidates[:wanted], self.config.num_candidates)
+        return self._structure_enforced(
+            CaptionResult.repeated(result.candidates[:wanted], self.config.num_candidates))
+
+    def _structure_enforced(self, result: CaptionResult) -> CaptionResult:
+        """caption_format json: a server that enforces ``response_format`` answers a document,
+        or one cut by the token limit (an object's beginning, no raw control character); any
+        other answer means the server ignores it (no structured outputs). The video then fails
+        with ``structured_output_ignored`` and a message naming the fix (logged once too)."""
+        if self.config.json_schema is None:
+            return result
+        broken = next((c for c in result.candidates if not could_be_enforced(c)), None)
+        if broken is None:
+            return result
+        if not self.structured_output_ignored:
+            self.structured_output_ignored = True
+            logger.warning(f"{self.server.api_base}: {NO_STRUCTURED_OUTPUT}")
+        return CaptionResult(result.candidates, STRUCTURED_OUTPUT_IGNORED,
+                             f"{NO_STRUCTURED_OUTPUT} The answer began {broken.text[:60]!r}.")
 
     def _note_n_ignored(self, wanted: int, got: int) -> None:
         if self.n_supported:

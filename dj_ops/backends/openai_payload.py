@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from dj_ops.backends.base import BackendConfig, Candidate, CaptionRequest
 from dj_ops.captioning.generation import to_openai_fields
+from dj_ops.captioning.structured import parse_strict
 from dj_ops.video.encode import frames_fps, mp4_data_url
 
 CHAT_COMPLETIONS_PATH = "/chat/completions"
@@ -183,3 +184,33 @@ def backoff_delay(attempt: int, settings: ServerSettings, retry_after: str | Non
     if delay is None or delay < 0:
         delay = settings.backoff_s * 2**attempt
     return min(delay, settings.max_backoff_s)
+
+
+# caption_format json against a server that does not enforce response_format (vLLM's server
+# without structured outputs answers free text, raw control characters included).
+STRUCTURED_OUTPUT_IGNORED = "structured_output_ignored"
+NO_STRUCTURED_OUTPUT = (
+    "caption_format json: the server answered text that is neither a JSON document nor, cut "
+    "by the token limit, the beginning of one, so it does not enforce response_format "
+    "json_schema (structured outputs). Start "
+    "vLLM's server with --structured-outputs-config '{\"backend\": \"guidance\", "
+    "\"disable_any_whitespace\": true}' (README: Structured captions), or use caption_format: "
+    "text.")
+
+
+# Control characters JSON allows nowhere (tab, newline and carriage return are whitespace
+# between tokens; raw, every control character is refused inside strings).
+RAW_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def could_be_enforced(candidate: Candidate) -> bool:
+    """Whether an answer could come from a server enforcing a JSON Schema: a strict document,
+    or, cut by the token limit, the beginning of an object without raw control characters."""
+    text = candidate.text
+    if candidate.hit_token_limit:
+        return text.lstrip().startswith("{") and RAW_CONTROL.search(text) is None
+    try:
+        parse_strict(text)
+    except ValueError:
+        return False
+    return True

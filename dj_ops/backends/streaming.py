@@ -51,11 +51,8 @@ class StreamSession(ABC):
 
 
 class StreamingBackend:
-    """Mixin for a :class:`~dj_ops.backends.base.CaptionBackend` fed continuously."""
-
-    # How many requests the backend itself lets run at once (None: no limit of its own); the
-    # op keeps min(this, its max_in_flight) in flight.
-    concurrency_limit: int | None = None
+    """Mixin for a :class:`~dj_ops.backends.base.CaptionBackend` fed continuously (its
+    capabilities declare ``streams``): ``generate`` is its session fed everything at once."""
 
     def open_stream(self) -> StreamSession:
         raise NotImplementedError
@@ -69,8 +66,3 @@ class StreamingBackend:
             while session.in_flight:
                 results.update(session.poll(wait_s=1.0))
         return [results[index] for index in range(len(requests))]
-
-
-def is_streaming(backend) -> bool:
-    """Whether ``backend`` takes requests one at a time (:class:`StreamingBackend`)."""
-    return isinstance(backend, StreamingBackend)

@@ -14,16 +14,20 @@ once per death and the requests in flight are retried.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import gc
-import weakref
 
 import vllm
 from loguru import logger
 
 from dj_ops.adapters import resolve_adapter
-from dj_ops.backends.base import BackendConfig, CaptionBackend, CaptionRequest, request_config
+from dj_ops.backends.base import (
+    BackendConfig,
+    Capabilities,
+    CaptionBackend,
+    CaptionRequest,
+    request_config,
+)
 from dj_ops.backends.engine_watchdog import watch
 from dj_ops.backends.streaming import StreamingBackend, StreamSession
 from dj_ops.backends.vllm_requests import (
@@ -70,13 +74,16 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
     """Captions with an in-process ``vllm.LLM`` engine."""
 
     name = "vllm"
-    single_process = True
+    # fed continuously; the engine takes every GPU it is given (one worker process)
+    CAPABILITIES = Capabilities(streams=True, single_process=True)
     model_param_keys = None  # every key but the adapter's is a vLLM engine argument
+    memory = "20GB"
 
     def __init__(self, config: BackendConfig, device: str = "cpu"):
         super().__init__(config, device)
         self.adapter = resolve_adapter(config.model, config.params)
         self.engine_kwargs = engine_kwargs(config, self.adapter)
+        self.llm = None
         self.llm = self._build_engine()
         # On CPU, vLLM 0.32's engine dies ("CPU Generator does not use offset") when a request
         # with its own seed meets chunked prefill; there the seed goes to the engine only
@@ -89,7 +96,6 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
         self.context_limit = self.max_model_len
         self.size_factor = self.adapter.size_factor
         self.engine_restarts = 0
-        atexit.register(_shut_down, weakref.ref(self))
 
     def request_sampling_params(self, request: CaptionRequest) -> vllm.SamplingParams:
         """The sampling parameters of ``request``: the configured ones, or its own (a
@@ -131,14 +137,14 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
 
         return isinstance(error, EngineDeadError)
 
-    def __del__(self):
-        # Data-Juicer drops its models after an op (``free_models``); the engine's processes
-        # go with the backend rather than live on until the interpreter exits.
-        self.shut_down(kill=True)
+    def close(self) -> None:
+        """Stop the engine's processes (the owner's way; a process killed before it closes
+        leaves them to the watchdog, :func:`~dj_ops.backends.engine_watchdog.watch`)."""
+        self.shut_down()
 
     def shut_down(self, kill: bool = False) -> None:
-        """Stop the engine's processes; ``kill``: at once (SIGKILL), as at exit."""
-        if getattr(self, "llm", None) is None:
+        """Stop the engine's processes; ``kill``: at once (SIGKILL)."""
+        if self.llm is None:
             return
         core = self.llm.llm_engine.engine_core
         if kill:
@@ -167,16 +173,6 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
         llm = vllm.LLM(**self.engine_kwargs)
         watch([process.pid for process in _engine_processes(llm)])
         return llm
-
-
-def _shut_down(backend_ref: weakref.ref) -> None:
-    """At exit, kill the engine processes of a backend still alive. Written here (with
-    ``__del__``) because after ``dj-process`` vLLM's own finalizer did not stop them: the engine
-    process outlived the run, holding its output pipe open (a caller reading that pipe then
-    waits for ever)."""
-    backend = backend_ref()
-    if backend is not None:
-        backend.shut_down(kill=True)
 
 
 def _engine_processes(llm) -> list:

@@ -30,7 +30,7 @@ from dj_ops.captioning.repetition import (
     SENTENCE_END,
     trim_repetition,
 )
-from dj_ops.captioning.structured import parse_strict, validation_error
+from dj_ops.captioning.structured import JsonSchema, parse_strict
 
 EMPTY = "empty"
 REPETITION = "repetition"
@@ -197,7 +197,7 @@ def quality_flags(
     text: str,
     hit_token_limit: bool,
     thresholds: QualityThresholds = DEFAULT_THRESHOLDS,
-    schema: dict[str, Any] | None = None,
+    schema: JsonSchema | None = None,
     repetition_trimmed: bool = False,
 ) -> list[str]:
     """The flags of one candidate, in the order of :data:`FLAGS`; an empty list passes.
@@ -211,7 +211,7 @@ def quality_flags(
         return [EMPTY, INVALID_JSON] if schema is not None else [EMPTY]
     prose, invalid = text, False
     if schema is not None:
-        invalid = validation_error(text, schema) is not None
+        invalid = schema.error(text) is not None
         if not invalid:
             prose = " ".join(string_values(parse_strict(text)))
     checks = {

@@ -7,7 +7,7 @@ schema for all rows and batches, whichever batch comes first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -37,13 +37,16 @@ class VideoOutcome:
     decoding: str = ""  # which decoding path produced the caption (Candidate.decoding)
     # what the video was decoded at and its frame budget (dj_ops.video.budget.frames_record)
     frames: dict = field(default_factory=dict)
-    # with windows on (window_seconds): per window {start, end, caption, error_kind,
-    # error_message} (dj_ops.ops.windowed); None: windows off, no "windows" field
-    windows: tuple[dict, ...] | None = None
+    # with windows on (window_seconds): per window its WindowOutcome (dj_ops.ops.windowed);
+    # None: windows off, no "windows" field
+    windows: tuple[WindowOutcome, ...] | None = None
     # the quality gate's flags of each attempt made for the kept caption (Candidate.attempts)
     attempts: tuple[tuple[str, ...], ...] = ()
     # caption_format json: caption_json and captions_by_length (ops/structured_config.py)
     structured: dict | None = None
+    # the video's candidates left out (empty, or not a valid document), each with its index,
+    # why and its token facts: "candidate 1: invalid_json: ... (1500 tokens, token limit hit)"
+    dropped: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         return {**(self.structured or {}),
@@ -58,7 +61,45 @@ class VideoOutcome:
             "decoding": self.decoding,
             "frames": {**NO_FRAMES, **self.frames},
             **quality_fields(self.attempts),
-        } | ({} if self.windows is None else {"windows": [dict(w) for w in self.windows]})
+            "dropped_candidates": np.asarray(self.dropped, dtype=str),
+        } | ({} if self.windows is None else {"windows": [w.as_dict() for w in self.windows]})
+
+
+@dataclass(frozen=True)
+class WindowOutcome:
+    """One window of a long video (``window_seconds``): its span, its caption (the first
+    candidate) or error, what its frames were decoded at, its token facts and the quality
+    gate's flags of each attempt made for it."""
+
+    start: float
+    end: float
+    caption: str = ""
+    error_kind: str = ""
+    error_message: str = ""
+    frames: dict = field(default_factory=dict)
+    generated_tokens: int = 0
+    hit_token_limit: bool = False
+    repetition_trimmed: bool = False
+    attempts: tuple[tuple[str, ...], ...] = ()
+
+    def as_dict(self) -> dict:
+        """Its entry in the video's ``windows`` (the same fields and types for every window)."""
+        return {"start": float(self.start), "end": float(self.end), "caption": self.caption,
+                "error_kind": self.error_kind, "error_message": self.error_message,
+                "frames": {**NO_FRAMES, **self.frames},
+                "generated_tokens": int(self.generated_tokens),
+                "hit_token_limit": bool(self.hit_token_limit),
+                "repetition_trimmed": bool(self.repetition_trimmed),
+                **quality_fields(self.attempts)}
+
+    def stored(self) -> dict:
+        """JSON-ready (the result store keeps a video's windows with its caption)."""
+        return {**asdict(self), "attempts": [list(flags) for flags in self.attempts]}
+
+    @classmethod
+    def from_stored(cls, value: dict) -> WindowOutcome:
+        attempts = tuple(tuple(flags) for flags in value.get("attempts", ()))
+        return cls(**{**value, "attempts": attempts})
 
 
 def quality_fields(attempts: tuple[tuple[str, ...], ...]) -> dict:

@@ -12,7 +12,6 @@ import random
 from collections.abc import Callable, Sequence
 
 import simhash
-from data_juicer.ops.common.helper_func import split_on_whitespace
 
 from dj_ops.captioning.consensus import select_consensus
 
@@ -26,6 +25,10 @@ Selector = Callable[[Sequence[str], str, random.Random], list[int]]
 
 def text_simhash(text: str, window: int = SIMHASH_WINDOW) -> int:
     """64-bit simhash of ``text`` over lower-cased word shingles of ``window`` words."""
+    # Data-Juicer's own tokenization, imported here: importing data_juicer.ops loads the
+    # plugins (this package among them), which a light import of the selectors must not do.
+    from data_juicer.ops.common.helper_func import split_on_whitespace
+
     words = split_on_whitespace(text.lower())
     shingles = [" ".join(words[i : i + window]).encode() for i in range(len(words) - window + 1)]
     if not shingles:  # texts shorter than a shingle still get a hash of their words
@@ -62,7 +65,7 @@ SELECTORS: dict[str, Selector] = {
 
 def keeps_every_candidate(mode: str) -> bool:
     """Whether ``mode`` keeps every candidate (one new sample, or one caption-field entry, per
-    candidate) rather than one per video. Such a mode needs every candidate non-empty.
+    usable candidate) rather than one per video.
 
     >>> keeps_every_candidate("all"), keeps_every_candidate("random_any")
     (True, False)
@@ -70,18 +73,30 @@ def keeps_every_candidate(mode: str) -> bool:
     return SELECTORS[mode] is select_all
 
 
-def has_usable_captions(mode: str, candidates: Sequence[str]) -> bool:
-    """Whether a video's candidate texts can fill ``mode``: one non-empty candidate, or for a
-    mode that keeps every candidate, all of them non-empty."""
-    if keeps_every_candidate(mode):
-        return bool(candidates) and all(candidates)
-    return any(candidates)
+def usable_candidates(mode: str, candidates_per_video: Sequence[Sequence[str]]
+                      ) -> list[list[int]]:
+    """Per video, the indices of the candidates that may be kept: the non-empty ones (an empty
+    text is no caption: a model's empty answer, or a document that is not valid). For a mode
+    that keeps every candidate, new sample ``s`` holds candidate ``s`` of each video, so only
+    the indices usable for every video of the sample are kept (the others are left out, not
+    the video). An empty list: the video has no usable caption.
+
+    >>> usable_candidates("all", [["a", "", "c"], ["x", "y", "z"]])
+    [[0, 2], [0, 2]]
+    >>> usable_candidates("random_any", [["a", "", "c"], ["", "", ""]])
+    [[0, 2], []]
+    """
+    usable = [[i for i, text in enumerate(texts) if text] for texts in candidates_per_video]
+    if not keeps_every_candidate(mode) or not all(usable):
+        return usable
+    common = sorted(set.intersection(*(set(indices) for indices in usable)))
+    return [list(common) for _ in usable]
 
 
-def candidate_index(mode: str, sample: int) -> int:
-    """Which candidate new sample ``sample`` holds, for provenance: -1 when ``mode`` keeps one
-    per video."""
-    return sample if keeps_every_candidate(mode) else -1
+def candidate_index(mode: str, index: int) -> int:
+    """Which candidate a new sample holds (``index``, the kept candidate's), for provenance:
+    -1 when ``mode`` keeps one per video."""
+    return index if keeps_every_candidate(mode) else -1
 
 
 def select_per_sample(

@@ -15,8 +15,11 @@ strings, no NaN), then the ``jsonschema`` validator of the schema's draft.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,8 @@ CAMERA_MOTIONS = ("static", "pan", "tilt", "zoom in", "zoom out", "dolly", "trac
                   "handheld", "orbit", "aerial")
 # A clip longer than a day is no clip: the bound keeps numbers a few digits long.
 MAX_SECONDS = 86400
+# Document verdicts a JsonSchema keeps (a batch's candidates, and their retries, many times over).
+VERDICTS_KEPT = 4096
 
 
 def _text(max_length: int, description: str) -> dict[str, Any]:
@@ -159,6 +164,41 @@ def validation_error(text: str, schema: dict[str, Any]) -> str | None:
     if any(isinstance(v, float) and not math.isfinite(v) for v in _numbers(document)):
         return "holds a number that is not finite"
     return None
+
+
+class JsonSchema:
+    """The one schema object of a run: every part that needs the schema (the backends' decoding,
+    the quality gate, the rendering, provenance and the result store's key) holds this object,
+    its hash is computed once, and each document text is validated once (the verdicts of the
+    latest :data:`VERDICTS_KEPT` texts are kept: the gate's check and the rendering of the same
+    candidate read one verdict).
+
+    :param schema: a checked JSON Schema (:func:`load_schema`).
+    """
+
+    def __init__(self, schema: dict[str, Any]):
+        self.schema = schema
+        self._verdicts: OrderedDict[str, str | None] = OrderedDict()
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        """A stable hash of the schema (keys sorted): what provenance names."""
+        text = json.dumps(self.schema, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def error(self, text: str) -> str | None:
+        """Why ``text`` is not a strictly valid document under the schema, or None if it is."""
+        if text not in self._verdicts:
+            self._verdicts[text] = validation_error(text, self.schema)
+            if len(self._verdicts) > VERDICTS_KEPT:
+                self._verdicts.popitem(last=False)
+        return self._verdicts[text]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JsonSchema) and other.sha256 == self.sha256
+
+    def __hash__(self) -> int:
+        return hash(self.sha256)
 
 
 def _numbers(value: Any):

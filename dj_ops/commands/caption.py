@@ -2,6 +2,9 @@
 
     dj-ops-caption VIDEOS_DIR -o captions.jsonl --model PATH_OR_ID [--prompt ...] [--caption-num N]
 
+Its options are the op's parameters, generated from their table
+(:mod:`dj_ops.captioning.parameters`: each parameter has an option or a reason why not).
+
 Underneath it builds a Data-Juicer dataset (one row per video) and runs the captioning op on it
 the way ``dj-process`` does (``Mapper.run``: batches, worker processes, a progress bar). Each
 output line is one video's row in Data-Juicer's layout with its captions in a ``caption`` field
@@ -16,19 +19,20 @@ argument errors answer at once; Data-Juicer's INFO logs are hidden unless ``--ve
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 import time
+import typing
 from pathlib import Path
 
+from dj_ops.captioning.parameters import DATA_JUICER_PARAMETERS, PARAMETERS, Parameter
 from dj_ops.captioning.records import STATUS_CAPTIONED, STATUS_ERROR
 
 CAPTION_KEY = "caption"
-# The op's own defaults, repeated here so that --help can show them without importing the op
-# (tests/test_caption_command.py checks that they agree).
-DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
-DEFAULT_BACKEND = "transformers"
-DEFAULT_ON_ERROR = "keep"
-DEFAULT_GENERATION_BATCH_SIZE = 8
+# Where the command's defaults differ from the op's: a seed, so that a command run twice gives
+# the same captions (and resumes from its store).
+COMMAND_DEFAULTS = {"seed": 0}
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg",
                             ".wmv", ".flv", ".ts"})
 
@@ -57,17 +61,20 @@ def build_samples(videos: list[str], video_token: str, eoc_token: str) -> list[d
 
 
 def op_params(args: argparse.Namespace) -> dict:
-    """The op's parameters from the command line (options left unset keep the op's defaults)."""
-    params = {"hf_model": args.model, "caption_key": CAPTION_KEY, "caption_num": args.caption_num,
-              "keep_candidate_mode": args.keep, "seed": args.seed,
-              "generation_batch_size": args.generation_batch_size,
-              "backend": args.backend, "on_error": args.on_error}
-    optional = {"prompt": args.prompt, "max_frames": args.max_frames, "num_proc": args.num_proc}
-    params.update({k: v for k, v in optional.items() if v is not None})
+    """The op's parameters from the command line: every option of the table that is set (its
+    default included), the captions in the ``caption`` field, and the shortcuts merged into
+    their dicts (``--api-base`` into ``model_params``, ``--max-new-tokens`` into
+    ``sampling_params``)."""
+    params = {"caption_key": CAPTION_KEY}
+    for parameter in cli_parameters():
+        value = getattr(args, parameter.name)
+        if value is not None and parameter.name != "result_store":
+            params[parameter.name] = value
     if args.max_new_tokens is not None:
-        params["sampling_params"] = {"max_new_tokens": args.max_new_tokens}
+        params["sampling_params"] = {**params.get("sampling_params", {}),
+                                     "max_new_tokens": args.max_new_tokens}
     if args.api_base is not None:
-        params["model_params"] = {"api_base": args.api_base}
+        params["model_params"] = {**params.get("model_params", {}), "api_base": args.api_base}
     store = store_path(args)
     if store is not None:
         params["result_store"] = str(store)
@@ -79,7 +86,8 @@ def store_path(args: argparse.Namespace) -> Path | None:
     same command run again resumes); None with ``--no-store``."""
     if args.no_store:
         return None
-    return Path(args.store) if args.store else Path(f"{args.output}.store.sqlite")
+    given = args.result_store
+    return Path(given) if given else Path(f"{args.output}.store.sqlite")
 
 
 def summarize(rows: list[dict], seconds: float) -> dict:
@@ -109,8 +117,6 @@ def build_op(params: dict):
 
 def caption_videos(videos: list[str], output: str | Path, op) -> list[dict]:
     """Caption ``videos`` with ``op``; write the jsonl; return its rows."""
-    import json
-
     from data_juicer.core.data import NestedDataset
     from data_juicer.utils.mm_utils import SpecialTokens
 
@@ -124,50 +130,81 @@ def caption_videos(videos: list[str], output: str | Path, op) -> list[dict]:
     return rows
 
 
-class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
-    """Show each option's default, except where there is none (the help then says why)."""
+def cli_parameters() -> list[Parameter]:
+    """The parameters with a command-line option (the table says which, and why not)."""
+    return [p for p in (*PARAMETERS, *DATA_JUICER_PARAMETERS) if p.flag is not None]
 
-    def _get_help_string(self, action):
-        if action.default is None or action.required:
-            return action.help
-        return super()._get_help_string(action)
+
+def plain(markdown: str) -> str:
+    """A table's markdown text as a terminal shows it: no backticks, links as their text."""
+    return re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", markdown).replace("`", "")
+
+
+def json_object(text: str) -> dict:
+    """A JSON object given on the command line."""
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+def json_or_path(text: str) -> dict | str:
+    """A JSON object given inline, or the path of a file holding one."""
+    return json_object(text) if text.lstrip().startswith("{") else text
+
+
+def _base_types(annotation) -> set[type]:
+    """The plain types an annotation allows (``PositiveInt | None`` -> {int, NoneType})."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _base_types(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) is typing.Literal:
+        return {str}
+    args = typing.get_args(annotation)
+    if args:
+        return set().union(*(_base_types(a) for a in args))
+    return {annotation}
+
+
+def option_kwargs(parameter: Parameter) -> dict:
+    """``add_argument``'s keyword arguments for one parameter of the table."""
+    default = COMMAND_DEFAULTS.get(parameter.name, parameter.default)
+    shown = plain(parameter.shown) or (None if default is None else str(default))
+    kinds = _base_types(parameter.annotation) - {type(None)}
+    help_text = plain(parameter.meaning) + (f" (default: {shown})" if shown else "")
+    kwargs: dict = {"dest": parameter.name, "default": default, "help": help_text}
+    if kinds == {bool}:
+        return {**kwargs, "action": "store_true"}
+    if parameter.choices:
+        return {**kwargs, "choices": list(parameter.choices)}
+    kwargs["metavar"] = parameter.name.upper()
+    if dict in kinds:
+        return {**kwargs, "type": json_or_path if str in kinds else json_object}
+    if int in kinds:  # prefetch: bool or int, given as an int
+        return {**kwargs, "type": int}
+    return {**kwargs, "type": float if float in kinds else str}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="dj-ops-caption", formatter_class=_ShowDefaults,
+        prog="dj-ops-caption",
         description="Caption a folder (or a list file) of videos into a jsonl: one row per "
                     "video, its captions in the 'caption' field and its provenance or error "
-                    "record under __dj__meta__.")
+                    "record under __dj__meta__. The options are the op's parameters "
+                    "(vlm_video_captioning_mapper; dicts as JSON).")
     parser.add_argument("videos", help="a folder of videos (searched recursively) or a text "
                                        "file with one video path per line")
     parser.add_argument("-o", "--output", required=True, help="the jsonl to write")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="model id or local folder")
-    parser.add_argument("--backend", default=DEFAULT_BACKEND,
-                        choices=["transformers", "vllm", "openai"], help="generation backend")
+    for parameter in cli_parameters():
+        kwargs = option_kwargs(parameter)
+        if parameter.name == "result_store":
+            kwargs["help"] = ("result store: videos captioned into it before (same model, "
+                              "prompt and settings) are reused, so the same command run again "
+                              "resumes (default: OUTPUT.store.sqlite)")
+        parser.add_argument(parameter.flag, **kwargs)
     parser.add_argument("--api-base", help="the server's API root for --backend openai, e.g. "
-                                           "http://localhost:8000/v1")
-    parser.add_argument("--prompt", help="the captioning prompt (default: the op's)")
-    parser.add_argument("--caption-num", type=int, default=1, help="candidates per video")
-    parser.add_argument("--keep", default="random_any",
-                        choices=["random_any", "similar_one_simhash", "all"],
-                        help="which candidates to keep (keep_candidate_mode)")
-    parser.add_argument("--on-error", default=DEFAULT_ON_ERROR, choices=["keep", "drop", "raise"],
-                        help="a video that cannot be captioned: keep its row with an error "
-                             "record, drop the row, or stop")
-    parser.add_argument("--max-new-tokens", type=int,
-                        help="caption length limit in tokens (default: the op's, 256)")
-    parser.add_argument("--max-frames", type=int,
-                        help="most frames sampled per video (default: the op's, 32)")
-    parser.add_argument("--generation-batch-size", type=int,
-                        default=DEFAULT_GENERATION_BATCH_SIZE, help="videos per generate call")
-    parser.add_argument("--num-proc", type=int,
-                        help="worker processes, each with its own model (default: one per GPU; "
-                             "on CPU as many as cores and memory allow)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for reproducible output")
-    parser.add_argument("--store", help="result store: videos captioned into it before (same "
-                                        "model, prompt and settings) are reused, so the same "
-                                        "command run again resumes (default: OUTPUT.store.sqlite)")
+                                           "http://localhost:8000/v1 (model_params.api_base)")
+    parser.add_argument("--max-new-tokens", type=int, help="caption length limit in tokens "
+                        "(sampling_params.max_new_tokens; default: the op's, 256)")
     parser.add_argument("--no-store", action="store_true",
                         help="no result store: caption every video again")
     parser.add_argument("-v", "--verbose", action="store_true",

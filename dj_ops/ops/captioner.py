@@ -1,13 +1,15 @@
 """The op's per-process lifecycle: set up once, caption batches, close (NeMo Curator's stages).
 
-A :class:`Captioner` lives in the process that runs the op's batches. :meth:`Captioner.setup`
-builds, once, what every batch shares: the backend (through Data-Juicer's model zoo, on the
-worker's device), the frame settings sized to the backend's patch factor, the decoding source
-(processes it owns), the result store's session, the torch thread count, the random generator
-and the tally of outcomes.
-:meth:`Captioner.caption` turns one Data-Juicer batch into its output batch; :meth:`close`
-stops what setup opened and logs the process's totals. Nothing here is shared between
-processes: the op sends its :class:`CaptionConfig`, never a captioner.
+A :class:`Captioner` lives in the process that runs the op's batches and owns what it opens.
+:meth:`Captioner.setup` builds, once, what every batch shares: the backend (on the worker's
+device; the captioner is its one owner and closes it), the frame settings sized to the
+backend's patch factor, the decoding source (processes it owns), the result store's session
+(the one place a process opens the store), the torch thread count, the random generator and
+the tally of outcomes. :meth:`Captioner.caption` turns one Data-Juicer batch into its output
+batch through the call path that :data:`CALL_PATHS` picks from the configuration and the
+backend's declared capabilities; :meth:`close` stops what setup opened (the backend's engine
+included) and logs the process's totals. Nothing here is shared between processes: the op sends
+its :class:`CaptionConfig`, never a captioner.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from data_juicer.utils.resource_utils import cuda_device_count
+
 from dj_ops.backends.base import CaptionBackend
-from dj_ops.backends.streaming import is_streaming
 from dj_ops.ops.config import CaptionConfig
 from dj_ops.ops.cpu_threads import generation_threads, intra_op_threads
 from dj_ops.ops.frame_budget import FrameBudget
@@ -44,6 +47,14 @@ class ProcessPlacement:
     op_processes: int = 1
 
 
+def process_device(placement: ProcessPlacement) -> str:
+    """The device this process's backend runs on: ``cuda:{rank % GPUs}`` on a GPU worker (as
+    Data-Juicer's model zoo places its models), else ``cpu``."""
+    if placement.on_gpu and cuda_device_count() > 0:
+        return f"cuda:{(placement.rank or 0) % cuda_device_count()}"
+    return "cpu"
+
+
 def sized_frames(frames: FrameSettings, backend: CaptionBackend) -> FrameSettings:
     """``frames`` with sides a multiple of the backend's patch factor (when it declares one)."""
     factor = backend.size_factor
@@ -54,12 +65,13 @@ class Captioner:
     """Captions Data-Juicer batches in one process.
 
     :param config: the op's parsed parameters.
-    :param load_backend: ``(rank, on_gpu) -> CaptionBackend`` (Data-Juicer's ``get_model``).
+    :param load_backend: ``(device) -> CaptionBackend``: builds the backend, which this
+        captioner then owns (closes).
     :param name: the op's name, in log lines.
     """
 
-    def __init__(self, config: CaptionConfig,
-                 load_backend: Callable[[int | None, bool], CaptionBackend], name: str):
+    def __init__(self, config: CaptionConfig, load_backend: Callable[[str], CaptionBackend],
+                 name: str):
         self.config = config
         self.load_backend = load_backend
         self.name = name
@@ -73,7 +85,8 @@ class Captioner:
         self.store: StoreSession | None = None
         self.budget: FrameBudget | None = None
         self.windows: WindowedCaptioning | None = None  # window_seconds set
-        self.gate = QualityGate(config.quality, config.generation)
+        self.gate = QualityGate(config.quality, config.generation,
+                                config.structured.schema if config.structured else None)
 
     @property
     def ready(self) -> bool:
@@ -84,7 +97,7 @@ class Captioner:
         if self.ready:
             return self
         decoding = self.config.decoding
-        self.backend = self.load_backend(placement.rank, placement.on_gpu)
+        self.backend = self.load_backend(process_device(placement))
         self.frames = sized_frames(self.config.frames, self.backend)
         self.budget = FrameBudget(self.frames, self.backend, self.config.layout.system_prompt)
         # what generation actually runs with, as the loaded backend resolved it
@@ -113,8 +126,10 @@ class Captioner:
                "frames": self.frames, "generation": self.run_info.generation,
                "caption_num": model.num_candidates, "model_params": model.model_params,
                "output": output_key(config.structured)}
-        if config.quality.changes_output:  # else the keys of stores written before the gate
-            run["quality"] = config.quality.store_key()
+        # the gate decides what is kept (loops trimmed with its thresholds, retries)
+        run["quality"] = config.quality.store_key()
+        if config.windows.enabled:  # a video's caption is the merge of its windows'
+            run["windows"] = config.windows
         keyer = ResultKeyer(
             model=model_identity(model.model, model.model_params.get("revision")),
             run=run,
@@ -128,37 +143,67 @@ class Captioner:
         config = self.config
         builder = SampleBuilder(samples, config.layout, config.structured,
                                 windowed=self.windows is not None)
-        decoding, system_prompt = config.decoding, config.layout.system_prompt
         frames = self.budget.for_prompts(slot.prompt for slot in builder.video_slots())
         with intra_op_threads(self.threads):
-            if self.windows is not None:  # every backend: micro-batches (ops/windowed.py)
-                caption_batch(builder, self.backend, self.source, self.windows.budgeted(frames),
-                              batch_size=config.model.batch_size, prefetch=decoding.prefetch,
-                              system_prompt=system_prompt,
-                              caption_group=self.windows.caption_group)
-            elif is_streaming(self.backend):  # the engine batches by itself: feed it continuously
-                caption_with_engine(
-                    builder, self.backend, self.source, frames,
-                    max_in_flight=decoding.max_in_flight,
-                    max_decoded=(decoding.prefetch + 1) * config.model.batch_size,
-                    system_prompt=system_prompt, store=self.store, gate=self.gate)
-            else:
-                caption_batch(builder, self.backend, self.source, frames,
-                              batch_size=config.model.batch_size, prefetch=decoding.prefetch,
-                              system_prompt=system_prompt, store=self.store, gate=self.gate)
+            CALL_PATHS[call_path(config)](self, builder, frames)
         output, records = builder.build(self.run_info, config.output, self.rng)
         if self.windows is not None and config.output.caption_key:
             output = with_windows_field(output, config.layout, config.output.caption_key)
         self.outcomes.add_batch(records)
         return output
 
+    def _micro_batches(self, builder: SampleBuilder, frames: FrameSettings) -> None:
+        """Micro-batches of ``generation_batch_size`` videos, one backend call each."""
+        decoding = self.config.decoding
+        caption_batch(builder, self.backend, self.source, frames,
+                      batch_size=self.config.model.batch_size, prefetch=decoding.prefetch,
+                      system_prompt=self.config.layout.system_prompt, store=self.store,
+                      gate=self.gate)
+
+    def _stream(self, builder: SampleBuilder, frames: FrameSettings) -> None:
+        """The engine batches by itself: each video fed to it once decoded."""
+        decoding = self.config.decoding
+        caption_with_engine(
+            builder, self.backend, self.source, frames, max_in_flight=decoding.max_in_flight,
+            max_decoded=(decoding.prefetch + 1) * self.config.model.batch_size,
+            system_prompt=self.config.layout.system_prompt, store=self.store, gate=self.gate)
+
+    def _windows(self, builder: SampleBuilder, frames: FrameSettings) -> None:
+        """Every backend: micro-batches of window requests, then the merges (ops/windowed.py)."""
+        decoding = self.config.decoding
+        caption_batch(builder, self.backend, self.source, self.windows.budgeted(frames),
+                      batch_size=self.config.model.batch_size, prefetch=decoding.prefetch,
+                      system_prompt=self.config.layout.system_prompt, store=self.store,
+                      gate=self.gate, caption_group=self.windows.caption_group)
+
     def close(self) -> None:
-        """Stop the decoding processes, write and close the result store, and log this
-        process's totals (idempotent)."""
+        """Stop the decoding processes, write and close the result store, close the backend
+        (its engine's processes), and log this process's totals (idempotent; a later
+        :meth:`setup` builds them again)."""
         source, self.source = self.source, None
         store, self.store = self.store, None
+        backend, self.backend = self.backend, None
         if store is not None:
             store.close()
         if source is not None:
             source.close()
+        if backend is not None:
+            backend.close()
+        if source is not None:
             self.outcomes.log_total()
+
+
+def call_path(config: CaptionConfig) -> tuple[bool, bool]:
+    """The key of :data:`CALL_PATHS` for ``config``: (windows on, the backend streams)."""
+    return config.windows.enabled, config.capabilities.streams
+
+
+# How a batch is captioned, by (windows on, the backend streams): windows take micro-batches on
+# every backend (a video's merge needs all its windows first); otherwise a streaming backend is
+# fed continuously and the others get micro-batches.
+CALL_PATHS: dict[tuple[bool, bool], Callable[[Captioner, SampleBuilder, FrameSettings], None]] = {
+    (False, False): Captioner._micro_batches,
+    (False, True): Captioner._stream,
+    (True, False): Captioner._windows,
+    (True, True): Captioner._windows,
+}

@@ -3,40 +3,45 @@
 :func:`parse_config` checks every parameter against the others and the model (a bad value fails
 here, at the op's construction, naming the fix) and returns a :class:`CaptionConfig`:
 generation and frames (in the backend's :class:`BackendConfig`), the output policy, the text
-layout, and decoding. Nothing here opens a model, a process or a file.
+layout, and decoding. Nothing here opens a model or a process; a result store is only read
+(its format checked).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from data_juicer.utils.resource_utils import is_cuda_available
 from loguru import logger
 
-from dj_ops.backends.base import BACKENDS, FAST_DECODING_MODES, BackendConfig, backend_class
+from dj_ops.backends.base import (
+    BACKENDS,
+    FAST_DECODING_MODES,
+    BackendConfig,
+    Capabilities,
+    backend_class,
+)
 from dj_ops.backends.streaming import DEFAULT_MAX_IN_FLIGHT
 from dj_ops.captioning.generation import (
     GenerationSettings,
     generation_record,
     parse_sampling_params,
 )
+from dj_ops.captioning.parameters import DEFAULT_PREFETCH, ON_ERROR
 from dj_ops.captioning.records import RunInfo
 from dj_ops.captioning.selection import SELECTORS
 from dj_ops.ops.quality_gate import GateConfig
 from dj_ops.ops.structured_config import StructuredConfig
 from dj_ops.ops.window_config import WindowConfig, check_window_config
-from dj_ops.store import ResultStore
+from dj_ops.store.sqlite_store import check_format
 from dj_ops.video.decoders import resolve_decoder
 from dj_ops.video.settings import FrameSettings
 
-DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 DEFAULT_PROMPT = "Describe the input video in 1-2 sentences."
-DEFAULT_PREFETCH = 2
 ROWS_PER_MICRO_BATCH = 16  # default batch_size, in generation_batch_size units
-ON_ERROR = ("keep", "drop", "raise")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OutputPolicy:
     """What the op writes: ``mode`` (a ``keep_candidate_mode``), the original kept before its
     generated rows, the caption field (None: generated text rows), and what a failed row
@@ -48,7 +53,7 @@ class OutputPolicy:
     on_error: str = "keep"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TextLayout:
     """Where a sample keeps its text, videos and meta, its special tokens, and the prompts."""
 
@@ -68,7 +73,7 @@ class TextLayout:
         return self.prompt or DEFAULT_PROMPT
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DecodingConfig:
     """Where and how videos are decoded and fed to the model: the decoder by name, its
     processes (None: the cores of the op process), the per-video timeout, micro-batches decoded
@@ -83,7 +88,7 @@ class DecodingConfig:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StoreConfig:
     """The result store: its SQLite file (None: no store), and whether videos are identified by
     a hash of their bytes rather than their path, size and modification time."""
@@ -98,6 +103,7 @@ class CaptionConfig:
 
     backend: str
     model: BackendConfig
+    capabilities: Capabilities = field(default_factory=Capabilities)  # the backend's, declared
     output: OutputPolicy = field(default_factory=OutputPolicy)
     layout: TextLayout = field(default_factory=TextLayout)
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
@@ -133,12 +139,24 @@ def check_choice(name: str, value, allowed) -> None:
         raise ValueError(f"{name}={value!r} is not supported; choose one of {list(allowed)}")
 
 
-def data_juicer_resources(backend: str, enable_vllm: bool, generation_batch_size: int,
-                          kwargs: dict) -> dict:
+def resolve_backend(backend: str | None, enable_vllm: bool) -> str:
+    """The backend's name: ``backend``, else ``vllm`` with ``enable_vllm``, else
+    ``transformers``; checked against the registry (once, here).
+
+    :raises ValueError: for a name no backend is registered under.
+    """
+    name = backend or ("vllm" if enable_vllm else "transformers")
+    check_choice("backend", name, BACKENDS)
+    return name
+
+
+def data_juicer_resources(backend: str, generation_batch_size: int, kwargs: dict) -> dict:
     """The op's Data-Juicer settings (``memory``, ``batch_size``, ``skip_op_error``,
-    ``num_proc``, ``num_gpus``) with this op's defaults where the recipe leaves them."""
+    ``num_proc``, ``num_gpus``) with this op's and the backend's defaults where the recipe
+    leaves them."""
     kwargs = dict(kwargs)
-    kwargs.setdefault("memory", "20GB" if enable_vllm else "4GB")
+    declared = backend_class(backend)
+    kwargs.setdefault("memory", declared.memory)
     # Rows per batch: enough micro-batches for decoding to run ahead of generation
     # (memory is bounded by generation_batch_size and prefetch, not by this).
     kwargs.setdefault("batch_size", ROWS_PER_MICRO_BATCH * generation_batch_size)
@@ -146,7 +164,7 @@ def data_juicer_resources(backend: str, enable_vllm: bool, generation_batch_size
     # instead drop a whole batch silently on any exception, so it is off for this op: what
     # escapes process_batched (a model that cannot load, on_error='raise') stops the job.
     kwargs["skip_op_error"] = False
-    if backend_class(backend).single_process:
+    if declared.capabilities().single_process:
         # An in-process engine (vLLM) takes the GPUs it is given; several GPUs serve one
         # engine through model_params.tensor_parallel_size, not through worker processes.
         if (kwargs.get("num_proc") or 1) > 1:
@@ -178,12 +196,12 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
                  windows: WindowConfig | None = None,
                  quality: GateConfig | None = None,
                  structured: StructuredConfig | None = None) -> CaptionConfig:
-    """The op's parameters as one :class:`CaptionConfig`.
+    """The op's parameters as one :class:`CaptionConfig` (``backend``: a name
+    :func:`resolve_backend` checked).
 
     :raises ValueError: (or ``ModuleNotFoundError`` for a missing optional package) naming the
         fix, for any parameter that cannot work.
     """
-    check_choice("backend", backend, BACKENDS)
     check_choice("keep_candidate_mode", output.mode, SELECTORS)
     check_choice("on_error", output.on_error, ON_ERROR)
     check_choice("fast_decoding", fast_decoding, FAST_DECODING_MODES)
@@ -196,18 +214,21 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
         num_candidates=caption_num, batch_size=generation_batch_size, seed=seed,
         model_params=dict(model_params or {}), frame_settings=frames,
         fast_decoding=fast_decoding,
-        json_schema=structured.schema if structured is not None else None,
+        json_schema=structured.schema.schema if structured is not None else None,
     )
-    backend_class(backend).check_config(config)
+    declared = backend_class(backend)
+    declared.check_config(config)
+    capabilities: Capabilities = declared.capabilities(config)
+    if structured is not None and not capabilities.structured_output:
+        raise ValueError(f"caption_format json needs a backend that decodes under a JSON "
+                         f"schema; the {backend!r} backend does not: use caption_format: text")
     store = store or StoreConfig()
-    if store.path:  # a store of another format fails here, not in a worker
-        ResultStore(store.path).close()
+    if store.path:  # a store of another format fails here, not in a worker (read only: the
+        check_format(store.path)  # captioner of each process opens it)
     windows = check_window_config(
-        windows or WindowConfig(), backend=backend, decoder=decoding.decoder,
-        video_start=frames.video_start, video_end=frames.video_end, result_store=store.path,
-        model_params=config.model_params)
+        windows or WindowConfig(), backend=backend, capabilities=capabilities,
+        decoder=decoding.decoder, video_start=frames.video_start, video_end=frames.video_end)
     quality = quality or GateConfig()
-    if structured is not None:  # json mode: the gate also checks each document's validity
-        quality = replace(quality, schema=structured.schema)
-    return CaptionConfig(backend, config, output, layout, decoding, store, windows, quality,
-                         structured)
+    return CaptionConfig(backend=backend, model=config, capabilities=capabilities, output=output,
+                         layout=layout, decoding=decoding, store=store, windows=windows,
+                         quality=quality, structured=structured)

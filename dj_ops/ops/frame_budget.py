@@ -13,34 +13,30 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-import numpy as np
 from loguru import logger
 
-from dj_ops.backends.base import CaptionBackend, CaptionRequest
+from dj_ops.backends.base import CaptionBackend
 from dj_ops.video.settings import FrameSettings
-
-NO_FRAMES = np.zeros((0, 0, 0, 3), dtype=np.uint8)
 
 
 class FrameBudget:
     """Frame settings with the budget for a batch's prompts (cached per prompt).
 
     :param frames: the op's frame settings, sized to the backend's patch factor.
-    :param backend: the loaded backend (its ``context_limit``, ``text_tokens``, adapter).
+    :param backend: the loaded backend (its declared ``context_limit``, token counts and
+        ``counts_visual_tokens``).
     :param system_prompt: the op's system prompt.
     """
 
     def __init__(self, frames: FrameSettings, backend: CaptionBackend,
                  system_prompt: str | None):
         self.frames, self.backend, self.system_prompt = frames, backend, system_prompt
-        adapter = getattr(backend, "adapter", None)
-        self.counted = adapter is not None and adapter.counts_visual_tokens
-        self.adapter = adapter
+        self.counted = backend.counts_visual_tokens
         self.by_prompt: dict[str, FrameSettings] = {}
         if not self.counted and frames.max_visual_tokens is not None:
             logger.warning(f"max_visual_tokens is ignored: the tokens of a "
-                           f"{getattr(adapter, 'name', 'generic')} model's video are not "
-                           "counted from its frames")
+                           f"{backend.adapter.name} model's video are not counted from its "
+                           "frames")
 
     @property
     def active(self) -> bool:
@@ -65,13 +61,9 @@ class FrameBudget:
         limits = [self.frames.max_visual_tokens]
         backend, context, text_per_group = self.backend, self.backend.context_limit, 0
         if context is not None:
-            # the prompt in the family's chat format (what the backends send or what the server's
-            # template renders), less its one video placeholder token
-            text = self.adapter.prompt(CaptionRequest(NO_FRAMES, {}, prompt, self.system_prompt))
             answer = backend.config.settings.max_new_tokens
-            limits.append(context - (backend.text_tokens(text) - 1) - answer)
-            frame_text = self.adapter.frame_text
-            text_per_group = backend.text_tokens(frame_text) if frame_text else 0
+            limits.append(context - backend.prompt_tokens(prompt, self.system_prompt) - answer)
+            text_per_group = backend.frame_text_tokens()
         budget = min(limit for limit in limits if limit is not None)
         # at least 1: a budget the text alone exhausts fails every video with context_length
         return replace(self.frames, max_visual_tokens=max(1, budget),

@@ -48,12 +48,14 @@ def record_result(builder: SampleBuilder, slot: VideoSlot, result, timestamps,
                   store: StoreSession | None) -> bool:
     """Give ``builder`` a slot's candidates (kept for the store too) or its failure; whether
     there were candidates."""
-    if not result.ok:
-        builder.fail_video(slot, result.error_kind, result.error_message)
+    if not result.ok:  # a failure after generation keeps its candidates' token facts
+        builder.fail_video(slot, result.error_kind, result.error_message,
+                           result.candidates[0] if result.candidates else None)
         return False
     builder.set_candidates(slot, result.candidates, timestamps)
     if store is not None:
-        store.add(slot, result.candidates, timestamps, builder.frames_of(slot))
+        store.add(slot, result.candidates, timestamps, builder.frames_of(slot),
+                  builder.windows_of(slot))
     return True
 
 

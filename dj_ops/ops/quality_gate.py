@@ -1,7 +1,9 @@
 """The quality gate in the op: every candidate checked, failing ones generated again.
 
-After a backend answers a request, each candidate gets the flags of
-:func:`dj_ops.captioning.quality.quality_flags` (an empty tuple passes). While a request has a
+After a backend answers a request, each candidate's trailing repetition loop is cut to one copy
+(the op's one repetition decision, with the user's ``quality_thresholds``; the candidate is then
+``repetition_trimmed``) and it gets the flags of :func:`dj_ops.captioning.quality.quality_flags`
+(an empty tuple passes). While a request has a
 failing candidate and retries are left (``max_retries``), the request is generated again with
 the retry sampling (:func:`~dj_ops.captioning.quality.retry_settings`, seeded ``seed +
 attempt``) and only its failing candidates are replaced, each by the new candidate at its
@@ -17,25 +19,24 @@ group) and the continuous path (``ops/streaming.py`` hands a retry back to its q
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from dj_ops.backends.base import CaptionBackend, CaptionRequest, CaptionResult
 from dj_ops.captioning.generation import GenerationSettings
+from dj_ops.captioning.parameters import DEFAULT_MAX_RETRIES, ON_LOW_QUALITY
 from dj_ops.captioning.quality import (
     DEFAULT_THRESHOLDS,
     QualityThresholds,
     quality_flags,
     retry_settings,
 )
+from dj_ops.captioning.repetition import trim_repetition
 from dj_ops.captioning.requests import Candidate
+from dj_ops.captioning.structured import JsonSchema
 
 LOW_QUALITY = "low_quality"  # the error kind of a video whose candidates failed every attempt
-ON_LOW_QUALITY = ("keep", "error")
-# Retries are asked for, not on by default: a retry costs a generation per failing candidate
-# and samples (a greedy run's failing captions become sampled ones); the flags are recorded
-# always, so a run shows its failure rate before one chooses to pay for retries.
-DEFAULT_MAX_RETRIES = 0
 THRESHOLD_KEYS = tuple(f.name for f in fields(QualityThresholds))
 
 
@@ -56,15 +57,14 @@ def parse_thresholds(values: dict[str, Any] | None) -> QualityThresholds:
     return QualityThresholds(**values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GateConfig:
     """The gate's parameters: retries per request, what a candidate failing every attempt
-    becomes, the thresholds, and the JSON schema in json mode (None: text mode)."""
+    becomes, and the thresholds."""
 
     max_retries: int = DEFAULT_MAX_RETRIES
     on_low_quality: str = "keep"
     thresholds: QualityThresholds = DEFAULT_THRESHOLDS
-    schema: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
@@ -72,11 +72,6 @@ class GateConfig:
         if self.on_low_quality not in ON_LOW_QUALITY:
             raise ValueError(f"on_low_quality={self.on_low_quality!r} is not supported; "
                              f"choose one of {list(ON_LOW_QUALITY)}")
-
-    @property
-    def changes_output(self) -> bool:
-        """Whether the gate may change what is stored (retries, or low-quality errors)."""
-        return self.max_retries > 0 or self.on_low_quality == "error"
 
     def store_key(self) -> dict[str, Any]:
         """What of the gate a stored result depends on (for the result store's keys)."""
@@ -102,10 +97,14 @@ class QualityGate:
     :param config: the gate's parameters.
     :param settings: the op's generation settings (a retry keeps their token limits and stop
         strings, with the retry sampling).
+    :param schema: json mode's schema (the run's one object; None: text mode): each document's
+        validity is checked too.
     """
 
-    def __init__(self, config: GateConfig, settings: GenerationSettings):
+    def __init__(self, config: GateConfig, settings: GenerationSettings,
+                 schema: JsonSchema | None = None):
         self.config = config
+        self.schema = schema
         self.retry_sampling = retry_settings(settings)
 
     @property
@@ -114,8 +113,20 @@ class QualityGate:
 
     def flags(self, candidate: Candidate) -> tuple[str, ...]:
         return tuple(quality_flags(candidate.text, candidate.hit_token_limit,
-                                   self.config.thresholds, self.config.schema,
+                                   self.config.thresholds, self.schema,
                                    candidate.repetition_trimmed))
+
+    def inspected(self, candidate: Candidate, attempts: tuple = ()) -> Candidate:
+        """``candidate`` as the gate keeps it: a trailing repetition loop cut to one copy (the
+        one repetition decision, with the user's thresholds; never in json mode, where a cut
+        would break the document), and this attempt's flags after ``attempts``."""
+        if self.schema is None:
+            thresholds = self.config.thresholds
+            cut = trim_repetition(candidate.text, thresholds.min_repeats,
+                                  thresholds.min_loop_tokens)
+            if cut.trimmed:
+                candidate = replace(candidate, text=cut.text, repetition_trimmed=True)
+        return replace(candidate, attempts=attempts + (self.flags(candidate),))
 
     def checked(self, result: CaptionResult, previous: CaptionResult | None = None
                 ) -> CaptionResult:
@@ -125,12 +136,10 @@ class QualityGate:
         if previous is None:
             if not result.ok:
                 return result
-            return CaptionResult([replace(c, attempts=(self.flags(c),))
-                                  for c in result.candidates])
+            return CaptionResult([self.inspected(c) for c in result.candidates])
         if not result.ok:
             return previous
-        merged = [replace(new, attempts=old.attempts + (self.flags(new),))
-                  if old.attempts and old.attempts[-1] else old
+        merged = [self.inspected(new, old.attempts) if old.attempts and old.attempts[-1] else old
                   for old, new in zip(previous.candidates, result.candidates, strict=True)]
         return CaptionResult(merged)
 
@@ -141,8 +150,8 @@ class QualityGate:
     def final(self, result: CaptionResult) -> CaptionResult:
         """A result once no retry is left: failing candidates kept, or a ``low_quality``
         error (``on_low_quality: error``)."""
-        if self.config.on_low_quality == "error" and failing(result):
-            return CaptionResult.failure(LOW_QUALITY, low_quality_message(result))
+        if self.config.on_low_quality == "error" and failing(result):  # the candidates stay
+            return CaptionResult(result.candidates, LOW_QUALITY, low_quality_message(result))
         return result
 
     def after(self, request: CaptionRequest | None, result: CaptionResult,
@@ -157,12 +166,12 @@ class QualityGate:
             return result, self.retry_request(request, request.attempt + 1)
         return self.final(result), None
 
-    def generate(self, backend: CaptionBackend,
+    def generate(self, generate: Callable[[list[CaptionRequest]], list[CaptionResult]],
                  requests: list[CaptionRequest]) -> list[CaptionResult]:
-        """``backend.generate`` with the gate: one call for every request, then one per
-        attempt for the requests still failing."""
+        """``generate`` (a backend's ``generate`` or ``generate_text``) with the gate: one call
+        for every request, then one per attempt for the requests still failing."""
         requests = list(requests)  # each entry becomes its latest attempt's request
-        results: list[CaptionResult] = list(backend.generate(requests))
+        results: list[CaptionResult] = list(generate(requests))
         todo = list(range(len(requests)))
         previous: list[CaptionResult | None] = [None] * len(requests)
         while todo:
@@ -174,7 +183,7 @@ class QualityGate:
                     requests[index], previous[index] = retry, results[index]
                     again.append(index)
             if again:
-                for index, result in zip(again, backend.generate([requests[i] for i in again]),
+                for index, result in zip(again, generate([requests[i] for i in again]),
                                          strict=True):
                     results[index] = result
             todo = again
@@ -182,9 +191,10 @@ class QualityGate:
 
 
 def generate_checked(backend: CaptionBackend, requests: list[CaptionRequest],
-                     gate: QualityGate | None) -> list[CaptionResult]:
-    """``backend.generate(requests)``, through ``gate`` when there is one (no call for none)."""
+                     gate: QualityGate | None, text_only: bool = False) -> list[CaptionResult]:
+    """``backend.generate(requests)`` (``generate_text`` for ``text_only`` requests: a merge),
+    through ``gate`` when there is one (no call for none)."""
     if not requests:
         return []
-    return gate.generate(backend, requests) if gate is not None else list(
-        backend.generate(requests))
+    generate = backend.generate_text if text_only else backend.generate
+    return gate.generate(generate, requests) if gate is not None else list(generate(requests))

@@ -20,9 +20,8 @@ from dj_ops.captioning.records import (
     VideoOutcome,
     build_record,
 )
-from dj_ops.captioning.repetition import trim_repetition
 from dj_ops.captioning.requests import Candidate
-from dj_ops.captioning.selection import has_usable_captions, select_per_sample
+from dj_ops.captioning.selection import select_per_sample, usable_candidates
 from dj_ops.captioning.text import (
     Chunk,
     TextLayoutError,
@@ -65,7 +64,7 @@ class _Row:
     candidates: dict[int, tuple[list[Candidate], tuple[float, ...], bool]] = field(
         default_factory=dict)
     frames: dict[int, dict] = field(default_factory=dict)  # per video: what it was decoded at
-    windows: dict[int, tuple[dict, ...]] = field(default_factory=dict)  # per video, windows on
+    windows: dict[int, tuple] = field(default_factory=dict)  # per video, windows on
 
     @property
     def failed(self) -> bool:
@@ -120,19 +119,30 @@ class SampleBuilder:
             for v, path in enumerate(row.videos)
         ]
 
-    def _windows(self, row: _Row, video: int) -> tuple[dict, ...] | None:
+    def _windows(self, row: _Row, video: int) -> tuple | None:
         """What a video's record lists as its windows (None: windows off)."""
         return row.windows.get(video, ()) if self.windowed else None
 
-    def set_windows(self, slot: VideoSlot, windows: list[dict]) -> None:
-        """The video's window captions (``dj_ops.ops.windowed``), for its record."""
+    def set_windows(self, slot: VideoSlot, windows) -> None:
+        """The video's windows (``WindowOutcome`` each: ``dj_ops.ops.windowed``, or a result
+        store), for its record."""
         self.rows[slot.row].windows[slot.video] = tuple(windows)
 
-    def fail_video(self, slot: VideoSlot, kind: str, message: str) -> None:
+    def windows_of(self, slot: VideoSlot) -> tuple | None:
+        """The slot's windows so far (None: windows off)."""
+        return self._windows(self.rows[slot.row], slot.video)
+
+    def fail_video(self, slot: VideoSlot, kind: str, message: str,
+                   candidate: Candidate | None = None) -> None:
+        """The video failed; ``candidate``: what was generated for it (its token facts and
+        attempts go in the record)."""
         row = self.rows[slot.row]
+        facts = {} if candidate is None else {
+            "generated_tokens": candidate.num_tokens, "hit_token_limit": candidate.hit_token_limit,
+            "attempts": candidate.attempts}
         row.failures[slot.video] = VideoOutcome(
             slot.path, error_kind=kind, error_message=message,
-            windows=self._windows(row, slot.video))
+            windows=self._windows(row, slot.video), **facts)
 
     def note_frames(self, slot: VideoSlot, video: DecodedVideo) -> None:
         """What the slot's decoded ``video`` holds, for its record (``frames``)."""
@@ -148,10 +158,10 @@ class SampleBuilder:
 
     def set_candidates(self, slot: VideoSlot, candidates: list[Candidate],
                        timestamps: list[float], from_store: bool = False) -> None:
-        """The video's candidates (``from_store``: reused from a result store)."""
-        # a JSON document is never cut (the cut would break it; the grammar bounds it)
-        kept = candidates if self.structured else [_without_loop(c) for c in candidates]
-        self.rows[slot.row].candidates[slot.video] = (kept, tuple(timestamps), from_store)
+        """The video's candidates as the quality gate kept them (``from_store``: reused from a
+        result store); nothing is decided about them here."""
+        self.rows[slot.row].candidates[slot.video] = (list(candidates), tuple(timestamps),
+                                                      from_store)
 
     def build(self, run: RunInfo, policy: OutputPolicy,
               rng: random.Random) -> tuple[dict, list[dict | None]]:
@@ -187,30 +197,37 @@ class SampleBuilder:
         return self._to_columns(out, *writer.fields), records
 
     def _captioned(self, row: _Row, mode: str, rng: random.Random) -> CaptionedRow | None:
-        """The row's kept candidates; None (and failures recorded) when a video has no usable
-        caption."""
+        """The row's kept candidates, the unusable ones (empty, or not a valid document) left
+        out and recorded (``dropped_candidates``); None (and failures recorded, with the token
+        facts of the candidate that failed) when a video has no usable caption."""
         rendered = [[self._render(c.text) for c in row.candidates[v][0]]
                     for v in range(len(row.videos))]
         texts = [[text for text, _ in per_video] for per_video in rendered]
-        empty = [v for v, cands in enumerate(texts) if not has_usable_captions(mode, cands)]
-        for v in empty:
-            invalid = [why for _, why in rendered[v] if isinstance(why, str)]
+        usable = usable_candidates(mode, texts)
+        dropped = [[_dropped(i, c, rendered[v][i][1]) for i, c in enumerate(row.candidates[v][0])
+                    if i not in usable[v]] for v in range(len(row.videos))]
+        for v in [v for v, indices in enumerate(usable) if not indices]:
+            first = row.candidates[v][0][0] if row.candidates[v][0] else None
+            why = rendered[v][0][1] if rendered[v] else None
             row.failures[v] = VideoOutcome(
-                row.videos[v], error_kind=ERROR_INVALID_JSON if invalid else ERROR_EMPTY_CAPTION,
-                error_message=invalid[0] if invalid else "the model generated an empty caption",
-                windows=self._windows(row, v),
-                attempts=next((c.attempts for c in row.candidates[v][0]), ()))
-        if empty:
+                row.videos[v], error_kind=ERROR_INVALID_JSON if isinstance(why, str)
+                else ERROR_EMPTY_CAPTION,
+                error_message=why if isinstance(why, str) else (
+                    "the model generated an empty caption" if texts[v] and not any(texts[v])
+                    else "no candidate index is usable for every video of the sample"),
+                generated_tokens=first.num_tokens if first else 0,
+                hit_token_limit=first.hit_token_limit if first else False,
+                windows=self._windows(row, v), attempts=first.attempts if first else (),
+                dropped=tuple(dropped[v]))
+        if row.failures:
             return None
-        # Empty candidates never win a single-caption mode while a non-empty one exists.
-        usable = [[i for i, t in enumerate(cands) if t] for cands in texts]
         references = chunk_reference_texts(row.chunks, len(row.videos),
                                            list(self.layout.special_tokens))
         picks = select_per_sample(mode, [[texts[v][i] for i in usable[v]] for v in
                                          range(len(row.videos))], references, rng)
         picks = [[usable[v][i] for v, i in enumerate(per_video)] for per_video in picks]
         outcomes = [[_outcome(path, candidate, *row.candidates[v][1:], row.frames.get(v, {}),
-                              self._windows(row, v), rendered[v][i][1])
+                              self._windows(row, v), rendered[v][i][1], tuple(dropped[v]))
                      for i, candidate in enumerate(row.candidates[v][0])]
                     for v, path in enumerate(row.videos)]
         return CaptionedRow(row.sample, row.chunks, row.prompt, texts, outcomes, picks)
@@ -253,18 +270,20 @@ class SampleBuilder:
 
 
 def _outcome(path: str, candidate: Candidate, timestamps: tuple[float, ...],
-             from_store: bool, frames: dict, windows: tuple[dict, ...] | None,
-             structured: dict | str | None) -> VideoOutcome:
+             from_store: bool, frames: dict, windows: tuple | None,
+             structured: dict | str | None, dropped: tuple[str, ...] = ()) -> VideoOutcome:
     return VideoOutcome(path, timestamps, candidate.num_tokens, candidate.hit_token_limit,
                         repetition_trimmed=candidate.repetition_trimmed, from_store=from_store,
                         decoding=candidate.decoding, attempts=candidate.attempts,
-                        frames=frames, windows=windows,
+                        frames=frames, windows=windows, dropped=dropped,
                         structured=structured if isinstance(structured, dict) else None)
 
 
-def _without_loop(candidate: Candidate) -> Candidate:
-    """The candidate with a trailing repetition loop cut (and flagged), else unchanged."""
-    trimmed = trim_repetition(candidate.text)
-    if not trimmed.trimmed:
-        return candidate
-    return replace(candidate, text=trimmed.text, repetition_trimmed=True)
+def _dropped(index: int, candidate: Candidate, why: dict | str | None) -> str:
+    """One left-out candidate in a record: its index, why, and its token facts."""
+    reason = (f"{ERROR_INVALID_JSON}: {why}" if isinstance(why, str) else
+              "empty" if not candidate.text.strip() else
+              "not usable for every video of the sample")
+    limit = ", token limit hit" if candidate.hit_token_limit else ""
+    return f"candidate {index}: {reason} ({candidate.num_tokens} tokens{limit})"
+

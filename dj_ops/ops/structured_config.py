@@ -18,15 +18,13 @@ exceeds its budget.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from dj_ops.captioning.parameters import CAPTION_FORMATS
 from dj_ops.captioning.rendering import parse_caption_lengths, render_lengths
-from dj_ops.captioning.structured import load_schema, parse_strict, validation_error
+from dj_ops.captioning.structured import JsonSchema, load_schema, parse_strict
 
-CAPTION_FORMATS = ("text", "json")
 # The first is the default length (after the video token): 170 words fit CogVideoX's 226 T5
 # tokens at about 1.3 tokens a word; 40 words fit a CLIP-style encoder's 77 tokens.
 DEFAULT_CAPTION_LENGTHS = {"long": 170, "short": 40}
@@ -45,26 +43,20 @@ class RenderedCaption:
 class StructuredConfig:
     """``caption_format: json``: the schema every caption follows and the named lengths.
 
-    :param schema: the JSON Schema (the default one, or the user's, checked).
+    :param schema: the run's one schema object (the default schema, or the user's, checked).
     :param lengths: ``(name, words)`` pairs; the first is the default length.
     """
 
-    schema: dict[str, Any]
+    schema: JsonSchema
     lengths: tuple[tuple[str, int], ...]
 
     @property
     def default_length(self) -> str:
         return self.lengths[0][0]
 
-    @property
-    def schema_sha256(self) -> str:
-        """A stable hash of the schema (keys sorted): what provenance and the store key name."""
-        text = json.dumps(self.schema, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
-
     def provenance(self) -> dict[str, str]:
-        """Added to the ``generation`` record (and so to the result store's run key)."""
-        return {"caption_format": "json", "json_schema_sha256": self.schema_sha256}
+        """Added to the ``generation`` record (and so, once, to the result store's run key)."""
+        return {"caption_format": "json", "json_schema_sha256": self.schema.sha256}
 
     def render(self, document_text: str) -> RenderedCaption:
         """The candidate's default-length caption and record fields.
@@ -72,7 +64,7 @@ class StructuredConfig:
         :raises ValueError: the document is not strictly valid under the schema (a token limit
             that cut it: constrained decoding allows nothing else); the message says why.
         """
-        error = validation_error(document_text, self.schema)
+        error = self.schema.error(document_text)
         if error is not None:
             raise ValueError(f"the structured caption {error}")
         texts = render_lengths(parse_strict(document_text), dict(self.lengths))
@@ -91,10 +83,9 @@ def lengths_field(caption_key: str) -> str:
 
 
 def output_key(structured: StructuredConfig | None) -> dict[str, str]:
-    """The output part of the result store's run key."""
-    if structured is None:
-        return {"format": "text"}
-    return {"format": "json", "schema_sha256": structured.schema_sha256}
+    """The output part of the result store's run key (the schema's hash is in its
+    ``generation`` part: :meth:`StructuredConfig.provenance`)."""
+    return {"format": "text" if structured is None else "json"}
 
 
 def parse_structured(caption_format: str, json_schema: dict | str | None,
@@ -117,4 +108,4 @@ def parse_structured(caption_format: str, json_schema: dict | str | None,
         return None
     lengths = parse_caption_lengths(DEFAULT_CAPTION_LENGTHS if caption_lengths is None
                                     else caption_lengths)
-    return StructuredConfig(load_schema(json_schema), tuple(lengths.items()))
+    return StructuredConfig(JsonSchema(load_schema(json_schema)), tuple(lengths.items()))

@@ -8,39 +8,45 @@ sets up the backend and the decoding processes once and captions every batch.
 from __future__ import annotations
 
 import functools
-from typing import Literal
 
 from data_juicer.ops.base_op import OPERATORS, Mapper
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
-from data_juicer.utils.model_utils import get_model
 from data_juicer.utils.resource_utils import cuda_device_count
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, validate_call
 
-from dj_ops.backends.base import BACKENDS, build_backend
-from dj_ops.backends.streaming import DEFAULT_MAX_IN_FLIGHT
-from dj_ops.ops.captioner import Captioner, ProcessPlacement
-from dj_ops.ops.config import (
+from dj_ops.backends.base import build_backend
+from dj_ops.captioning.parameters import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_RETRIES,
     DEFAULT_MODEL,
     DEFAULT_PREFETCH,
+    FRAMES,
+    CaptionFormat,
+    FastDecoding,
+    KeepMode,
+    OnError,
+    OnLowQuality,
+)
+from dj_ops.ops.captioner import Captioner, ProcessPlacement
+from dj_ops.ops.config import (
     DecodingConfig,
     OutputPolicy,
     StoreConfig,
     TextLayout,
-    check_choice,
     data_juicer_resources,
     parse_config,
+    resolve_backend,
 )
 from dj_ops.ops.export_notice import ExportTarget
 from dj_ops.ops.outcome_log import OutcomeLog, log_run_outcomes, warn_records_elsewhere
-from dj_ops.ops.quality_gate import DEFAULT_MAX_RETRIES, GateConfig, parse_thresholds
+from dj_ops.ops.quality_gate import GateConfig, parse_thresholds
 from dj_ops.ops.structured_config import parse_structured
 from dj_ops.ops.window_config import WindowConfig
 from dj_ops.video import FrameSettings
 from dj_ops.video.decoders import DEFAULT_DECODER
 
 OP_NAME = "vlm_video_captioning_mapper"
-FRAMES = FrameSettings()  # the frame parameters' defaults
 
 
 @OPERATORS.register_module(OP_NAME)
@@ -71,8 +77,7 @@ class VLMVideoCaptioningMapper(Mapper):
         hf_model: str = DEFAULT_MODEL,
         enable_vllm: bool = False,
         caption_num: PositiveInt = 1,
-        keep_candidate_mode: Literal["random_any", "similar_one_simhash", "all",
-                                     "consensus"] = "random_any",
+        keep_candidate_mode: KeepMode = "random_any",
         keep_original_sample: bool = True,
         caption_key: str | None = None,
         prompt: str | None = None,
@@ -93,7 +98,7 @@ class VLMVideoCaptioningMapper(Mapper):
         min_pixels: PositiveInt = FRAMES.min_pixels,
         max_pixels: PositiveInt = FRAMES.max_pixels,
         total_pixels: PositiveInt | None = None,
-        on_error: Literal["keep", "drop", "raise"] = "keep",
+        on_error: OnError = "keep",
         decoder: str = DEFAULT_DECODER,
         decode_workers: NonNegativeInt | None = None,
         decode_timeout: PositiveFloat | None = 120.0,
@@ -102,16 +107,16 @@ class VLMVideoCaptioningMapper(Mapper):
         result_store: str | None = None,
         result_store_content_hash: bool = False,
         max_in_flight: PositiveInt = DEFAULT_MAX_IN_FLIGHT,
-        fast_decoding: Literal["auto", "off"] = "auto",
+        fast_decoding: FastDecoding = "auto",
         max_visual_tokens: PositiveInt | None = None,
         window_seconds: PositiveFloat | None = None,
         window_overlap: NonNegativeFloat = 0.0,
         merge_model: str | None = None,
         merge_prompt: str | None = None,
         max_retries: NonNegativeInt = DEFAULT_MAX_RETRIES,
-        on_low_quality: Literal["keep", "error"] = "keep",
+        on_low_quality: OnLowQuality = "keep",
         quality_thresholds: dict | None = None,
-        caption_format: Literal["text", "json"] = "text",
+        caption_format: CaptionFormat = "text",
         json_schema: dict | str | None = None,
         caption_lengths: dict | None = None,
         *args,
@@ -196,6 +201,17 @@ class VLMVideoCaptioningMapper(Mapper):
         :param torch_threads: torch intra-op threads while the op generates; None: on CPU
             with decoding processes, half the cores of the op process (the decoders use the
             rest), else torch's own setting. Restored after each batch.
+        :param result_store: path of a result store (an SQLite file): each video's candidates
+            are written to it after every micro-batch, and a video already in it (same video,
+            model, prompt, frame and generation settings) is reused, neither decoded nor
+            generated again, so a killed job run again resumes. None: no store.
+        :param result_store_content_hash: identify videos in the store by a SHA-256 of their
+            bytes (found again after a move or copy) instead of path, size and modification
+            time.
+        :param max_in_flight: for the backends that batch by themselves (vllm, openai): most
+            requests handed to the engine or server at once; decoded videos wait beyond it.
+            The default suits a GPU engine's continuous batching; the openai backend also
+            keeps at most ``model_params.max_concurrency`` requests on the wire.
         :param fast_decoding: the transformers backend's speed-ups (each prompt prefilled once,
             its candidates decoded with shared-prefix attention; the patch embedding as a
             matrix product): 'auto' runs them on the model types they were checked on, when
@@ -204,10 +220,6 @@ class VLMVideoCaptioningMapper(Mapper):
             ``generate`` on the first micro-batch (a mismatch or failure falls back to plain
             ``generate``); 'off' never runs them. Each video's record says which path
             decoded it (``decoding``).
-        :param max_in_flight: for the backends that batch by themselves (vllm, openai): most
-            requests handed to the engine or server at once; decoded videos wait beyond it.
-            The default suits a GPU engine's continuous batching; the openai backend also
-            keeps at most ``model_params.max_concurrency`` requests on the wire.
         :param max_visual_tokens: most tokens one video may take (Qwen-VL families; None: no
             budget). Before decoding, each video's frame count is lowered (down to
             ``min_frames``), then its pixels per frame (down to ``min_pixels``), until it fits;
@@ -226,7 +238,9 @@ class VLMVideoCaptioningMapper(Mapper):
             ``<caption_key>_windows``. A window that fails is recorded with its error and the
             others are still captioned and merged. A video no longer than one window is
             captioned as without windows (one window in its record, no merge). Decoder pyav
-            only; not with video_start/video_end nor result_store.
+            only; not with video_start/video_end. The quality gate checks every window and
+            every merge; with result_store, each video is stored whole (its merged caption
+            and its windows).
         :param window_overlap: seconds neighbouring windows share (0 <= overlap <
             window_seconds).
         :param merge_model: the model that merges a video's window captions: another model of
@@ -273,30 +287,38 @@ class VLMVideoCaptioningMapper(Mapper):
         :param args: extra args
         :param kwargs: extra kwargs
         """
-        backend = backend or ("vllm" if enable_vllm else "transformers")
-        check_choice("backend", backend, BACKENDS)
-        kwargs = data_juicer_resources(backend, enable_vllm, generation_batch_size, kwargs)
+        backend = resolve_backend(backend, enable_vllm)
+        kwargs = data_juicer_resources(backend, generation_batch_size, kwargs)
         super().__init__(*args, **kwargs)
         self.config = parse_config(
             backend=backend, model=hf_model, caption_num=caption_num,
-            output=OutputPolicy(keep_candidate_mode, keep_original_sample, caption_key, on_error),
-            layout=TextLayout(self.text_key, self.video_key, Fields.meta, SpecialTokens.video,
-                              SpecialTokens.eoc, tuple(get_special_tokens().values()),
-                              prompt_key, prompt, system_prompt),
-            decoding=DecodingConfig(decoder, decode_workers, decode_timeout,
-                                    DEFAULT_PREFETCH if prefetch is True else int(prefetch),
-                                    torch_threads, max_in_flight),
-            frames=FrameSettings(frame_strategy, fps, min_frames, max_frames, num_frames,
-                                 video_start, video_end, min_pixels, max_pixels, total_pixels,
-                                 max_visual_tokens=max_visual_tokens),
+            output=OutputPolicy(mode=keep_candidate_mode, keep_original=keep_original_sample,
+                                caption_key=caption_key, on_error=on_error),
+            layout=TextLayout(text_key=self.text_key, video_key=self.video_key,
+                              meta_key=Fields.meta, video_token=SpecialTokens.video,
+                              eoc_token=SpecialTokens.eoc,
+                              special_tokens=tuple(get_special_tokens().values()),
+                              prompt_key=prompt_key, prompt=prompt, system_prompt=system_prompt),
+            decoding=DecodingConfig(
+                decoder=decoder, workers=decode_workers, timeout_s=decode_timeout,
+                prefetch=DEFAULT_PREFETCH if prefetch is True else int(prefetch),
+                torch_threads=torch_threads, max_in_flight=max_in_flight),
+            frames=FrameSettings(
+                strategy=frame_strategy, fps=fps, min_frames=min_frames, max_frames=max_frames,
+                num_frames=num_frames, video_start=video_start, video_end=video_end,
+                min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=total_pixels,
+                max_visual_tokens=max_visual_tokens),
             model_params=model_params, sampling_params=sampling_params,
             generation_batch_size=generation_batch_size, seed=seed, fast_decoding=fast_decoding,
-            store=StoreConfig(result_store, result_store_content_hash),
-            windows=WindowConfig(window_seconds, window_overlap, merge_model, merge_prompt),
-            quality=GateConfig(max_retries, on_low_quality, parse_thresholds(quality_thresholds)),
+            store=StoreConfig(path=result_store, content_hash=result_store_content_hash),
+            windows=WindowConfig(seconds=window_seconds, overlap=window_overlap,
+                                 merge_model=merge_model, merge_prompt=merge_prompt),
+            quality=GateConfig(max_retries=max_retries, on_low_quality=on_low_quality,
+                               thresholds=parse_thresholds(quality_thresholds)),
             structured=parse_structured(caption_format, json_schema, caption_lengths),
         )
-        # Data-Juicer's model zoo loads this once per worker, on the worker's device.
+        # What builds this op's backend on a device (the captioner of each process calls it
+        # once and owns the backend: it closes it).
         self.model_key = functools.partial(build_backend, backend, self.config.model)
         self._captioner: Captioner | None = None  # per process, built on its first batch
 
@@ -331,8 +353,8 @@ class VLMVideoCaptioningMapper(Mapper):
         return dataset
 
     def close(self) -> None:
-        """Stop this process's decoding processes and close its result store (a later batch
-        sets them up again; the counts go on)."""
+        """Stop this process's decoding processes, close its result store and its backend (a
+        later batch sets them up again; the counts go on)."""
         if self._captioner is not None:
             self._captioner.close()
 
@@ -348,8 +370,7 @@ class VLMVideoCaptioningMapper(Mapper):
 
     def process_batched(self, samples: dict[str, list], rank: int | None = None):
         if self._captioner is None:
-            load = functools.partial(get_model, self.model_key)
-            self._captioner = Captioner(self.config, load, OP_NAME)
+            self._captioner = Captioner(self.config, self.model_key, OP_NAME)
         if not self._captioner.ready:
             placement = ProcessPlacement(rank, self.use_cuda(), self._op_processes())
             self._captioner.setup(placement)

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The backends that can send the merge request to a model other than the captioning one: the
-# openai backend names it in the request (another model of the same server). The in-process
-# backends (transformers, vllm) would have to load a second model: not built, refused.
-MERGE_MODEL_BACKENDS = ("openai",)
+from dj_ops.backends.base import Capabilities
+from dj_ops.ops.composition import refusal
+
 # Decoders that decode all windows in one pass (dj_ops.video.decode_windows).
 WINDOW_DECODERS = ("pyav",)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WindowConfig:
     """Windows of long videos and their merge.
 
@@ -39,10 +38,11 @@ class WindowConfig:
         return self.seconds is not None
 
 
-def check_window_config(windows: WindowConfig, *, backend: str, decoder: str,
-                        video_start: float | None, video_end: float | None,
-                        result_store: str | None, model_params: dict) -> WindowConfig:
-    """``windows`` when it can work with the op's other parameters.
+def check_window_config(windows: WindowConfig, *, backend: str, capabilities: Capabilities,
+                        decoder: str, video_start: float | None,
+                        video_end: float | None) -> WindowConfig:
+    """``windows`` when it can work with the op's other parameters and the backend's declared
+    ``capabilities``.
 
     :raises ValueError: naming the fix.
     """
@@ -61,18 +61,17 @@ def check_window_config(windows: WindowConfig, *, backend: str, decoder: str,
         raise ValueError(f"window_seconds decodes with {list(WINDOW_DECODERS)} only, got "
                          f"decoder={decoder!r}; use decoder: pyav")
     if video_start is not None or video_end is not None:
-        raise ValueError("window_seconds covers the whole video; drop video_start/video_end "
-                         "or window_seconds")
-    if result_store:
-        raise ValueError("result_store does not keep window captions yet; drop result_store "
-                         "or window_seconds")
-    if windows.merge_model is not None and backend not in MERGE_MODEL_BACKENDS:
-        raise ValueError(f"merge_model is supported by the {list(MERGE_MODEL_BACKENDS)} "
-                         f"backend(s), not {backend!r} (it would load a second model); drop "
-                         "merge_model to merge with the captioning model")
-    if model_params.get("video_transport") == "path":
-        raise ValueError("video_transport 'path' sends the whole file, not a window's frames; "
-                         "use video_transport: mp4 with window_seconds")
+        raise ValueError(refusal("windows", "video_range"))
+    # A backend that serves another model without loading it (another model of the same
+    # server); an in-process backend would have to load a second model: not built, refused.
+    if windows.merge_model is not None and not capabilities.merge_model:
+        raise ValueError(f"merge_model needs a backend that serves another model (openai), not "
+                         f"{backend!r} (it would load a second model); drop merge_model to "
+                         "merge with the captioning model")
+    if not capabilities.sends_frames:
+        raise ValueError(f"the {backend!r} backend as configured sends the whole file, not a "
+                         "window's frames (video_transport 'path'); use video_transport: mp4 "
+                         "with window_seconds")
     if windows.merge_prompt is not None and not windows.merge_prompt.strip():
         raise ValueError("merge_prompt is empty; give an instruction or leave it unset")
     return windows

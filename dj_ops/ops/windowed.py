@@ -32,9 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import partial
 
-from dj_ops.backends.base import CaptionBackend, CaptionRequest
+from dj_ops.backends.base import CaptionBackend, CaptionRequest, text_request
 from dj_ops.captioning.merge import MERGE_INSTRUCTION, WindowCaption, merge_prompt
-from dj_ops.captioning.records import META_KEY
+from dj_ops.captioning.records import META_KEY, WindowOutcome
 from dj_ops.captioning.requests import CaptionResult
 from dj_ops.ops.config import DecodingConfig, TextLayout
 from dj_ops.ops.pipeline import record_result, video_request
@@ -54,19 +54,39 @@ WINDOWS_FIELD_SUFFIX = "_windows"  # caption_key mode: the window captions besid
 
 
 def window_entry(window: Window, result: CaptionResult | VideoError,
-                 frames: dict | None = None) -> dict:
-    """One window's line in a record: its span, its caption (the first candidate) or error,
-    and what its frames were decoded at (``frames``: :func:`~dj_ops.video.budget.
-    frames_record`, count 0 for a window not decoded)."""
-    if isinstance(result, VideoError):
-        caption, kind, message = "", result.kind, result.message
-    elif result.ok:
-        caption, kind, message = result.candidates[0].text, "", ""
-    else:
-        caption, kind, message = "", result.error_kind, result.error_message
-    return {"start": float(window.start), "end": float(window.end), "caption": caption,
-            "error_kind": kind, "error_message": message,
+                 frames: dict | None = None) -> WindowOutcome:
+    """One window's line in a record: its span, its caption (the first candidate, as the
+    quality gate kept it) or error, its token facts and the gate's flags of each attempt, and
+    what its frames were decoded at (``frames``: :func:`~dj_ops.video.budget.frames_record`,
+    count 0 for a window not decoded)."""
+    span = {"start": float(window.start), "end": float(window.end),
             "frames": frames or frames_record((0, 0, 0), {})}
+    if isinstance(result, VideoError):
+        return WindowOutcome(**span, error_kind=result.kind, error_message=result.message)
+    first = result.candidates[0] if result.candidates else None
+    facts = {} if first is None else {
+        "generated_tokens": first.num_tokens, "hit_token_limit": first.hit_token_limit,
+        "repetition_trimmed": first.repetition_trimmed, "attempts": first.attempts}
+    if not result.ok:
+        return WindowOutcome(**span, error_kind=result.error_kind,
+                             error_message=result.error_message, **facts)
+    return WindowOutcome(**span, caption=first.text, **facts)
+
+
+def windows_frames(entries: list[WindowOutcome], frames_decoded: int) -> dict:
+    """A windowed video's own ``frames`` record: the distinct frames decoded for its windows
+    (one pass: a frame two windows share is decoded once), their size, the visual tokens of
+    all its windows and the per-window budget, and the strongest cut any window took."""
+    decoded = [e.frames for e in entries if e.frames.get("count")]
+    if not decoded:
+        return {}
+    counted = [f["visual_tokens"] for f in decoded if f.get("visual_tokens", -1) >= 0]
+    cuts = [f.get("reduced", "") for f in decoded]
+    return {"count": frames_decoded, "height": decoded[0]["height"],
+            "width": decoded[0]["width"],
+            "visual_tokens": sum(counted) if counted else -1,
+            "max_visual_tokens": decoded[0].get("max_visual_tokens", -1),
+            "reduced": next((cut for cut in ("pixels", "frames", "none") if cut in cuts), "")}
 
 
 @dataclass
@@ -75,7 +95,7 @@ class _LongVideo:
     received so far, and the times of their frames (by frame index: the record's timestamps)."""
 
     slot: VideoSlot
-    entries: list[dict | None]
+    entries: list[WindowOutcome | None]
     received: set[int] = field(default_factory=set)
     times: dict[int, float] = field(default_factory=dict)
     duration: float = 0.0
@@ -137,22 +157,26 @@ class WindowedCaptioning:
         long: list[_LongVideo] = []
         try:
             for path, stream in videos.items():
-                self._read(builder, stream, slots[path], system_prompt, pending, long)
+                self._read(builder, stream, slots[path], system_prompt, pending, long, store)
             pending.flush()
         finally:
             for stream in videos.values():
                 stream.close()
-        self._merge(builder, backend, long, gate)
+        self._merge(builder, backend, long, gate, store)
+        if store is not None:
+            store.flush()  # one transaction per micro-batch: a kill loses at most this one
 
     def _read(self, builder: SampleBuilder, stream: PartStream, slots: list[VideoSlot],
-              system_prompt: str | None, pending: _Pending, long: list[_LongVideo]) -> None:
+              system_prompt: str | None, pending: _Pending, long: list[_LongVideo],
+              store=None) -> None:
         """One video's stream, item by item (none is referenced here once read: a window's
         frames are held by its pending request alone)."""
         for item in stream:
-            self._take(builder, item, slots, system_prompt, pending, long)
+            self._take(builder, item, slots, system_prompt, pending, long, store)
 
     def _take(self, builder: SampleBuilder, item, slots: list[VideoSlot],
-              system_prompt: str | None, pending: _Pending, long: list[_LongVideo]) -> None:
+              system_prompt: str | None, pending: _Pending, long: list[_LongVideo],
+              store=None) -> None:
         """One item of a video's stream: a window, a whole (short) video, or its error."""
         if isinstance(item, WindowVideo):
             mine = [v for v in long if any(v.slot is slot for slot in slots)]
@@ -173,7 +197,7 @@ class WindowedCaptioning:
             for slot in slots:
                 builder.note_frames(slot, item)
                 pending.add(video_request(item, slot, system_prompt),
-                            partial(_whole_done, builder, slot, item))
+                            partial(_whole_done, builder, slot, item, store))
 
     @staticmethod
     def _add_window(video: _LongVideo, item: WindowVideo, system_prompt: str | None,
@@ -191,34 +215,40 @@ class WindowedCaptioning:
         pending.add(video_request(item, video.slot, system_prompt), done)
 
     def _merge(self, builder: SampleBuilder, backend: CaptionBackend, long: list[_LongVideo],
-               gate: QualityGate | None = None) -> None:
-        """Record each long video's windows, then caption it from them (one text-only call)."""
+               gate: QualityGate | None = None, store=None) -> None:
+        """Record each long video's windows and frames, then caption it from them (one
+        text-only call, through the quality gate like every window)."""
         merging, requests = [], []
         for item in long:
-            entries = item.entries
+            entries = [entry or window_entry(window, VideoError(
+                "decode_error", "the window was not decoded"))
+                for entry, window in zip(item.entries, self.job.windows(item.duration))]
             builder.set_windows(item.slot, entries)
-            captions = [WindowCaption(e["start"], e["end"], e["caption"]) for e in entries]
+            builder.set_frames(item.slot, windows_frames(entries, len(item.times)))
+            captions = [WindowCaption(e.start, e.end, e.caption) for e in entries]
             if not any(c.caption.strip() for c in captions):
                 first = entries[0]
-                builder.fail_video(item.slot, first["error_kind"] or "empty_caption",
+                builder.fail_video(item.slot, first.error_kind or "empty_caption",
                                    f"no window was captioned; window 0: "
-                                   f"{first['error_message'] or 'empty caption'}")
+                                   f"{first.error_message or 'empty caption'}")
                 continue
             merging.append(item)
-            requests.append(CaptionRequest(
-                None, {}, merge_prompt(captions, self.config.merge_prompt or MERGE_INSTRUCTION),
+            requests.append(text_request(
+                merge_prompt(captions, self.config.merge_prompt or MERGE_INSTRUCTION),
                 model=self.config.merge_model))
-        for item, result in zip(merging, generate_checked(backend, requests, gate), strict=True):
+        merged = generate_checked(backend, requests, gate, text_only=True)
+        for item, result in zip(merging, merged, strict=True):
             times = [item.times[index] for index in sorted(item.times)]
-            record_result(builder, item.slot, result, times, None)
+            record_result(builder, item.slot, result, times, store)
 
 
-def _whole_done(builder: SampleBuilder, slot: VideoSlot, video: DecodedVideo, result) -> None:
+def _whole_done(builder: SampleBuilder, slot: VideoSlot, video: DecodedVideo, store,
+                result) -> None:
     """A video no longer than one window: its one window in its record, and its caption."""
     window = Window(0, 0.0, round(video.duration, 6))
     builder.set_windows(slot, [window_entry(window, result, frames_record(
         video.frames.shape, video.frame_budget))])
-    record_result(builder, slot, result, video.timestamps, None)
+    record_result(builder, slot, result, video.timestamps, store)
 
 
 def with_windows_field(output: dict[str, list], layout: TextLayout,

@@ -75,11 +75,12 @@ class TextRowsWriter(OutputWriter):
 
     def captioned(self, row: CaptionedRow, run: RunInfo) -> list[dict]:
         layout, rows = self.layout, [row.sample] if self.policy.keep_original else []
-        for s, chosen in enumerate(row.picks):
+        for chosen in row.picks:
             captions = [texts[chosen[v]] for v, texts in enumerate(row.texts)]
             outcomes = [per_video[chosen[v]] for v, per_video in enumerate(row.outcomes)]
+            # a mode keeping every candidate gives every video of a sample the same index
             record = build_record(STATUS_CAPTIONED, run, row.prompt, outcomes,
-                                  candidate_index(self.policy.mode, s))
+                                  candidate_index(self.policy.mode, chosen[0]))
             new = self.with_record(row.sample, record)
             new[layout.text_key] = render_text(row.chunks, captions, layout.video_token,
                                                layout.eoc_token)

@@ -6,28 +6,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dj_ops.backends.base import Candidate
+from dj_ops.captioning.records import WindowOutcome
 from dj_ops.store.keys import ResultKeyer
 from dj_ops.store.sqlite_store import ResultStore
 
 
-def encode_result(candidates: list[Candidate], timestamps, frames: dict | None = None) -> dict:
-    """A result as stored: the backend's candidates (before any trimming, which is redone on
-    reuse; with the decoding path that made them and the quality gate's flags of each attempt:
-    the candidates the gate kept), the frames' timestamps and what the video was decoded at
-    (its ``frames`` record: a reused result is not decoded again)."""
-    return {"candidates": [[c.text, int(c.num_tokens), bool(c.hit_token_limit),
-                            bool(c.repetition_trimmed), c.decoding,
-                            [list(flags) for flags in c.attempts]] for c in candidates],
-            "timestamps": [float(t) for t in timestamps],
-            "frames": dict(frames or {})}
+def encode_result(candidates: list[Candidate], timestamps, frames: dict | None = None,
+                  windows=None) -> dict:
+    """A result as stored: the candidates as the quality gate kept them (a repetition loop cut,
+    with the decoding path that made them and the gate's flags of each attempt), the frames'
+    timestamps and what the video was decoded at (its ``frames`` record: a reused result is
+    not decoded again); with windows on, the video's windows (``WindowOutcome`` each)."""
+    value = {"candidates": [[c.text, int(c.num_tokens), bool(c.hit_token_limit),
+                             bool(c.repetition_trimmed), c.decoding,
+                             [list(flags) for flags in c.attempts]] for c in candidates],
+             "timestamps": [float(t) for t in timestamps],
+             "frames": dict(frames or {})}
+    if windows is not None:
+        value["windows"] = [window.stored() for window in windows]
+    return value
 
 
-def decode_result(value: dict) -> tuple[list[Candidate], list[float], dict]:
-    """The candidates, timestamps and ``frames`` record of a stored result (stores written
-    before the frame budget: no record)."""
+def decode_result(value: dict) -> tuple[list[Candidate], list[float], dict, tuple | None]:
+    """The candidates, timestamps, ``frames`` record (stores written before the frame budget:
+    none) and windows (None: stored without windows) of a stored result."""
     candidates = [Candidate(*c[:5], attempts=tuple(tuple(f) for f in c[5]) if c[5:] else ())
                   for c in value["candidates"]]  # stores written before the gate: no attempts
-    return candidates, list(value["timestamps"]), dict(value.get("frames") or {})
+    windows = value.get("windows")
+    return (candidates, list(value["timestamps"]), dict(value.get("frames") or {}),
+            None if windows is None else tuple(WindowOutcome.from_stored(w) for w in windows))
 
 
 @dataclass
@@ -58,20 +65,22 @@ class StoreSession:
                 if value is None:
                     remaining.setdefault(path, []).append(slot)
                     continue
-                candidates, timestamps, frames = decode_result(value)
+                candidates, timestamps, frames, windows = decode_result(value)
                 builder.set_candidates(slot, candidates, timestamps, from_store=True)
                 builder.set_frames(slot, frames)
+                if windows is not None:
+                    builder.set_windows(slot, windows)
                 self.reused += 1
         return remaining
 
     def add(self, slot, candidates: list[Candidate], timestamps,
-            frames: dict | None = None) -> None:
+            frames: dict | None = None, windows=None) -> None:
         """Keep a newly generated result (``frames``: its record of what the video was decoded
-        at), to be written by :meth:`flush`."""
+        at; ``windows``: its windows, with windows on), to be written by :meth:`flush`."""
         key = self.keyer.key(slot.path, slot.prompt)
         self.generated += 1
         if key:
-            self._pending[key] = encode_result(candidates, timestamps, frames)
+            self._pending[key] = encode_result(candidates, timestamps, frames, windows)
 
     def flush(self) -> None:
         """Write the kept results in one transaction."""

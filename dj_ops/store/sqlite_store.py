@@ -26,6 +26,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from dj_ops.store.keys import FORMAT_VERSION
@@ -69,10 +70,7 @@ class ResultStore:
                 self._db.execute("INSERT INTO meta VALUES (?, ?)",
                                  (VERSION_NAME, str(FORMAT_VERSION)))
             elif row[0] != str(FORMAT_VERSION):
-                raise StoreFormatError(
-                    f"the result store {self.path} was written in format version {row[0]}; "
-                    f"this dj_ops reads and writes version {FORMAT_VERSION}, whose keys differ. "
-                    "Give result_store a new path (or delete this file to caption again).")
+                raise _format_error(self.path, row[0])
 
     def _transaction(self):
         return _Transaction(self._db)
@@ -114,6 +112,34 @@ class ResultStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _format_error(path: str, found: str) -> StoreFormatError:
+    return StoreFormatError(
+        f"the result store {path} was written in format version {found}; this dj_ops reads "
+        f"and writes version {FORMAT_VERSION}, whose keys differ. Give result_store a new path "
+        "(or delete this file to caption again).")
+
+
+def check_format(path: str | os.PathLike) -> None:
+    """Refuse an existing store written in another format, reading it only: nothing is created
+    or written (the store's owner, the process that captions, opens it).
+
+    :raises StoreFormatError: naming the fix.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE name = ?", (VERSION_NAME,)).fetchone()
+    except sqlite3.OperationalError:  # no meta table yet: a store being created
+        row = None
+    finally:
+        db.close()
+    if row is not None and row[0] != str(FORMAT_VERSION):
+        raise _format_error(path, row[0])
 
 
 def _use_wal(db: sqlite3.Connection) -> None:

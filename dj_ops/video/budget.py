@@ -32,12 +32,22 @@ from dj_ops.video.windows import PartsPlan, Window
 TokenCount = Callable[[int, int, int], int]
 
 
+def vision_tokens(frames: int, height: int, width: int, factor: int, temporal: int) -> int:
+    """Qwen-VL's count, the one formula (the adapters' ``qwen_video_tokens`` and the budget use
+    it): one token per ``factor`` x ``factor`` patch (patch size times the 2x2 merge: 28 for
+    Qwen2.5-VL, 32 for Qwen3-VL) per ``temporal`` frames (rounded up).
+
+    >>> vision_tokens(5, 256, 320, 32, 2)
+    240
+    """
+    return -(-frames // temporal) * (height // factor) * (width // factor)
+
+
 def qwen_visual_tokens(settings: FrameSettings) -> TokenCount:
-    """Qwen-VL's count: one token per ``size_factor`` x ``size_factor`` patch (patch size times
-    the 2x2 merge: 28 for Qwen2.5-VL, 32 for Qwen3-VL) per ``temporal_factor`` frames."""
+    """:func:`vision_tokens` with ``settings``' patch and temporal factors."""
     def count(frames: int, height: int, width: int) -> int:
-        groups = -(-frames // settings.temporal_factor)
-        return groups * (height // settings.size_factor) * (width // settings.size_factor)
+        return vision_tokens(frames, height, width, settings.size_factor,
+                             settings.temporal_factor)
     return count
 
 

@@ -24,7 +24,7 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FrameSettings:
     """How to pick and resize the frames of one video.
 

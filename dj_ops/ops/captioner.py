@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from dj_ops.backends.base import CaptionBackend
 from dj_ops.backends.streaming import is_streaming
+from dj_ops.lifetime import guard_op_process, results_kept
 from dj_ops.ops.config import CaptionConfig
 from dj_ops.ops.cpu_threads import generation_threads, intra_op_threads
 from dj_ops.ops.frame_budget import FrameBudget
@@ -83,6 +84,7 @@ class Captioner:
         """Build the backend, the decoding source and the thread counts (once)."""
         if self.ready:
             return self
+        guard_op_process()  # a worker of the job: ends with it, stops cleanly on SIGTERM
         decoding = self.config.decoding
         self.backend = self.load_backend(placement.rank, placement.on_gpu)
         self.frames = sized_frames(self.config.frames, self.backend)
@@ -130,7 +132,7 @@ class Captioner:
                                 windowed=self.windows is not None)
         decoding, system_prompt = config.decoding, config.layout.system_prompt
         frames = self.budget.for_prompts(slot.prompt for slot in builder.video_slots())
-        with intra_op_threads(self.threads):
+        with intra_op_threads(self.threads), results_kept(self.store):
             if self.windows is not None:  # every backend: micro-batches (ops/windowed.py)
                 caption_batch(builder, self.backend, self.source, self.windows.budgeted(frames),
                               batch_size=config.model.batch_size, prefetch=decoding.prefetch,

@@ -19,6 +19,7 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 
 from dj_ops.backends.base import BACKENDS, build_backend
 from dj_ops.backends.streaming import DEFAULT_MAX_IN_FLIGHT
+from dj_ops.lifetime import children_end_with_this_process
 from dj_ops.ops.captioner import Captioner, ProcessPlacement
 from dj_ops.ops.config import (
     DEFAULT_MODEL,
@@ -277,6 +278,7 @@ class VLMVideoCaptioningMapper(Mapper):
         check_choice("backend", backend, BACKENDS)
         kwargs = data_juicer_resources(backend, enable_vllm, generation_batch_size, kwargs)
         super().__init__(*args, **kwargs)
+        children_end_with_this_process()  # the workers Data-Juicer forks end with this process
         self.config = parse_config(
             backend=backend, model=hf_model, caption_num=caption_num,
             output=OutputPolicy(keep_candidate_mode, keep_original_sample, caption_key, on_error),

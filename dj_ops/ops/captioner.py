@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 
 from dj_ops.backends.base import CaptionBackend
 from dj_ops.backends.streaming import is_streaming
-from dj_ops.lifetime import guard_op_process, results_kept
 from dj_ops.ops.config import CaptionConfig
 from dj_ops.ops.cpu_threads import generation_threads, intra_op_threads
 from dj_ops.ops.frame_budget import FrameBudget
@@ -29,6 +28,8 @@ from dj_ops.ops.sample_builder import SampleBuilder
 from dj_ops.ops.streaming import caption_with_engine
 from dj_ops.ops.structured_config import output_key
 from dj_ops.ops.windowed import WindowedCaptioning, with_windows_field
+from dj_ops.runtime.lifetime import guard_op_process, results_kept
+from dj_ops.runtime.progress import VideoProgress, videos_in_batch
 from dj_ops.store import ResultKeyer, ResultStore, model_identity
 from dj_ops.store.session import StoreSession
 from dj_ops.video.decoders import cores_per_process, open_decode_source
@@ -57,14 +58,18 @@ class Captioner:
     :param config: the op's parsed parameters.
     :param load_backend: ``(rank, on_gpu) -> CaptionBackend`` (Data-Juicer's ``get_model``).
     :param name: the op's name, in log lines.
+    :param progress_board: where this process reports its progress per video (the job's
+        ``ProgressBoard``; None: it logs its own lines).
     """
 
     def __init__(self, config: CaptionConfig,
-                 load_backend: Callable[[int | None, bool], CaptionBackend], name: str):
+                 load_backend: Callable[[int | None, bool], CaptionBackend], name: str,
+                 progress_board: str | None = None):
         self.config = config
         self.load_backend = load_backend
         self.name = name
         self.outcomes = OutcomeLog(name)
+        self.progress = VideoProgress(name, progress_board)
         self.backend: CaptionBackend | None = None
         self.frames = config.frames
         self.source = None
@@ -129,7 +134,7 @@ class Captioner:
             raise RuntimeError("Captioner.setup() must run before caption()")
         config = self.config
         builder = SampleBuilder(samples, config.layout, config.structured,
-                                windowed=self.windows is not None)
+                                windowed=self.windows is not None, on_video=self.progress.video)
         decoding, system_prompt = config.decoding, config.layout.system_prompt
         frames = self.budget.for_prompts(slot.prompt for slot in builder.video_slots())
         with intra_op_threads(self.threads), results_kept(self.store):
@@ -152,6 +157,7 @@ class Captioner:
         if self.windows is not None and config.output.caption_key:
             output = with_windows_field(output, config.layout, config.output.caption_key)
         self.outcomes.add_batch(records)
+        self.progress.batch_done(videos_in_batch(samples, config.layout.video_key))
         return output
 
     def close(self) -> None:
@@ -164,3 +170,4 @@ class Captioner:
         if source is not None:
             source.close()
             self.outcomes.log_total()
+            self.progress.close()

@@ -9,6 +9,7 @@ of it, or per ``on_error`` the original with an error record. Every input row is
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from data_juicer.ops.base_op import convert_dict_list_to_list_dict
@@ -32,6 +33,7 @@ from dj_ops.captioning.text import (
 from dj_ops.ops.config import OutputPolicy, TextLayout
 from dj_ops.ops.structured_config import ERROR_INVALID_JSON, StructuredConfig
 from dj_ops.ops.writers import CaptionedRow, OutputWriter, writer_for
+from dj_ops.runtime.progress import CAPTIONED, FAILED, REUSED
 from dj_ops.video.budget import frames_record
 from dj_ops.video.decode import DecodedVideo
 
@@ -80,7 +82,9 @@ class SampleBuilder:
     """Collects one batch's captions and failures, then builds the output batch."""
 
     def __init__(self, samples: dict, layout: TextLayout,
-                 structured: StructuredConfig | None = None, windowed: bool = False):
+                 structured: StructuredConfig | None = None, windowed: bool = False,
+                 on_video: Callable[[str], None] = lambda outcome: None):
+        self.on_video = on_video  # told as each video finishes (dj_ops.runtime.progress)
         self.keys = list(samples.keys())
         self.layout = layout
         self.structured = structured  # caption_format json: candidates are JSON documents
@@ -133,6 +137,7 @@ class SampleBuilder:
         row.failures[slot.video] = VideoOutcome(
             slot.path, error_kind=kind, error_message=message,
             windows=self._windows(row, slot.video))
+        self.on_video(FAILED)
 
     def note_frames(self, slot: VideoSlot, video: DecodedVideo) -> None:
         """What the slot's decoded ``video`` holds, for its record (``frames``)."""
@@ -152,6 +157,7 @@ class SampleBuilder:
         # a JSON document is never cut (the cut would break it; the grammar bounds it)
         kept = candidates if self.structured else [_without_loop(c) for c in candidates]
         self.rows[slot.row].candidates[slot.video] = (kept, tuple(timestamps), from_store)
+        self.on_video(REUSED if from_store else CAPTIONED)
 
     def build(self, run: RunInfo, policy: OutputPolicy,
               rng: random.Random) -> tuple[dict, list[dict | None]]:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 
-from dj_ops.lifetime import die_with_parent
+from dj_ops.runtime.lifetime import die_with_parent
 from dj_ops.video.decode import DecodedVideo
 from dj_ops.video.decode_process import POOL_WORKER, decoding_as
 from dj_ops.video.errors import DECODE_ERROR, VideoError
@@ -97,7 +97,7 @@ def serve(fd: int, parent_pid: int) -> None:
     """The worker's loop (child side), on the connected socket ``fd``. It ends with its parent
     ``parent_pid``, whatever ends it (the parent's end of the socket reaches end of file only
     once every process holding it has ended, and not while a video is decoding)."""
-    die_with_parent(parent_pid)  # the pool's scheduler thread started it: see dj_ops.lifetime
+    die_with_parent(parent_pid)  # started by the pool's scheduler thread: dj_ops.runtime.lifetime
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.nice(DECODE_NICENESS)
     conn = Connection(fd)

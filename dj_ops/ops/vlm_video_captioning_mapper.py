@@ -337,8 +337,8 @@ class VLMVideoCaptioningMapper(Mapper):
             finally:
                 self._progress_board = None
                 self.close()
-        run.finish(log_run_outcomes(OP_NAME, dataset, target,
-                                    self.config.output.on_error == "drop"))
+        log_run_outcomes(OP_NAME, dataset, target, self.config.output.on_error == "drop")
+        run.finish(dataset, Fields.meta)
         return dataset
 
     def close(self) -> None:

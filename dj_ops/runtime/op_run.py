@@ -18,7 +18,7 @@ import time
 
 from loguru import logger
 
-from dj_ops.captioning.summary import OutcomeSummary
+from dj_ops.captioning.summary import record_of
 from dj_ops.runtime.lifetime import JobStopped, stop_on_signals, stop_requested
 from dj_ops.runtime.progress import ProgressBoard, count_videos
 from dj_ops.runtime.run_summary import (
@@ -79,9 +79,11 @@ class OpRun:
             raise KeyboardInterrupt from None
         raise JobStopped(signal.Signals[stop]) from None
 
-    def finish(self, outcomes: OutcomeSummary) -> RunTotals:
-        """The run ended: its totals; with an exporter, printed when the process exits."""
-        totals = RunTotals.of(outcomes, self.seconds)
+    def finish(self, dataset, meta_field: str) -> RunTotals:
+        """The run ended with ``dataset`` (its rows' records under ``meta_field``): its totals;
+        with an exporter, printed when the process exits."""
+        rows = dataset.select_columns([meta_field]) if meta_field in dataset.column_names else []
+        totals = RunTotals.of((record_of(row, meta_field) for row in rows), self.seconds)
         if self.target is not None:
             note = "records in it" if self.target.keeps_meta else (
                 f"records in {self.target.stats_path}" if self.target.stats_path

@@ -5,10 +5,11 @@ what the result store kept. Pure text from counts (printing is the caller's)."""
 from __future__ import annotations
 
 import os
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dj_ops.captioning.records import STATUS_CAPTIONED, STATUS_ERROR
-from dj_ops.captioning.summary import OutcomeSummary
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class RunTotals:
     :param failed: output rows with an error record.
     :param videos: videos captioned; ``reused`` of them came from the result store.
     :param seconds: the run's wall time (the model's loading included).
+    :param error_kinds: failed videos per error kind.
     """
 
     captioned: int
@@ -29,10 +31,31 @@ class RunTotals:
     error_kinds: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, outcomes: OutcomeSummary, seconds: float) -> RunTotals:
-        return cls(outcomes.by_status[STATUS_CAPTIONED], outcomes.by_status[STATUS_ERROR],
-                   outcomes.videos_captioned, outcomes.videos_from_store, seconds,
-                   dict(sorted(outcomes.error_kinds.items())))
+    def of(cls, records: Iterable[dict | None], seconds: float) -> RunTotals:
+        """The totals of output rows, given each row's record (None: no record). A video
+        counts once however many candidates list it: in ``all`` mode a caption field's record
+        lists each candidate, and each further candidate's row has ``candidate_index`` > 0.
+
+        >>> v = {"path": "a.mp4", "from_store": True}
+        >>> RunTotals.of([{"status": "captioned", "videos": [v, v]}, None], 2.0).reused
+        1
+        """
+        captioned = failed = videos = reused = 0
+        kinds: Counter = Counter()
+        for record in records:
+            if not record:
+                continue
+            if record["status"] == STATUS_ERROR:
+                failed += 1
+                kinds.update(v["error_kind"] for v in record.get("videos") or [])
+                continue
+            captioned += record["status"] == STATUS_CAPTIONED
+            if record.get("candidate_index", -1) > 0:
+                continue
+            by_path = {v["path"]: bool(v.get("from_store")) for v in record.get("videos") or []}
+            videos += len(by_path)
+            reused += sum(by_path.values())
+        return cls(captioned, failed, videos, reused, seconds, dict(sorted(kinds.items())))
 
     @property
     def videos_per_second(self) -> float:

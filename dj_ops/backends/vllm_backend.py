@@ -24,7 +24,7 @@ from loguru import logger
 
 from dj_ops.adapters import resolve_adapter
 from dj_ops.backends.base import BackendConfig, CaptionBackend, CaptionRequest, request_config
-from dj_ops.backends.engine_watchdog import watch
+from dj_ops.backends.engine_watchdog import watch_engine
 from dj_ops.backends.streaming import StreamingBackend, StreamSession
 from dj_ops.backends.vllm_requests import (
     check_vllm_config,
@@ -164,8 +164,9 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
 
     def _build_engine(self):
         """A new engine, with a watchdog that kills its processes if this one ends abruptly."""
-        llm = vllm.LLM(**self.engine_kwargs)
-        watch([process.pid for process in _engine_processes(llm)])
+        with watch_engine() as watchdog:  # started before the engine: covers its start too
+            llm = vllm.LLM(**self.engine_kwargs)
+            watchdog.engine_started([process.pid for process in _engine_processes(llm)])
         return llm
 
 

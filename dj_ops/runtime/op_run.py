@@ -94,5 +94,10 @@ class OpRun:
 
     def _print_at_exit(self, lines: list[str]) -> None:
         block = "\n".join([f"== {self.name} ==", *lines])
-        # the real stderr: Data-Juicer redirects sys.stderr into its logger
-        atexit.register(lambda: print(block, file=sys.__stderr__, flush=True))
+
+        def print_block() -> None:
+            logger.complete()  # Data-Juicer's log lines still queued come first
+            # the real stderr: Data-Juicer redirects sys.stderr into its logger
+            print(block, file=sys.__stderr__, flush=True)
+
+        atexit.register(print_block)

@@ -84,9 +84,15 @@ def videos_in_batch(samples: dict[str, list], video_key: str) -> int:
 
 
 def _address() -> str:
-    """A fresh socket address: Linux's abstract namespace (no file to clean up), else a path."""
+    """A fresh socket address: ``@name`` in Linux's abstract namespace (no file to clean up),
+    else a path."""
     name = f"dj_ops-progress-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    return "\0" + name if sys.platform.startswith("linux") else os.path.join("/tmp", name)
+    return "@" + name if sys.platform.startswith("linux") else os.path.join("/tmp", name)
+
+
+def _socket_address(address: str) -> str:
+    """What ``bind``/``sendto`` take: an abstract address starts with a NUL byte."""
+    return "\0" + address[1:] if address.startswith("@") else address
 
 
 class VideoProgress:
@@ -143,7 +149,8 @@ class VideoProgress:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._socket.settimeout(SEND_TIMEOUT_S)
         try:
-            self._socket.sendto(json.dumps(asdict(self.counts)).encode(), self.board)
+            self._socket.sendto(json.dumps(asdict(self.counts)).encode(),
+                                _socket_address(self.board))
         except OSError:  # the board is gone or busy: the next message carries these counts
             pass
 
@@ -173,7 +180,7 @@ class ProgressBoard:
         self.by_process: dict[int, Counts] = {}
         self.address = _address()
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind(self.address)
+        self._socket.bind(_socket_address(self.address))
         self._socket.settimeout(0.5)
         self._started = self._last_line = clock()
         self._closed = threading.Event()
@@ -199,7 +206,7 @@ class ProgressBoard:
         self._closed.set()
         self._thread.join()
         self._socket.close()
-        if self.address.startswith("/"):
+        if not self.address.startswith("@"):
             os.unlink(self.address)
         if self._bar is not None:
             self._bar.close()

@@ -133,3 +133,12 @@ def test_dj_process_shows_the_sum_of_its_workers_and_ends_with_what_happened(tmp
         f"store: {store} (0 videos reused from it, 5 generated)",
         "errors: missing_file 1 (each failed row's __dj__meta__ says why)",
         f"output: {tmp_path / 'out' / 'out.jsonl'} (records in it)"]
+
+
+def test_the_examples_in_the_runtime_modules_hold():
+    import doctest
+
+    from dj_ops.runtime import progress, run_summary
+
+    for module in (progress, run_summary):
+        assert doctest.testmod(module).failed == 0

@@ -24,6 +24,7 @@ from dj_ops.runtime.progress import ProgressBoard, count_videos
 from dj_ops.runtime.run_summary import (
     RunTotals,
     count_stored,
+    failure_lines,
     stop_lines,
     summary_lines,
 )
@@ -66,8 +67,13 @@ class OpRun:
     def __exit__(self, kind, error, traceback) -> bool:
         self._signals.__exit__(kind, error, traceback)
         self.board.close()
-        stop = stop_requested(error) if error is not None else None
-        if stop is None:
+        if error is None:
+            return False
+        stop = stop_requested(error)
+        if stop is None:  # failed: the error first, then what the store kept
+            if self.target is not None:
+                self._print_at_exit(failure_lines(error, self.seconds, self.store,
+                                                  count_stored(self.store), self._stored_before))
             return False
         lines = stop_lines(stop, self.seconds, self.store, count_stored(self.store),
                            self._stored_before)

@@ -103,6 +103,22 @@ this run)'
             "run the same command again to resume: stored videos are not captioned again"]
 
 
+def failure_lines(error: BaseException, seconds: float, store: str | None, stored: int,
+                  stored_before: int) -> list[str]:
+    """The end of a run that failed: the error (its message names the fix where it is ours),
+    and what the result store kept.
+
+    >>> failure_lines(ValueError("bad"), 2.0, None, 0, 0)
+    ['failed after 2.0 s: ValueError: bad']
+    """
+    lines = [f"failed after {round(seconds, 1)} s: {type(error).__name__}: {error}"]
+    if store is not None:
+        lines.append(f"the result store {store} holds {stored} results "
+                     f"({stored - stored_before} written by this run): the same command, once "
+                     "fixed, resumes from it")
+    return lines
+
+
 def count_stored(path: str | os.PathLike | None) -> int:
     """Results in the result store at ``path`` (0 when there is none yet)."""
     if path is None or not os.path.exists(path):

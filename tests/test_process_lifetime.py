@@ -128,6 +128,39 @@ def test_multiprocessing_children_die_with_their_killed_parent():
         kill_all(parent, children)
 
 
+GRANDCHILD = """
+import multiprocessing, sys, time
+from dj_ops.runtime.lifetime import children_end_with_this_process
+
+def grandchild():
+    time.sleep(120)
+
+def child(queue):  # as a Data-Juicer worker forking a vLLM engine core
+    forked = multiprocessing.Process(target=grandchild)
+    forked.start()
+    queue.put((multiprocessing.current_process().pid, forked.pid))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    children_end_with_this_process()
+    queue = multiprocessing.Queue()
+    multiprocessing.Process(target=child, args=(queue,)).start()
+    print(*queue.get(), flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_child_of_a_child_dies_with_its_own_killed_parent():
+    """The hook is inherited through forks and arms each generation against its own parent."""
+    parent, [child, grandchild] = start(GRANDCHILD)
+    try:
+        subprocess.run(["kill", "-9", str(child)], check=True)
+        assert wait_until(lambda: not alive(grandchild))
+        assert parent.poll() is None
+    finally:
+        kill_all(parent, [child, grandchild])
+
+
 MAIN = """
 import ctypes, signal, sys
 from dj_ops.runtime.lifetime import children_end_with_this_process, guard_op_process

@@ -52,7 +52,8 @@ POLL_S = 0.25  # a child that cannot use the death signal checks its parent this
 # exit status of a child whose parent was gone before its death signal was armed
 PARENT_GONE_STATUS = 128 + signal.SIGKILL
 
-_state = {"guarded": False, "hooks": False, "fork_from_main_thread": True, "stop": None}
+# "guarded": the pid of the process that armed itself (a forked child inherits this dict)
+_state = {"guarded": 0, "hooks": False, "fork_from_main_thread": True, "stop": None}
 
 
 class JobStopped(SystemExit):
@@ -126,9 +127,9 @@ def _note_forking_thread() -> None:
 
 def _after_fork_in_child(_anchor) -> None:
     parent = _parent_pid()
-    if parent is not None and not _state["guarded"]:
+    if parent is not None and _state["guarded"] != os.getpid():
         die_with_parent(parent, death_signal=_state["fork_from_main_thread"])
-        _state["guarded"] = True
+        _state["guarded"] = os.getpid()
 
 
 class _Anchor:
@@ -167,9 +168,9 @@ def guard_op_process() -> bool:
     parent = _parent_pid()
     if parent is None or threading.current_thread() is not threading.main_thread():
         return False
-    if not _state["guarded"]:  # started by spawn: no after-fork hook ran here
+    if _state["guarded"] != os.getpid():  # started by spawn: no after-fork hook ran here
         die_with_parent(parent)
-        _state["guarded"] = True
+        _state["guarded"] = os.getpid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_once)
     return True

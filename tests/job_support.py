@@ -65,7 +65,8 @@ class Job:
     proc: subprocess.Popen
     log: Path
     seen: dict[int, psutil.Process] = field(default_factory=dict)
-    commands: dict[int, str] = field(default_factory=dict)
+    commands: dict[int, str] = field(default_factory=dict)  # pid -> "name: command line"
+    parents: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def start(cls, args: list[str], log: Path) -> Job:
@@ -85,7 +86,8 @@ class Job:
             if child.pid not in self.seen:
                 self.seen[child.pid] = child
                 try:
-                    self.commands[child.pid] = " ".join(child.cmdline())
+                    self.commands[child.pid] = f"{child.name()}: {' '.join(child.cmdline())}"
+                    self.parents[child.pid] = child.ppid()
                 except psutil.Error:
                     self.commands[child.pid] = ""
 
@@ -117,6 +119,13 @@ class Job:
             found.add("decode_worker" if "dj_ops.video.worker" in command else
                       "engine_watchdog" if "engine_watchdog" in command else "python")
         return found
+
+    def forked_by_workers(self) -> list[int]:
+        """Processes forked (same command line) by a process forked by the main one: with the
+        vllm backend, the engine core a Data-Juicer worker forked."""
+        workers = {pid for pid, parent in self.parents.items() if parent == self.proc.pid}
+        return [pid for pid, parent in self.parents.items()
+                if parent in workers and "dj-process" in self.commands[pid]]
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -95,12 +95,16 @@ def publish_note(check: dict[str, Any]) -> str:
     """How a ratio is to be read, by its :func:`load_check`.
 
     >>> publish_note(load_check([6.0], cores=2))
-    'NOT PUBLISHABLE: load average up to 6.0 on 2 cores (quiet: at most 3.0)'
+    'NOT PUBLISHABLE: load average 6.0 on 2 cores (quiet: at most 3.0)'
+    >>> publish_note(load_check([1.0, 2.0], cores=2))
+    'load average 1.5 (at most 2.0) on 2 cores'
     """
+    mean, highest = check["load_avg_1m_mean"], check["load_avg_1m_max"]
+    load = f"load average {mean}" + (f" (at most {highest})" if highest != mean else "")
     if check["publishable"]:
-        return f"load average up to {check['load_avg_1m_max']} on {check['cores']} cores"
-    return (f"NOT PUBLISHABLE: load average up to {check['load_avg_1m_max']} on "
-            f"{check['cores']} cores (quiet: at most {check['quiet_load_limit']})")
+        return f"{load} on {check['cores']} cores"
+    return f"NOT PUBLISHABLE: {load} on {check['cores']} cores (quiet: at most " \
+           f"{check['quiet_load_limit']})"
 
 
 def machine() -> dict[str, Any]:

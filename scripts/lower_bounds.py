@@ -75,7 +75,7 @@ def link_shared(report: dict, site: Path) -> list[str]:
         if not same:
             missing.append(f"{meta['name']}=={meta['version']}")
             continue
-        for entry in top_level_entries(meta["name"]):
+        for entry in top_level_entries(meta["name"]) - {"__pycache__"}:
             target = site / entry
             if (base / entry).exists() and not target.exists():
                 os.symlink(base / entry, target)

@@ -66,7 +66,6 @@ class Job:
     log: Path
     seen: dict[int, psutil.Process] = field(default_factory=dict)
     commands: dict[int, str] = field(default_factory=dict)  # pid -> "name: command line"
-    parents: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def start(cls, args: list[str], log: Path) -> Job:
@@ -83,13 +82,11 @@ class Job:
         except psutil.NoSuchProcess:
             return
         for child in children:
-            if child.pid not in self.seen:
-                self.seen[child.pid] = child
-                try:
-                    self.commands[child.pid] = f"{child.name()}: {' '.join(child.cmdline())}"
-                    self.parents[child.pid] = child.ppid()
-                except psutil.Error:
-                    self.commands[child.pid] = ""
+            self.seen.setdefault(child.pid, child)
+            try:  # the latest: vLLM renames its engine core (setproctitle) once started
+                self.commands[child.pid] = f"{child.name()}: {' '.join(child.cmdline())}"
+            except psutil.Error:
+                self.commands.setdefault(child.pid, "")
 
     def follow_until(self, condition, timeout_s: float = 900.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -119,13 +116,6 @@ class Job:
             found.add("decode_worker" if "dj_ops.video.worker" in command else
                       "engine_watchdog" if "engine_watchdog" in command else "python")
         return found
-
-    def forked_by_workers(self) -> list[int]:
-        """Processes forked (same command line) by a process forked by the main one: with the
-        vllm backend, the engine core a Data-Juicer worker forked."""
-        workers = {pid for pid, parent in self.parents.items() if parent == self.proc.pid}
-        return [pid for pid, parent in self.parents.items()
-                if parent in workers and "dj-process" in self.commands[pid]]
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -168,7 +168,8 @@ class ProgressBoard:
     :param name: the op's name, in the bar and the lines.
     :param total: videos in the job (None: unknown).
     :param on_update: called with each process's :class:`Counts` as they arrive (tests).
-    :param terminal: show a bar (default: when stderr is a terminal); else log a line every
+    :param terminal: show a bar (default: when the process's real stderr is a terminal;
+        ``dj-process`` replaces ``sys.stderr`` with its logger); else log a line every
         ``every_s`` seconds and one at the end.
     """
 
@@ -184,8 +185,9 @@ class ProgressBoard:
         self._socket.settimeout(0.5)
         self._started = self._last_line = clock()
         self._closed = threading.Event()
-        self._bar = self._open_bar() if (sys.stderr.isatty() if terminal is None
-                                         else terminal) else None
+        if terminal is None:
+            terminal = sys.__stderr__ is not None and sys.__stderr__.isatty()
+        self._bar = self._open_bar() if terminal else None
         self._thread = threading.Thread(target=self._receive, daemon=True,
                                         name="dj_ops-progress")
         self._thread.start()
@@ -217,7 +219,7 @@ class ProgressBoard:
         from tqdm import tqdm
 
         return tqdm(total=self.total, desc=f"{self.name} videos", unit="video", leave=True,
-                    dynamic_ncols=True)
+                    dynamic_ncols=True, file=sys.__stderr__)
 
     def _receive(self) -> None:
         while not self._closed.is_set():

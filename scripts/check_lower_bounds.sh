@@ -26,6 +26,7 @@ mapfile -t differ < <("$BASE/bin/python" scripts/lower_bounds.py link "$report" 
 echo "installed in $VENV (the rest linked from $BASE): ${differ[*]}"
 # --target: pip writes there and never touches the base venv
 "$BASE/bin/python" -m pip install --quiet --no-deps --target "$site" "${differ[@]}"
+PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$VENV/bin/python" scripts/lower_bounds.py scripts
 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$VENV/bin/python" scripts/versions.py
 # shellcheck disable=SC2086
 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$VENV/bin/python" -m pytest -q -p no:cacheprovider $TESTS

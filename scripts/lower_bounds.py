@@ -10,7 +10,9 @@ empty venv) every package the resolution shares with this environment, file tree
 tree, and print ``name==version`` of the others, to be installed there. The new venv then holds
 exactly the resolution (no package of the base that the resolution lacks: transformers 5.0
 breaks on the ``kernels`` package that 5.25 brings) at the cost of the few packages that differ.
-``scripts/check_lower_bounds.sh`` does both.
+``python scripts/lower_bounds.py scripts`` (run by the new venv's python, once it holds the
+packages): its console scripts (``dj-process``, ...), which the tests run.
+``scripts/check_lower_bounds.sh`` does all three.
 """
 
 from __future__ import annotations
@@ -82,8 +84,30 @@ def link_shared(report: dict, site: Path) -> list[str]:
     return missing
 
 
+def write_console_scripts(bin_dir: Path, pyproject: Path) -> list[str]:
+    """Console scripts in ``bin_dir`` for this interpreter: every ``console_scripts`` entry
+    point it sees, and the project's own (``[project.scripts]``; the project is not installed
+    there, the tests import it from the checkout)."""
+    from importlib.metadata import entry_points
+
+    targets = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
+    targets.update(tomllib.loads(pyproject.read_text())["project"].get("scripts", {}))
+    for name, target in targets.items():
+        module, _, attributes = target.partition(":")
+        script = bin_dir / name
+        script.write_text(
+            f"#!{sys.executable}\nimport sys\nfrom importlib import import_module\n"
+            f"target = import_module({module.strip()!r})\n"
+            f"for name in {attributes.split('[')[0].strip()!r}.split('.'):\n"
+            "    target = getattr(target, name)\nsys.exit(target())\n")
+        script.chmod(0o755)
+    return sorted(targets)
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["link"]:
+    if sys.argv[1:2] == ["scripts"]:
+        write_console_scripts(Path(sys.executable).parent, ROOT / "pyproject.toml")
+    elif sys.argv[1:2] == ["link"]:
         report_path, site_path = sys.argv[2:4]
         for line in link_shared(json.loads(Path(report_path).read_text()), Path(site_path)):
             print(line)

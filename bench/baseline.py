@@ -14,12 +14,13 @@ template.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from data_juicer.utils.model_utils import get_model
 from transformers import AutoProcessor
 
+from bench.workload import PROMPT
 from dj_ops.captioning.requests import CaptionRequest
 from dj_ops.video import decode_video
 
@@ -36,17 +37,19 @@ class BaselineCaption:
 class SequentialBaseline:
     """One video at a time: decode, one processor call, ``generate`` once per candidate."""
 
-    def __init__(self, op):
-        """Stock processor and model for the op's checkpoint; the op's settings and prompt."""
+    def __init__(self, op, workload):
+        """Stock processor and model for the op's checkpoint; the workload's settings and
+        prompt (the op's public parameters); the op's loaded backend for the chat template
+        and ``generate`` settings it resolved."""
         self.backend = get_model(op.model_key, None, op.use_cuda())
         checkpoint = self.backend.config.model
         self.processor = AutoProcessor.from_pretrained(checkpoint)
         op_model = self.backend.model
         self.model = type(op_model).from_pretrained(checkpoint, dtype=op_model.dtype)
         self.model.to(op_model.device).eval()
-        self.frame_settings = replace(op.config.frames, size_factor=self.backend.size_factor)
-        self.caption_num = op.config.model.num_candidates
-        self.prompt = op.config.layout.default_prompt
+        self.frame_settings = workload.frame_settings(self.backend.size_factor)
+        self.caption_num = workload.caption_num
+        self.prompt = PROMPT
         # Data-Juicer's op asks for one sequence per call and loops over candidates.
         self.generate_kwargs = {**self.backend.generate_kwargs, "num_return_sequences": 1}
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from bench.measure import rate, save, spread, stopwatch
+from bench.measure import load_check, load_now, publish_note, rate, save, spread, stopwatch
 from dj_ops.backends.base import BackendConfig, CaptionRequest
 from dj_ops.backends.grammar import compile_json_schema, json_logits_processors
 from dj_ops.backends.transformers_backend import TransformersBackend
@@ -131,8 +131,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--free-tokens", type=int, default=400)
     args = parser.parse_args()
+    loads = [load_now()]
     with tempfile.TemporaryDirectory() as folder:
         result = measure(args.rounds, args.free_tokens, Path(folder))
+    result["load"] = load_check([*loads, load_now()])  # before and after: beside the ratios
     path = save("constrained_decoding", result)
     for mode, entry in result["modes"].items():
         line = f"{mode:>10}: {entry['tokens_per_cpu_s']:7.1f} tokens/CPU-s"
@@ -143,6 +145,7 @@ def main() -> None:
                      f", strictly valid {v['strict']}/{v['documents']}"
                      f", leniently valid {v['lenient']}/{v['documents']}")
         print(line)
+    print(publish_note(result["load"]))
     print(f"saved {path}")
 
 

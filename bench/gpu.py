@@ -21,7 +21,7 @@ from bench.flops import VideoPrompt, caption_flops, peak_bf16_tflops
 from bench.measure import rate, save, timed
 from bench.model_shapes import SHAPES, build_shaped_checkpoint
 from bench.throughput import Runner
-from bench.workload import Workload, request_paths
+from bench.workload import PROMPT, Workload, request_paths
 from dj_ops.captioning.requests import CaptionRequest
 from dj_ops.video import decode_video
 
@@ -34,8 +34,7 @@ def video_prompts(runner: Runner, paths: list[str]) -> dict[str, VideoPrompt]:
     prompts = {}
     for source in {str(Path(p).resolve()) for p in paths}:
         video = decode_video(source, runner.frame_settings)
-        request = CaptionRequest(video.frames, video.transformers_metadata(),
-                                 runner.op.config.layout.default_prompt)
+        request = CaptionRequest(video.frames, video.transformers_metadata(), PROMPT)
         inputs = backend.encode([request])
         t, h, w = inputs["video_grid_thw"][0].tolist()
         prompts[source] = VideoPrompt(t, h, w, int(inputs["input_ids"].shape[1]))
@@ -69,7 +68,7 @@ def measure_mode(runner: Runner, mode: str, paths: list[str], flops_per_video: d
 
 def run(workload: Workload, shape: dict, baseline_requests: int, peak: float | None) -> dict:
     """Op then baseline (on the first ``baseline_requests`` videos) over ``workload``."""
-    runner = Runner(workload)
+    runner = Runner(workload, threads=torch.get_num_threads())  # on a GPU threads hardly matter
     paths = request_paths(workload.requests)
     prompts = video_prompts(runner, paths)
     flops = {source: caption_flops(shape, prompt, workload.caption_num, workload.new_tokens)

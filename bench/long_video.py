@@ -33,7 +33,7 @@ from pathlib import Path
 
 import av
 
-from bench.measure import save, spread
+from bench.measure import load_check, load_now, publish_note, save, spread
 from dj_ops.testing.clips import make_clip
 from dj_ops.video.decode import decode_video
 from dj_ops.video.decode_windows import WindowedFrames, stream_windowed
@@ -44,10 +44,10 @@ JOB = WindowedFrames(FrameSettings(fps=1.0, max_frames=32, size_factor=32), 60.0
 VARIANTS = ("one_pass", "separate_clips", "per_window")
 
 
-def cut(path: Path, folder: Path) -> list[str]:
+def cut(path: Path, folder: Path, seconds: int = SECONDS) -> list[str]:
     """The windows of ``path`` as separate files, re-encoded (frames inside each window)."""
     clips = []
-    for window in JOB.windows(SECONDS):
+    for window in JOB.windows(seconds):
         out = folder / f"window{window.index:02d}.mp4"
         with av.open(str(path)) as source, av.open(str(out), "w") as sink:
             stream = sink.add_stream("libx264", rate=FPS)
@@ -65,7 +65,7 @@ def cut(path: Path, folder: Path) -> list[str]:
     return clips
 
 
-def decode_variant(variant: str, path: str, clips: list[str]) -> int:
+def decode_variant(variant: str, path: str, clips: list[str], seconds: int = SECONDS) -> int:
     """Every window's frames the ``variant`` way; the frames obtained."""
     if variant == "one_pass":
         return sum(len(window.frames) for window in stream_windowed(path, JOB))
@@ -73,35 +73,36 @@ def decode_variant(variant: str, path: str, clips: list[str]) -> int:
         return sum(len(decode_video(clip, JOB.frames).frames) for clip in clips)
     return sum(len(decode_video(path, replace(JOB.frames, video_start=w.start,
                                               video_end=w.end)).frames)
-               for w in JOB.windows(SECONDS))
+               for w in JOB.windows(seconds))
 
 
-def child(variant: str, path: str, clips: list[str]) -> None:
+def child(variant: str, path: str, clips: list[str], seconds: int) -> None:
     """One measurement, in this fresh process: JSON on stdout."""
     start, cpu = time.perf_counter(), time.process_time()
-    frames = decode_variant(variant, path, clips)
+    frames = decode_variant(variant, path, clips, seconds)
     print(json.dumps({"seconds": time.perf_counter() - start,
                       "cpu_seconds": time.process_time() - cpu, "frames": frames,
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def measure_once(variant: str, path: Path, clips: list[str]) -> dict:
+def measure_once(variant: str, path: Path, clips: list[str], seconds: int) -> dict:
     proc = subprocess.run([sys.executable, "-m", "bench.long_video", "--child", variant,
+                           str(seconds),
                            str(path), *clips], capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure(rounds: int, folder: Path) -> dict:
-    path = make_clip(folder / "ten_minutes.mp4", SECONDS, FPS, WIDTH, HEIGHT)
-    clips = cut(path, folder)
+def measure(rounds: int, folder: Path, seconds: int = SECONDS) -> dict:
+    path = make_clip(folder / "long.mp4", seconds, FPS, WIDTH, HEIGHT)
+    clips = cut(path, folder, seconds)
     runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     for _ in range(rounds):
         for variant in VARIANTS:
-            runs[variant].append(measure_once(variant, path, clips))
+            runs[variant].append(measure_once(variant, path, clips, seconds))
     ratios = {v: spread([r["seconds"] / b["seconds"] for r, b in
                          zip(runs[v], runs["one_pass"], strict=True)]) for v in VARIANTS[1:]}
     return {
-        "clip": {"seconds": SECONDS, "fps": FPS, "size": f"{WIDTH}x{HEIGHT}", "codec": "h264"},
+        "clip": {"seconds": seconds, "fps": FPS, "size": f"{WIDTH}x{HEIGHT}", "codec": "h264"},
         "windows": {"count": len(clips), "seconds": JOB.seconds, "overlap": JOB.overlap,
                     "fps": JOB.frames.fps, "max_frames": JOB.frames.max_frames},
         "memory_measure": "peak RSS (ru_maxrss) of the fresh decoding process",
@@ -117,16 +118,22 @@ def measure(rounds: int, folder: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=SECONDS, help="the clip's length")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--save", default="long_video", help="results name ('' to not save)")
     args = parser.parse_args(argv)
     if args.child:
-        variant, path, *clips = args.child
-        child(variant, path, clips)
+        variant, seconds, path, *clips = args.child
+        child(variant, path, clips, int(seconds))
         return
+    loads = [load_now()]
     with tempfile.TemporaryDirectory() as folder:
-        result = measure(args.rounds, Path(folder))
+        result = measure(args.rounds, Path(folder), args.seconds)
+    result["load"] = load_check([*loads, load_now()])
     print(json.dumps(result, indent=2))
-    print(save("long_video", result))
+    print(publish_note(result["load"]))
+    if args.save:
+        print(save(args.save, result))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# A ratio measured while the machine's 1-minute load average rose above this many times its
+# cores is not publishable: other processes then take cores from one side more than from the
+# other (the same comparison of the op and the baseline read 20x at load 6 and 5.6x at load 1 on
+# 2 cores). The benchmark's own processes count: the op with its two decoders is about 2.4.
+QUIET_LOAD_PER_CORE = 1.5
 
 
 @contextmanager
@@ -64,6 +69,42 @@ def spread(values: Sequence[float]) -> dict[str, float]:
     {'median': 2.0, 'min': 1.0, 'max': 3.0}
     """
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def load_check(loads: Sequence[float], cores: int | None = None) -> dict[str, Any]:
+    """The 1-minute load averages sampled during a measurement (mean and highest) beside the
+    machine's cores, and whether a ratio measured then may be published.
+
+    >>> load_check([1.0, 2.5], cores=2)["publishable"], load_check([6.0], cores=2)["publishable"]
+    (True, False)
+    """
+    cores = cores or len(os.sched_getaffinity(0))
+    limit = QUIET_LOAD_PER_CORE * cores
+    highest = max(loads)
+    return {"load_avg_1m_mean": round(statistics.mean(loads), 2),
+            "load_avg_1m_max": round(highest, 2), "cores": cores,
+            "quiet_load_limit": limit, "publishable": highest <= limit}
+
+
+def load_now() -> float:
+    """The machine's 1-minute load average now."""
+    return os.getloadavg()[0]
+
+
+def publish_note(check: dict[str, Any]) -> str:
+    """How a ratio is to be read, by its :func:`load_check`.
+
+    >>> publish_note(load_check([6.0], cores=2))
+    'NOT PUBLISHABLE: load average 6.0 on 2 cores (quiet: at most 3.0)'
+    >>> publish_note(load_check([1.0, 2.0], cores=2))
+    'load average 1.5 (at most 2.0) on 2 cores'
+    """
+    mean, highest = check["load_avg_1m_mean"], check["load_avg_1m_max"]
+    load = f"load average {mean}" + (f" (at most {highest})" if highest != mean else "")
+    if check["publishable"]:
+        return f"{load} on {check['cores']} cores"
+    return f"NOT PUBLISHABLE: {load} on {check['cores']} cores (quiet: at most " \
+           f"{check['quiet_load_limit']})"
 
 
 def machine() -> dict[str, Any]:

@@ -5,13 +5,12 @@ alternating so that the machine's load hits both alike, and the ratio of their t
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.measure import save, spread, stopwatch
+from bench.measure import load_check, load_now, publish_note, save, spread, stopwatch
 from bench.workload import batches, request_paths, samples_for
 
 
@@ -38,18 +37,19 @@ def compare(ops: dict, requests: int, rounds: int, folder: Path) -> dict:
                 run(ops[mode], paths[:])
         ratios.append(round_wall[other] / round_wall[base])
         cpu_ratios.append(round_cpu[other] / round_cpu[base])
-        loads.append(os.getloadavg()[0])
+        loads.append(load_now())
     return {"wall": wall, "cpu": cpu, "wall_ratio": wall[other] / wall[base],
             "wall_per_round": {k: round(v, 4) for k, v in spread(ratios).items()},
             "cpu_ratio": cpu[other] / cpu[base],
             "cpu_per_round": {k: round(v, 4) for k, v in spread(cpu_ratios).items()},
-            "load": round(statistics.mean(loads), 2)}
+            "load": round(statistics.mean(loads), 2), "load_check": load_check(loads)}
 
 
 def ratio_fields(timed: dict, name: str) -> dict:
     """The result fields of :func:`compare`'s timings: seconds and CPU seconds per mode, and
     the ratios named ``name`` (``store_over_plain``, ...), overall and per round."""
     return {
+        "load": timed["load_check"],
         "seconds": {k: round(v, 3) for k, v in timed["wall"].items()},
         "op_cpu_seconds": {k: round(v, 3) for k, v in timed["cpu"].items()},
         f"{name}_wall": round(timed["wall_ratio"], 4),
@@ -72,6 +72,7 @@ def main(doc: str, measure: Callable[[int, int, Path], dict], *, requests: int, 
         result = measure(args.requests, args.rounds, Path(folder))
     for key, value in result.items():
         print(f"{key}: {value}")
+    print(publish_note(result["load"]))
     if args.save:
         save(args.save, result)
     return result

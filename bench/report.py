@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from bench.bench_decode import reads_section
-from bench.measure import RESULTS_DIR, load, markdown_table
+from bench.measure import RESULTS_DIR, load, load_check, markdown_table, publish_note
 from bench.plot import plot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ THROUGHPUT_RUNS = {  # results name -> extra arguments of bench.throughput
     "throughput": [],
 }
 THROUGHPUT_TITLES = {
-    "throughput": "Throughput, CPU, baseline on torch's default threads (2)",
+    "throughput": "Throughput, CPU",
 }
 MODE_COLUMNS = [("mode", "mode"), ("videos_per_s", "videos/s"), ("seconds", "wall s"),
                 ("cpu_seconds", "CPU s"), ("frames_per_video", "frames/video"),
@@ -49,14 +49,16 @@ METHOD = """\
   round, as it does once per batch in a real run:
   - `op`: `vlm_video_captioning_mapper` with its defaults (`op.process` on Data-Juicer batches
     of 128 rows, `num_proc` 1, `generation_batch_size` 8, two decoding processes running ahead
-    of generation at a lower CPU priority, one torch thread while it generates);
+    of generation at a lower CPU priority), with its best `torch_threads` (1 or every core,
+    each tried on two videos first);
   - `baseline`: Data-Juicer's `video_captioning_from_vlm_mapper` loop (`bench/baseline.py`) with
     the stock parts Data-Juicer uses: its own `AutoProcessor` and `from_pretrained` model (same
     checkpoint, dtype and device as the op's; not the op's processor path or patch embedding).
     One video at a time: decode (inside the loop, the op's PyAV decoder decoding every frame as
     FFmpeg in the processor would: the same frames, bit for bit), one processor call, then
     `generate` once per candidate (each call re-encodes the video and re-reads the prompt),
-    under `torch.no_grad()`, on torch's threads (2);
+    under `torch.no_grad()`, on its best torch thread count (1 or every core, tried first;
+    runs saved before this choice used torch's default, 2);
   - `decode floor`: decoding the needed frames alone with the op's decoder (skipping unreferenced
     frames), one video at a time, FFmpeg's automatic threading.
 
@@ -77,10 +79,11 @@ METHOD = """\
 - **GPU** (`python -m bench.gpu --device cuda`): see its section.
 
 **Caveat.** The machine has 2 cores, sometimes shared with other work; its 1-minute load
-average is recorded with each result (it includes the benchmark's own processes: the op runs
+average is recorded beside each ratio (it includes the benchmark's own processes: the op runs
 three, so about 2.4 on a machine doing nothing else). Load changes the ratios: the baseline's
-two-thread batch-1 steps suffer most from a busy machine. Only runs on a quiet machine are
-reported.
+batch-1 steps on two threads stall when another process takes a core, so a busy machine
+inflates the op's lead. A ratio measured while the load rose above 1.5 x the cores
+(`bench.measure.QUIET_LOAD_PER_CORE`) is printed as NOT PUBLISHABLE, here and by the scripts.
 """
 
 PROFILE = """\
@@ -169,9 +172,13 @@ def _throughput_section(title: str, result: dict) -> str:
     machine = result["machine"]
     sizes = ", ".join(f"{s['workload']['requests']}" for s in result["scenarios"].values())
     loads = ", ".join(str(s.get("load_avg_1m_during")) for s in result["scenarios"].values())
-    head = (f"## {title}\n\nVideos per scenario: {sizes}; torch threads "
-            f"{result.get('torch_threads')}; mean 1-minute load average during each scenario: "
-            f"{loads} (on {machine['cpus']} cores).\n\n")
+    threads = "; ".join(f"{name}: {s.get('torch_threads', result.get('torch_threads'))}"
+                        for name, s in result["scenarios"].items())
+    notes = "; ".join(f"{name}: {publish_note(scenario_load(s, machine))}"
+                      for name, s in result["scenarios"].items())
+    head = (f"## {title}\n\nVideos per scenario: {sizes}; torch threads {threads}; mean "
+            f"1-minute load average during each scenario: {loads} (on {machine['cpus']} "
+            f"cores). {notes}.\n\n")
     return (head + markdown_table(ratios, RATIO_COLUMNS) + "\n\n"
             + markdown_table(rows, MODE_COLUMNS) + "\n")
 
@@ -320,6 +327,7 @@ def _vllm_cpu_section(result: dict) -> str:
     vllm = result["vllm"]
     work = vllm["workload"]
     seconds, cpu = vllm["seconds"], vllm["cpu_seconds"]
+    check = vllm.get("load") or load_check([vllm["load_avg_1m_during"]], vllm["cores"])
     lines = [
         "## vLLM's CPU engine (vllm-cpu 0.32)", "",
         f"`.venv-vllm/bin/python -m bench.vllm_cpu`: {vllm['videos']} videos (the sample clips "
@@ -338,7 +346,7 @@ def _vllm_cpu_section(result: dict) -> str:
         f"Target: 1.1 x (decode + engine CPU-s) / cores = **{vllm['target_seconds']} s**; the "
         f"op took **{vllm['op_over_target']} x** the target "
         f"({vllm['op_over_engine_alone']} x the engine alone, {vllm['op_over_decode_alone']} x "
-        "decoding alone)."]
+        f"decoding alone); {publish_note(check)}."]
     server = result.get("openai_server")
     if server:
         lines += ["", f"`backend: openai` against `python -m vllm.entrypoints.openai.api_server` "
@@ -349,18 +357,32 @@ def _vllm_cpu_section(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scenario_load(scenario: dict, machine: dict) -> dict:
+    """A scenario's load check (:func:`bench.measure.load_check`); results saved before it
+    was recorded are judged by their mean load."""
+    if "load" in scenario:
+        return scenario["load"]
+    return load_check([scenario["load_avg_1m_during"]], machine["cpus"])
+
+
 def _summary(results: dict[str, dict]) -> str:
-    """One line per scenario and thread setting: the ratios that count."""
+    """One line per scenario and thread setting: the ratios that count, or why they may not
+    be quoted (measured on a busy machine)."""
     lines = ["## Summary", "", "Same-process ratios (op over the sequential baseline, wall time; "
              "CPU-time ratio in brackets; against a baseline that decoded before every "
-             "`generate` call), and the op's time over the decode floor:", ""]
+             "`generate` call), and the op's time over the decode floor, with the load average "
+             "they were measured at:", ""]
     for title, result in results.items():
         for name, scenario in result["scenarios"].items():
+            check = scenario_load(scenario, result["machine"])
+            if not check["publishable"]:
+                lines.append(f"- {title}, {name}: {publish_note(check)}")
+                continue
             lines.append(
                 f"- {title}, {name}: **{scenario['speedup_vs_baseline']}x** "
                 f"({scenario['cpu_time_ratio_vs_baseline']}x; decode per call "
                 f"{scenario['speedup_if_baseline_decoded_per_call']}x); op time / decode floor "
-                f"{scenario['op_time_over_decode_floor']}")
+                f"{scenario['op_time_over_decode_floor']}; {publish_note(check)}")
     return "\n".join(lines) + "\n"
 
 

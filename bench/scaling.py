@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.measure import peak_rss_mib, rate, save, timed
+from bench.measure import load_now, peak_rss_mib, rate, save, timed
 from bench.workload import Workload, batches, request_paths, samples_for
 
 BASE = Workload(requests=24, caption_num=1, new_tokens=32, generation_batch_size=8)
@@ -57,7 +57,7 @@ def run_point(workload: Workload, threads: int | None) -> dict:
     return {"videos_per_s": round(rate(workload.requests, seconds), 4),
             "videos_per_cpu_s": round(rate(workload.requests, cpu), 4),
             "seconds": round(seconds, 3), "peak_rss_mib": round(peak_rss_mib(), 1),
-            "rss_after_load_mib": round(rss_loaded, 1),
+            "rss_after_load_mib": round(rss_loaded, 1), "load_avg_1m": round(load_now(), 2),
             "torch_threads": op.torch_threads or torch.get_num_threads()}
 
 
@@ -82,13 +82,17 @@ def best_of(runs: list[dict]) -> dict:
     return best
 
 
-def sweep(repeats: int) -> dict:
-    results = {"workload": BASE.describe(), "repeats": repeats, "sweeps": {}}
-    for name, (field, values, fixed) in SWEEPS.items():
+def sweep(repeats: int, names=tuple(SWEEPS), base: dict | None = None) -> dict:
+    """Every point of the sweeps ``names``, ``repeats`` times; ``base`` overrides the base
+    workload (e.g. fewer videos for a smoke run)."""
+    base = base or {}
+    results = {"workload": replace(BASE, **base).describe(), "repeats": repeats, "sweeps": {}}
+    for name in names:
+        field, values, fixed = SWEEPS[name]
         runs: dict = {value: [] for value in values}
         for _ in range(repeats):
             for value in values:
-                runs[value].append(point_in_subprocess({**fixed, field: value}))
+                runs[value].append(point_in_subprocess({**base, **fixed, field: value}))
                 print(name, field, value, json.dumps(runs[value][-1]), flush=True)
         results["sweeps"][name] = [{field: value, **best_of(runs[value])} for value in values]
     return results
@@ -99,13 +103,16 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--point", help="JSON overrides of the base workload: run one point")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each point")
     parser.add_argument("--save", default="scaling", help="results name ('' to not save)")
+    parser.add_argument("--sweeps", nargs="+", choices=list(SWEEPS), default=list(SWEEPS))
+    parser.add_argument("--requests", type=int, help="videos per point (default: the base's)")
     args = parser.parse_args(argv)
     if args.point:
         overrides = json.loads(args.point)
         threads = overrides.pop("threads", None)
         print(json.dumps(run_point(replace(BASE, **overrides), threads)))
         return None
-    results = sweep(args.repeats)
+    results = sweep(args.repeats, args.sweeps,
+                    {"requests": args.requests} if args.requests else None)
     if args.save:
         print(f"saved {save(args.save, results)}")
     return results

@@ -28,10 +28,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=RESULT)
+    parser.add_argument("--batch-size", type=int, default=50, help="rows per op.process call")
+    parser.add_argument("--warmup-batches", type=int, default=3)
     args = parser.parse_args()
     op = VLMVideoCaptioningMapper(hf_model=tiny_model_path("qwen3_vl"), **SOAK_PARAMS)
     with tempfile.TemporaryDirectory() as folder:
-        figures = run_soak(op, folder, requests=args.requests)
+        figures = run_soak(op, folder, requests=args.requests, batch_size=args.batch_size,
+                           warmup_batches=args.warmup_batches)
     figures["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "platform": platform.platform()}
     figures["params"] = SOAK_PARAMS

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.measure import rate, save, spread
+from bench.measure import load_check, load_now, publish_note, rate, save, spread
 from bench.vllm_cpu import tree_cpu_seconds
 from dj_ops.captioning.records import META_KEY
 from dj_ops.captioning.structured import DEFAULT_SCHEMA, validation_error
@@ -170,14 +170,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--free-tokens", type=int, default=400)
     args = parser.parse_args(argv)
     measure = measure_transformers if args.backend == "transformers" else measure_vllm
+    loads = [load_now()]
     with tempfile.TemporaryDirectory() as folder:
         result = measure(args.rounds, args.free_tokens, Path(folder))
+    result["load"] = load_check([*loads, load_now()])  # before and after: beside the ratios
     path = save(f"structured_captions_{args.backend}", result)
     for mode, entry in result["modes"].items():
         ratio = {k: v for k, v in entry.items() if k.startswith("ratio")}
         print(f"{mode:>10}: {entry['tokens_per_cpu_s']:7.1f} tokens/CPU-s, "
               f"{entry['tokens_per_wall_s']:7.1f} tokens/wall-s, valid "
               f"{entry['valid']}/{entry['documents']} {ratio}")
+    print(publish_note(result["load"]))
     print(f"saved {path}")
     return result
 

@@ -33,8 +33,8 @@ from pathlib import Path
 import psutil
 from data_juicer.utils.model_utils import get_model
 
-from bench.measure import save
-from bench.workload import Workload, batches, caption_all, request_paths
+from bench.measure import load_check, load_now, publish_note, save
+from bench.workload import PROMPT, Workload, batches, caption_all, request_paths
 from dj_ops.backends.base import CaptionRequest
 from dj_ops.ops import VLMVideoCaptioningMapper
 from dj_ops.testing.tiny_models import VLLM_HEAD_DIM, tiny_model_path
@@ -73,6 +73,7 @@ class Runner:
     def __init__(self, workload: Workload, backend: str, model_params: dict, **op_params):
         params = {**workload.op_params(), "backend": backend, "model_params": model_params,
                   **op_params}
+        self.workload = workload
         self.op = VLMVideoCaptioningMapper(**params)
         self.seen: dict[str, list[int]] = {"tokens": [], "frames": []}
 
@@ -81,9 +82,8 @@ class Runner:
         return get_model(self.op.model_key, None, False)
 
     def frame_settings(self) -> FrameSettings:
-        from dataclasses import replace
-
-        return replace(self.op.frame_settings, size_factor=self.backend.size_factor)
+        """The frames the op decodes: its public frame parameters, at the engine's factor."""
+        return self.workload.frame_settings(self.backend.size_factor)
 
     def run_op(self, paths: list[str]) -> None:
         for video in caption_all(self.op, paths):
@@ -96,7 +96,7 @@ class Runner:
         for path in paths:
             video = decode_video(path, settings)
             requests.append(CaptionRequest(video.frames, video.transformers_metadata(),
-                                           self.op.prompt, video_path=path))
+                                           PROMPT, video_path=path))
         return requests
 
     def run_engine(self, requests: list[CaptionRequest]) -> None:
@@ -127,8 +127,11 @@ def measure_vllm(workload: Workload, rounds: int) -> dict:
                     runner.run_op(chunk)
                 else:
                     runner.run_engine(requests)
+        frames = [len(r.frames) for r in requests]
+        if frames != runner.seen["frames"][-len(chunk):]:  # the op's records: the same work
+            raise RuntimeError(f"the engine mode decoded other frames than the op: {frames}")
         del requests
-        loads.append(os.getloadavg()[0])
+        loads.append(load_now())
     cores = len(os.sched_getaffinity(0))
     target = 1.1 * (cpu["decode"] + cpu["engine"]) / cores
     return {
@@ -144,6 +147,7 @@ def measure_vllm(workload: Workload, rounds: int) -> dict:
         "frames_per_video": round(statistics.mean(runner.seen["frames"]), 2),
         "videos": len(runner.seen["frames"]),
         "load_avg_1m_during": round(statistics.mean(loads), 2),
+        "load": load_check(loads, cores),
     }
 
 
@@ -166,6 +170,7 @@ def measure_server(workload: Workload, model: str) -> dict:
             runner.run_op(paths)
         server_cpu = tree_cpu_seconds(server_proc) - server_start
     return {"seconds": round(wall["op_openai"], 2),
+            "load": load_check([load_now()]),
             "client_cpu_seconds": round(cpu["op_openai"], 2),
             "server_cpu_seconds": round(server_cpu, 2),
             "videos": len(runner.seen["frames"]),
@@ -197,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  target 1.1 x (decode + engine CPU-s) / cores = {result['target_seconds']} s; "
           f"op / target = {result['op_over_target']}; op / engine alone = "
           f"{result['op_over_engine_alone']}; op / decode alone = "
-          f"{result['op_over_decode_alone']}")
+          f"{result['op_over_decode_alone']}; {publish_note(result['load'])}")
     payload = {"load_avg_1m_before": load_before, "vllm": result}
     if not args.no_server:
         payload["openai_server"] = server = measure_server(workload, model)

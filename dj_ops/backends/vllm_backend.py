@@ -28,7 +28,7 @@ from dj_ops.backends.base import (
     CaptionRequest,
     request_config,
 )
-from dj_ops.backends.engine_watchdog import watch
+from dj_ops.backends.engine_watchdog import watch_engine
 from dj_ops.backends.streaming import StreamingBackend, StreamSession
 from dj_ops.backends.vllm_requests import (
     check_vllm_config,
@@ -139,7 +139,7 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
 
     def close(self) -> None:
         """Stop the engine's processes (the owner's way; a process killed before it closes
-        leaves them to the watchdog, :func:`~dj_ops.backends.engine_watchdog.watch`)."""
+        leaves them to the watchdog, :func:`~dj_ops.backends.engine_watchdog.watch_engine`)."""
         self.shut_down()
 
     def shut_down(self, kill: bool = False) -> None:
@@ -170,8 +170,9 @@ class VLLMBackend(StreamingBackend, CaptionBackend):
 
     def _build_engine(self):
         """A new engine, with a watchdog that kills its processes if this one ends abruptly."""
-        llm = vllm.LLM(**self.engine_kwargs)
-        watch([process.pid for process in _engine_processes(llm)])
+        with watch_engine() as watchdog:  # started before the engine: covers its start too
+            llm = vllm.LLM(**self.engine_kwargs)
+            watchdog.engine_started([process.pid for process in _engine_processes(llm)])
         return llm
 
 

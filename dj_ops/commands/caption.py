@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
 import time
 import typing
 from pathlib import Path
 
 from dj_ops.captioning.parameters import DATA_JUICER_PARAMETERS, PARAMETERS, Parameter
-from dj_ops.captioning.records import STATUS_CAPTIONED, STATUS_ERROR
 
 CAPTION_KEY = "caption"
 # Where the command's defaults differ from the op's: a seed, so that a command run twice gives
@@ -88,24 +88,6 @@ def store_path(args: argparse.Namespace) -> Path | None:
         return None
     given = args.result_store
     return Path(given) if given else Path(f"{args.output}.store.sqlite")
-
-
-def summarize(rows: list[dict], seconds: float) -> dict:
-    """Counts of captioned and failed videos (one row per video), wall time, and captioned
-    videos per second (failed videos are not throughput)."""
-    from dj_ops.captioning.summary import record_of
-    from dj_ops.captioning.summary import summarize as count_outcomes
-
-    outcomes = count_outcomes(rows)
-    captioned = outcomes.by_status[STATUS_CAPTIONED]
-    # rows, not record entries: in mode 'all' a record lists each kept candidate of a video
-    reused = sum(1 for row in rows if (record := record_of(row)) and record["status"] ==
-                 STATUS_CAPTIONED and all(v["from_store"] for v in record["videos"]))
-    return {"captioned": captioned, "failed": outcomes.by_status[STATUS_ERROR],
-            "reused": reused,
-            "error_kinds": dict(sorted(outcomes.error_kinds.items())),
-            "seconds": round(seconds, 2),
-            "videos_per_second": round(captioned / seconds, 3) if seconds else 0.0}
 
 
 def build_op(params: dict):
@@ -223,6 +205,9 @@ def quiet_logs(verbose: bool) -> None:
 
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
+    # and the op's periodic progress line (dj_ops.runtime.progress), as a plain line
+    logger.add(sys.stderr, level="INFO", format="{message}",
+               filter=lambda record: record["extra"].get("progress", False))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,19 +228,31 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, ModuleNotFoundError) as error:
         print(f"dj-ops-caption: {error}", file=sys.stderr)  # the message names the fix
         return 2
-    rows = caption_videos(videos, args.output, op)
-    summary = summarize(rows, time.perf_counter() - started)  # the model's loading included
-    print(f"captioned: {summary['captioned']}  failed: {summary['failed']}  "
-          f"time: {summary['seconds']} s  videos/s: {summary['videos_per_second']}")
+    return end_of_run(args, videos, op, started)
+
+
+def end_of_run(args: argparse.Namespace, videos: list[str], op, started: float) -> int:
+    """Caption, then the lines that end the run (dj_ops.runtime.run_summary); the exit status:
+    0, 1 when nothing was captioned, 128 + the signal's number when stopped."""
+    from dj_ops.captioning.summary import record_of
+    from dj_ops.runtime.lifetime import JobStopped, stop_requested
+    from dj_ops.runtime.run_summary import RunTotals, count_stored, stop_lines, summary_lines
+
     store = store_path(args)
-    if store is not None:
-        print(f"store: {store} ({summary['reused']} videos reused from it, "
-              f"{summary['captioned'] - summary['reused']} generated)")
-    if summary["error_kinds"]:
-        kinds = ", ".join(f"{kind} {n}" for kind, n in summary["error_kinds"].items())
-        print(f"errors: {kinds} (each failed row's __dj__meta__ says why)")
-    print(f"output: {Path(args.output).resolve()}")
-    return 0 if summary["captioned"] else 1
+    stored_before = count_stored(store)
+    try:
+        rows = caption_videos(videos, args.output, op)
+    except (JobStopped, KeyboardInterrupt) as stop:
+        signal_name = stop_requested(stop) or "SIGINT"
+        print("\n".join(stop_lines(signal_name, time.perf_counter() - started,
+                                   None if store is None else str(store), count_stored(store),
+                                   stored_before)))
+        return 128 + signal.Signals[signal_name]
+    # the model's loading included
+    totals = RunTotals.of(map(record_of, rows), time.perf_counter() - started)
+    print("\n".join(summary_lines(totals, str(Path(args.output).resolve()),
+                                  None if store is None else str(store))))
+    return 0 if totals.captioned else 1
 
 
 if __name__ == "__main__":

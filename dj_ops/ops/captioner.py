@@ -31,6 +31,8 @@ from dj_ops.ops.sample_builder import SampleBuilder
 from dj_ops.ops.streaming import caption_with_engine
 from dj_ops.ops.structured_config import output_key
 from dj_ops.ops.windowed import WindowedCaptioning, with_windows_field
+from dj_ops.runtime.lifetime import guard_op_process, results_kept
+from dj_ops.runtime.progress import VideoProgress, videos_in_batch
 from dj_ops.store import ResultKeyer, ResultStore, model_identity
 from dj_ops.store.session import StoreSession
 from dj_ops.video.decoders import cores_per_process, open_decode_source
@@ -68,14 +70,17 @@ class Captioner:
     :param load_backend: ``(device) -> CaptionBackend``: builds the backend, which this
         captioner then owns (closes).
     :param name: the op's name, in log lines.
+    :param progress_board: where this process reports its progress per video (the job's
+        ``ProgressBoard``; None: it logs its own lines).
     """
 
     def __init__(self, config: CaptionConfig, load_backend: Callable[[str], CaptionBackend],
-                 name: str):
+                 name: str, progress_board: str | None = None):
         self.config = config
         self.load_backend = load_backend
         self.name = name
         self.outcomes = OutcomeLog(name)
+        self.progress = VideoProgress(name, progress_board)
         self.backend: CaptionBackend | None = None
         self.frames = config.frames
         self.source = None
@@ -96,6 +101,7 @@ class Captioner:
         """Build the backend, the decoding source and the thread counts (once)."""
         if self.ready:
             return self
+        guard_op_process()  # a worker of the job: ends with it, stops cleanly on SIGTERM
         decoding = self.config.decoding
         self.backend = self.load_backend(process_device(placement))
         self.frames = sized_frames(self.config.frames, self.backend)
@@ -142,14 +148,15 @@ class Captioner:
             raise RuntimeError("Captioner.setup() must run before caption()")
         config = self.config
         builder = SampleBuilder(samples, config.layout, config.structured,
-                                windowed=self.windows is not None)
+                                windowed=self.windows is not None, on_video=self.progress.video)
         frames = self.budget.for_prompts(slot.prompt for slot in builder.video_slots())
-        with intra_op_threads(self.threads):
+        with intra_op_threads(self.threads), results_kept(self.store):
             CALL_PATHS[call_path(config)](self, builder, frames)
         output, records = builder.build(self.run_info, config.output, self.rng)
         if self.windows is not None and config.output.caption_key:
             output = with_windows_field(output, config.layout, config.output.caption_key)
         self.outcomes.add_batch(records)
+        self.progress.batch_done(videos_in_batch(samples, config.layout.video_key))
         return output
 
     def _micro_batches(self, builder: SampleBuilder, frames: FrameSettings) -> None:
@@ -191,6 +198,7 @@ class Captioner:
             backend.close()
         if source is not None:
             self.outcomes.log_total()
+            self.progress.close()
 
 
 def call_path(config: CaptionConfig) -> tuple[bool, bool]:

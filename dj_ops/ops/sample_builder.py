@@ -9,6 +9,7 @@ of it, or per ``on_error`` the original with an error record. Every input row is
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from data_juicer.ops.base_op import convert_dict_list_to_list_dict
@@ -31,6 +32,7 @@ from dj_ops.captioning.text import (
 from dj_ops.ops.config import OutputPolicy, TextLayout
 from dj_ops.ops.structured_config import ERROR_INVALID_JSON, StructuredConfig
 from dj_ops.ops.writers import CaptionedRow, OutputWriter, writer_for
+from dj_ops.runtime.progress import CAPTIONED, FAILED, REUSED
 from dj_ops.video.budget import frames_record
 from dj_ops.video.decode import DecodedVideo
 
@@ -79,7 +81,9 @@ class SampleBuilder:
     """Collects one batch's captions and failures, then builds the output batch."""
 
     def __init__(self, samples: dict, layout: TextLayout,
-                 structured: StructuredConfig | None = None, windowed: bool = False):
+                 structured: StructuredConfig | None = None, windowed: bool = False,
+                 on_video: Callable[[str], None] = lambda outcome: None):
+        self.on_video = on_video  # told as each video finishes (dj_ops.runtime.progress)
         self.keys = list(samples.keys())
         self.layout = layout
         self.structured = structured  # caption_format json: candidates are JSON documents
@@ -143,6 +147,7 @@ class SampleBuilder:
         row.failures[slot.video] = VideoOutcome(
             slot.path, error_kind=kind, error_message=message,
             windows=self._windows(row, slot.video), **facts)
+        self.on_video(FAILED)
 
     def note_frames(self, slot: VideoSlot, video: DecodedVideo) -> None:
         """What the slot's decoded ``video`` holds, for its record (``frames``)."""
@@ -162,6 +167,7 @@ class SampleBuilder:
         result store); nothing is decided about them here."""
         self.rows[slot.row].candidates[slot.video] = (list(candidates), tuple(timestamps),
                                                       from_store)
+        self.on_video(REUSED if from_store else CAPTIONED)
 
     def build(self, run: RunInfo, policy: OutputPolicy,
               rng: random.Random) -> tuple[dict, list[dict | None]]:

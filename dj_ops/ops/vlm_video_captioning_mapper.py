@@ -43,6 +43,8 @@ from dj_ops.ops.outcome_log import OutcomeLog, log_run_outcomes, warn_records_el
 from dj_ops.ops.quality_gate import GateConfig, parse_thresholds
 from dj_ops.ops.structured_config import parse_structured
 from dj_ops.ops.window_config import WindowConfig
+from dj_ops.runtime.lifetime import children_end_with_this_process
+from dj_ops.runtime.op_run import OpRun
 from dj_ops.video import FrameSettings
 from dj_ops.video.decoders import DEFAULT_DECODER
 
@@ -66,7 +68,7 @@ class VLMVideoCaptioningMapper(Mapper):
     _accelerator = "cuda"
     _batched_op = True
     # The per-process captioner (models, processes) is neither hashed nor sent to workers.
-    _NON_FINGERPRINT_ATTRS = Mapper._NON_FINGERPRINT_ATTRS | {"_captioner"}
+    _NON_FINGERPRINT_ATTRS = Mapper._NON_FINGERPRINT_ATTRS | {"_captioner", "_progress_board"}
 
     # pydantic checks every typed parameter (PositiveInt, Literal, ...) at construction, also
     # when the op is built from Python rather than from a recipe; the signature and docstring
@@ -290,6 +292,7 @@ class VLMVideoCaptioningMapper(Mapper):
         backend = resolve_backend(backend, enable_vllm)
         kwargs = data_juicer_resources(backend, generation_batch_size, kwargs)
         super().__init__(*args, **kwargs)
+        children_end_with_this_process()  # the workers Data-Juicer forks end with this process
         self.config = parse_config(
             backend=backend, model=hf_model, caption_num=caption_num,
             output=OutputPolicy(mode=keep_candidate_mode, keep_original=keep_original_sample,
@@ -321,6 +324,7 @@ class VLMVideoCaptioningMapper(Mapper):
         # once and owns the backend: it closes it).
         self.model_key = functools.partial(build_backend, backend, self.config.model)
         self._captioner: Captioner | None = None  # per process, built on its first batch
+        self._progress_board: str | None = None  # while run() runs: where progress goes
 
     @property
     def prefetch(self) -> int:
@@ -342,14 +346,21 @@ class VLMVideoCaptioningMapper(Mapper):
         return {**self.__dict__, "_captioner": None}
 
     def run(self, dataset, *, exporter=None, tracer=None):
-        """Data-Juicer's run, then one INFO line counting the outcomes over the whole output
-        and one saying where the output and the records go (a warning, also before the run,
-        when the export will not hold the records)."""
+        """Data-Juicer's run, with progress per video and a clean stop on SIGTERM
+        (:class:`~dj_ops.runtime.op_run.OpRun`); then one INFO line counting the outcomes over
+        the whole output and one saying where the output and the records go (a warning, also
+        before the run, when the export will not hold the records)."""
         target = ExportTarget.of(exporter)
         warn_records_elsewhere(OP_NAME, target)
-        dataset = super().run(dataset, exporter=exporter, tracer=tracer)
-        self.close()
+        with OpRun(OP_NAME, dataset, self.video_key, self.config.store.path, target) as run:
+            self._progress_board = run.board_address  # the op processes report to it
+            try:
+                dataset = super().run(dataset, exporter=exporter, tracer=tracer)
+            finally:
+                self._progress_board = None
+                self.close()
         log_run_outcomes(OP_NAME, dataset, target, self.config.output.on_error == "drop")
+        run.finish(dataset, Fields.meta)
         return dataset
 
     def close(self) -> None:
@@ -370,7 +381,8 @@ class VLMVideoCaptioningMapper(Mapper):
 
     def process_batched(self, samples: dict[str, list], rank: int | None = None):
         if self._captioner is None:
-            self._captioner = Captioner(self.config, self.model_key, OP_NAME)
+            self._captioner = Captioner(self.config, self.model_key, OP_NAME,
+                                        self._progress_board)
         if not self._captioner.ready:
             placement = ProcessPlacement(rank, self.use_cuda(), self._op_processes())
             self._captioner.setup(placement)

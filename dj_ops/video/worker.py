@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 
+from dj_ops.runtime.lifetime import die_with_parent
 from dj_ops.video.decode import DecodedVideo
 from dj_ops.video.decode_process import POOL_WORKER, decoding_as
 from dj_ops.video.errors import DECODE_ERROR, VideoError
@@ -44,7 +45,7 @@ DECODE_NICENESS = 5
 STARTUP_TIMEOUT_S = 120.0  # a worker not ready by then means a broken environment
 # The command a worker runs: the parent's import path, then the loop below.
 BOOTSTRAP = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-             "from dj_ops.video.worker import serve; serve(int(sys.argv[2]))")
+             "from dj_ops.video.worker import serve; serve(int(sys.argv[2]), int(sys.argv[3]))")
 
 Decoder = Callable[..., DecodedVideo]
 Outcome = DecodedVideo | VideoError
@@ -92,8 +93,11 @@ def _send_stream(conn: Connection, stream: Iterator, path: str) -> None:
             return
 
 
-def serve(fd: int) -> None:
-    """The worker's loop (child side), on the connected socket ``fd``."""
+def serve(fd: int, parent_pid: int) -> None:
+    """The worker's loop (child side), on the connected socket ``fd``. It ends with its parent
+    ``parent_pid``, whatever ends it (the parent's end of the socket reaches end of file only
+    once every process holding it has ended, and not while a video is decoding)."""
+    die_with_parent(parent_pid)  # started by the pool's scheduler thread: dj_ops.runtime.lifetime
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.nice(DECODE_NICENESS)
     conn = Connection(fd)
@@ -126,7 +130,8 @@ class WorkerProcess:
         ours, theirs = socket.socketpair()
         with theirs:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", BOOTSTRAP, json.dumps(sys.path), str(theirs.fileno())],
+                [sys.executable, "-c", BOOTSTRAP, json.dumps(sys.path), str(theirs.fileno()),
+                 str(os.getpid())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
             )
         self.conn = Connection(ours.detach())

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from dj_ops.adapters.base import ModelAdapter
+from dj_ops.adapters.chat_template import CHAT_TEMPLATE_FAMILIES
 from dj_ops.adapters.qwen_patchify import install_patchify_first
 from dj_ops.captioning.requests import CaptionRequest
 
@@ -110,6 +111,8 @@ class CogVLM2Inputs(ChatTemplateInputs):
 
 HF_INPUTS: dict[str, type[ChatTemplateInputs]] = {
     "generic": ChatTemplateInputs,
+    **{family.name: ChatTemplateInputs for family in CHAT_TEMPLATE_FAMILIES},
+    "qwen2_vl": QwenInputs,
     "qwen2_5_vl": QwenInputs,
     "qwen3_vl": QwenInputs,
     "cogvlm2": CogVLM2Inputs,

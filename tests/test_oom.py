@@ -8,8 +8,8 @@ import pytest
 import torch
 from data_juicer.utils.constant import Fields
 
-from dj_ops.backends import base
 from dj_ops.adapters.needs import ANY
+from dj_ops.backends import base
 from dj_ops.backends.base import BackendConfig, CaptionRequest
 from dj_ops.backends.isolation import SPLIT_AFTER_ERROR
 from dj_ops.backends.memory import is_out_of_memory

@@ -78,6 +78,14 @@ def staged(stage: str, function: Callable) -> Callable:
     return call
 
 
+def guarded(stage: str, function: Callable[..., CaptionResult], *args) -> CaptionResult:
+    """``function(*args)``, or the error record of what it raised (at ``stage``)."""
+    try:
+        return function(*args)
+    except Exception as error:  # noqa: BLE001 - one request's failure, recorded on it
+        return failure_of(error, stage)
+
+
 def error_message(error: BaseException) -> str:
     """``Type: message``, at most :data:`MAX_MESSAGE_CHARS` characters."""
     text = f"{type(error).__name__}: {error}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 import transformers
-from loguru import logger
 
 from dj_ops.adapters import resolve_adapter
 from dj_ops.adapters.generic import note_untested

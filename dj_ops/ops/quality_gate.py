@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from dj_ops.backends.base import CaptionBackend, CaptionRequest, CaptionResult
+from dj_ops.backends.isolation import isolating
 from dj_ops.captioning.generation import GenerationSettings
 from dj_ops.captioning.quality import (
     DEFAULT_THRESHOLDS,
@@ -183,8 +184,10 @@ class QualityGate:
 
 def generate_checked(backend: CaptionBackend, requests: list[CaptionRequest],
                      gate: QualityGate | None) -> list[CaptionResult]:
-    """``backend.generate(requests)``, through ``gate`` when there is one (no call for none)."""
+    """``backend.generate(requests)``, through ``gate`` when there is one (no call for none).
+    A call that raises costs only the requests that fail alone (backends/isolation.py)."""
     if not requests:
         return []
+    backend = isolating(backend)
     return gate.generate(backend, requests) if gate is not None else list(
         backend.generate(requests))

@@ -21,10 +21,11 @@ from dj_ops.backends.isolation import (
     SPLIT_AFTER_ERROR,
 )
 from dj_ops.captioning.records import META_KEY
-from dj_ops.testing.fault_injection import Fault, armed, sitecustomize_source
+from dj_ops.testing.fault_injection import Fault, arm_server, armed, sitecustomize_source
+from dj_ops.testing.openai_server import CompletionServer
 from tests.conftest import FAST_SAMPLING, make_op, run_op
 from tests.test_dj_process import DJ_PROCESS
-from tests.video_families import VARIED_FRAMES, make_varied_clips, samples_of
+from tests.video_families import PROMPT_KEY, VARIED_FRAMES, make_varied_clips, samples_of
 
 KINDS = {"inputs": INPUT_ERROR, "vision": GENERATION_ERROR, "generate": GENERATION_ERROR,
          "decode": OUTPUT_ERROR}
@@ -114,4 +115,43 @@ def test_dj_process_finishes_with_every_row_when_a_video_fails(tmp_path, qwen3, 
     video = records.pop(BAD)["videos"][0]
     assert (video["error_kind"], video["error_message"]) == (
         GENERATION_ERROR, f"InjectedFault: injected vision fault ({BAD})")
+    assert {r["status"] for r in records.values()} == {"captioned"}
+
+
+# ---- the openai backend against the loopback server (its own transformers backend) ----
+
+@pytest.fixture(scope="module")
+def server(qwen3):
+    with CompletionServer(qwen3) as running:
+        yield running
+
+
+def caption_through(server, qwen3, clips, faults, **params):
+    server_params = {"api_base": server.url, "backoff_s": 0.01, "max_backoff_s": 0.05}
+    return caption(qwen3, clips, faults, backend="openai", prompt_key=PROMPT_KEY,
+                   model_params=server_params, **params)
+
+
+@pytest.mark.parametrize("stage, kind", [("inputs", INPUT_ERROR), ("decode", OUTPUT_ERROR)])
+def test_openai_client_faults_cost_their_request_alone(qwen3, clips, server, stage, kind):
+    records = caption_through(server, qwen3, clips, [Fault(stage, match=BAD)], caption_num=2)
+    video = records.pop(BAD)["videos"][0]
+    assert (video["error_kind"], video["error_message"]) == (
+        kind, f"InjectedFault: injected {stage} fault ({BAD})")
+    assert {r["status"] for r in records.values()} == {"captioned"}
+
+
+@pytest.mark.parametrize("stage", ["vision", "generate"])
+def test_openai_server_side_faults_cost_their_request_alone(qwen3, clips, server, stage):
+    """The server's model fails on one video: the server isolates it (its backend is the
+    transformers one) and answers that request with an error, which becomes its record."""
+    armed_server = arm_server(server, [Fault(stage, match=BAD)])
+    try:
+        records = caption_through(server, qwen3, clips, [])
+    finally:
+        armed_server.disarm()
+    video = records.pop(BAD)["videos"][0]
+    assert video["error_kind"] == "http_error"
+    assert f"generation_error: InjectedFault: injected {stage} fault ({BAD})" in (
+        video["error_message"])
     assert {r["status"] for r in records.values()} == {"captioned"}

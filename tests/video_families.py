@@ -26,9 +26,13 @@ def make_varied_clips(folder: Path) -> dict[str, str]:
             for i, (name, seconds) in enumerate(CLIP_SECONDS.items())}
 
 
+PROMPT_KEY = "prompt"  # each row's own prompt names its clip (op parameter prompt_key)
+
+
 def samples_of(clips: dict[str, str]) -> list[dict]:
-    """One row per clip, its name in the text (rows are told apart by it)."""
-    return [{"text": f"{V} {name} {E}", "videos": [path]} for name, path in clips.items()]
+    """One row per clip, its name in the text and in its own prompt."""
+    return [{"text": f"{V} {name} {E}", "videos": [path],
+             PROMPT_KEY: f"Describe the clip {name}."} for name, path in clips.items()]
 
 
 class FamilyModels:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 import transformers
+from loguru import logger
 
 from dj_ops.adapters import resolve_adapter
 from dj_ops.adapters.generic import note_untested
@@ -95,6 +96,7 @@ class TransformersBackend(CaptionBackend):
         # What one generate call needs from its videos, from the family's processor; a family
         # not in the table keeps the safe path (one video per call, its processor resizes).
         self.needs = self.adapter.learn(self.processor)
+        self._hinted = False  # the hint on frame counts that cut micro-batches, logged once
         note_untested(self.adapter, config.model, read_model_identity(config.model, True))
         self.videos_kwargs = {**self.adapter.processor_kwargs(), **config.params.processor_kwargs}
         model_class = getattr(transformers, self.adapter.model_class)
@@ -195,11 +197,23 @@ class TransformersBackend(CaptionBackend):
             alike = [requests[i] for i in indices]
             keys = [None if r.frames is None else self.needs.batch_key(r.frames.shape)
                     for r in alike]
+            self._hint_common_count(len(alike), len(set(keys)))
             done = run_in_micro_batches(alike, [r.cost for r in alike], self.batch_size,
                                         self._generate_isolated, keys)
             for index, result in zip(indices, done, strict=True):
                 results[index] = result
         return results  # type: ignore[return-value]
+
+    def _hint_common_count(self, requests: int, keys: int) -> None:
+        """Say once when frame counts cut micro-batches: the fix keeps every video's count."""
+        if self._hinted or keys <= -(-requests // self.batch_size):
+            return
+        self._hinted = True
+        logger.info(f"{self.adapter.name} stacks the videos of a generate call, so they must "
+                    f"share a frame count: {requests} videos with {keys} frame counts take at "
+                    f"least {keys} calls. `frame_strategy: uniform` with `num_frames` gives "
+                    "every video one count, keeping micro-batches whole (the family's own "
+                    "practice)")
 
     def _generate_isolated(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
         """One micro-batch; if it raises, its halves (out of memory) or its requests one by

@@ -180,3 +180,20 @@ def test_a_plain_recipe_captions_each_family_through_dj_process(tmp_path, models
     assert counts[:4] == sorted(FRAME_COUNTS.values()) and len(set(counts)) >= 3
     assert {r["videos"][0]["batching"] for r in records} == {EXPECTED_NEEDS[family][0]}
     assert all(r["videos"][0]["generated_tokens"] > 0 for r in records)
+
+
+@pytest.mark.parametrize("family", [family if family == "smolvlm" else pytest.param(
+    family, marks=pytest.mark.slow) for family in ALL_FAMILIES])
+def test_structured_captions_on_each_family(models, clips, family):
+    """``caption_format: json``: the grammar is compiled for the family's tokenizer, and every
+    video's document is valid under the schema (clips of two frame counts in one call). Up to
+    400 constrained tokens a video: one family in the default run, the others in the slow tier."""
+    pytest.importorskip("llguidance", reason="constrained decoding needs the structured extra")
+    from tests.test_structured_op import USER_SCHEMA, USER_SCHEMA_TOKENS, check_rows, json_op
+
+    lengths = {"tiny": 6, "full": 60}
+    two = {name: clips[name] for name in ("one_second", "three_seconds")}
+    rows = run_op(json_op(models[family], USER_SCHEMA_TOKENS, json_schema=USER_SCHEMA,
+                          caption_lengths=lengths, keep_original_sample=False,
+                          decode_workers=0, **VARIED_FRAMES), samples_of(two))
+    assert check_rows(rows, USER_SCHEMA, lengths) == 2

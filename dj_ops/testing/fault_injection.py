@@ -16,7 +16,8 @@ inside the real code path:
 =============  ==================================================================================
 
 On the openai backend, ``vision`` and ``generate`` faults are the server's: arm the loopback
-server's own transformers backend (:func:`arm_server`).
+server's own transformers backend (:func:`arm_server`). On the vllm backend they are raised
+inside the engine's model (:func:`raise_in_engine_model`), which vLLM makes fatal to the engine.
 
 :func:`armed` arms every backend the op builds in this process (tests through the op);
 :func:`sitecustomize_source` writes a ``sitecustomize.py`` that does the same at the start of a
@@ -25,6 +26,7 @@ server's own transformers backend (:func:`arm_server`).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -179,7 +181,35 @@ def arm_vllm(backend, armed: Armed) -> Armed:
         vllm_stream.build_request, vllm_stream.parse_request_output = build, parse
 
     armed.undo.append(restore)
+    in_engine = [fault.stage for fault in armed.faults if fault.stage in ENGINE_STAGES]
+    if in_engine:  # the engine as built now; a rebuilt one runs clean
+        backend.llm.apply_model(functools.partial(raise_in_engine_model, in_engine))
     return armed
+
+
+# Where a vLLM engine's model raises: its vision tower, its language model (every step).
+ENGINE_STAGES = {"vision": VISION_MODULES, "generate": ("language_model",)}
+
+
+def raise_in_engine_model(stages: list[str], model) -> int:
+    """Run by vLLM inside its engine process (``LLM.apply_model``; the engine must be started
+    with ``VLLM_ALLOW_INSECURE_SERIALIZATION=1`` to accept a function): the named stages of
+    its model raise on their next call. Any request selection is impossible there: vLLM makes an
+    exception in its model step fatal to the whole engine. Returns the hooks installed."""
+    installed = 0
+    for stage in stages:
+        names = ENGINE_STAGES[stage]
+        module = next((m for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in names),
+                      None)
+        if module is not None:
+            message = f"injected {stage} fault (in the engine)"
+
+            def hook(*_, message=message):
+                raise InjectedFault(message)
+
+            module.register_forward_pre_hook(hook)
+            installed += 1
+    return installed
 
 
 ARMERS = {"transformers": arm_transformers, "openai": arm_openai, "vllm": arm_vllm}

@@ -42,6 +42,8 @@ EXPECTED_NEEDS = {
     "internvl": (SAME_FRAME_COUNT, True, SQUARE, False, "<video>"),
     "smolvlm": (ANY, True, SQUARE, True, "<video>"),
     "glm4v": (ANY, False, None, True, "<|video|>"),
+    "glm46v": (ANY, False, None, True, "<|video|>"),
+    "video_llama_3": (ANY, False, None, True, "<|video_pad|>"),
 }
 
 
@@ -108,21 +110,28 @@ def test_micro_batches_follow_the_family(models, clips, family, calls):
     assert {c.batching for r in results for c in r.candidates} == {EXPECTED_NEEDS[family][0]}
 
 
-def test_glm4v_sampled_candidates_repeat_each_prompt(models, clips):
-    """transformers 5.25's GLM-4.1V cannot return 2 sampled sequences per prompt (measured in
-    ``test_transformers_itself_cannot_sample_two_glm4v_sequences``): the backend repeats each
-    prompt instead, and the candidates are sampled apart."""
-    backend = _backend(models["glm4v"], num_candidates=2)
+SAMPLING_FAILS = ("glm4v", "glm46v", "video_llama_3")  # samples_in_generate False
+
+
+@pytest.mark.parametrize("family", SAMPLING_FAILS)
+def test_sampled_candidates_repeat_each_prompt_where_generate_cannot(models, clips, family):
+    """transformers 5.25 cannot return 2 sampled sequences per prompt for these families
+    (measured in ``test_transformers_itself_cannot_sample_two_sequences``): the backend repeats
+    each prompt instead, and the candidates are sampled apart."""
+    backend = _backend(models[family], num_candidates=2)
+    assert not backend.adapter.samples_in_generate
     results = backend.generate(_requests(clips, backend.size_factor))
     assert all(r.ok and len(r.candidates) == 2 for r in results)
     assert any(r.candidates[0].text != r.candidates[1].text for r in results)
 
 
-def test_transformers_itself_cannot_sample_two_glm4v_sequences(models, clips):
-    """The fact behind ``Glm4vAdapter.samples_in_generate = False``: when this starts to pass
-    through, the workaround can go."""
-    backend = _backend(models["glm4v"])
-    inputs = backend.encode(_requests(clips, backend.size_factor)[:1])
+@pytest.mark.parametrize("family", SAMPLING_FAILS)
+def test_transformers_itself_cannot_sample_two_sequences(models, clips, family):
+    """The fact behind ``samples_in_generate = False``: when this starts to pass through,
+    the workaround can go (VideoLLaMA3 fails once its processor has dropped repeated patches,
+    as on the 6-frame clip)."""
+    backend = _backend(models[family])
+    inputs = backend.encode(_requests(clips, backend.size_factor)[-1:])
     backend.model.generate(**inputs, max_new_tokens=2, do_sample=False)
     with pytest.raises(ValueError, match="expected a non-empty list of Tensors"):
         backend.model.generate(**inputs, max_new_tokens=2, do_sample=True,

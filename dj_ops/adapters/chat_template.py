@@ -56,6 +56,21 @@ class Glm4vAdapter(ChatTemplateFamily):
     samples_in_generate = False
 
 
+class Glm46vAdapter(Glm4vAdapter):
+    """GLM-4.6V: GLM-4.1V's towers and its ``generate`` failure on sampled sequences."""
+
+    name = "glm46v"
+
+
+class VideoLlama3Adapter(ChatTemplateFamily):
+    """VideoLLaMA3. Its processor drops the tokens of patches that repeat the previous frame's;
+    once it has, transformers 5.25 fails inside ``generate`` on several sampled sequences per
+    prompt (as GLM-4.1V): each prompt is repeated instead."""
+
+    name = "video_llama_3"
+    samples_in_generate = False
+
+
 CHAT_TEMPLATE_FAMILIES: tuple[type[ChatTemplateFamily], ...] = (
     LlavaOnevisionAdapter, LlavaNextVideoAdapter, VideoLlavaAdapter, InternVLAdapter,
-    SmolVLMAdapter, Glm4vAdapter)
+    SmolVLMAdapter, Glm4vAdapter, Glm46vAdapter, VideoLlama3Adapter)

@@ -222,7 +222,7 @@ def _smolvlm_processor(tokenizer, template):
 
 # ---- GLM-4.1V: Qwen-like patches (14, merge 2, 2 frames), timestamps in the prompt ----
 
-def _glm4v_config(ids, vocab):
+def _glm4v_config(ids, vocab, config_class: str = "Glm4vConfig"):
     import transformers
 
     rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1],
@@ -231,7 +231,7 @@ def _glm4v_config(ids, vocab):
               "num_heads": 2, "image_size": SIDE, "patch_size": PATCH, "spatial_merge_size": 2,
               "temporal_patch_size": 2, "out_hidden_size": HIDDEN,
               "initializer_range": INITIALIZER_RANGE}
-    return transformers.Glm4vConfig(
+    return getattr(transformers, config_class)(
         text_config=_text(ids, vocab, rope_parameters=rope), vision_config=vision,
         image_token_id=ids("<|image|>"), video_token_id=ids("<|video|>"),
         image_start_token_id=ids("<|begin_of_image|>"), image_end_token_id=ids("<|end_of_image|>"),
@@ -239,14 +239,47 @@ def _glm4v_config(ids, vocab):
         tie_word_embeddings=False)
 
 
-def _glm4v_processor(tokenizer, template):
+def _glm4v_processor(tokenizer, template, prefix: str = "Glm4v"):
     import transformers
 
     pixels = {"shortest_edge": 28 * 28, "longest_edge": 28 * 28 * 2 * 256}
-    return transformers.Glm4vProcessor(
-        image_processor=transformers.Glm4vImageProcessor(size=pixels),
+    return getattr(transformers, f"{prefix}Processor")(
+        image_processor=getattr(transformers, f"{prefix}ImageProcessor")(size=pixels),
         tokenizer=tokenizer,
-        video_processor=transformers.Glm4vVideoProcessor(size=pixels),
+        video_processor=getattr(transformers, f"{prefix}VideoProcessor")(size=pixels),
+        chat_template=template)
+
+
+# ---- GLM-4.6V: GLM-4.1V's towers, its own processor (timestamps as "1.5 seconds") ----
+
+def _glm46v_config(ids, vocab):
+    return _glm4v_config(ids, vocab, "Glm46VConfig")
+
+
+def _glm46v_processor(tokenizer, template):
+    return _glm4v_processor(tokenizer, template, "Glm46V")
+
+
+# ---- VideoLLaMA3: its own patch tower (14, merge 2, one frame per patch), Qwen2 text ----
+
+def _video_llama_3_config(ids, vocab):
+    import transformers
+
+    vision = {**_VISION, "patch_size": PATCH, "initializer_range": INITIALIZER_RANGE}
+    return transformers.VideoLlama3Config(
+        vision_config=vision, text_config=_text(ids, vocab, model_type="qwen2"),
+        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        tie_word_embeddings=False)
+
+
+def _video_llama_3_processor(tokenizer, template):
+    import transformers
+
+    pixels = {"shortest_edge": 28 * 28, "longest_edge": 28 * 28 * 256}
+    return transformers.VideoLlama3Processor(
+        image_processor=transformers.VideoLlama3ImageProcessor(size=pixels),
+        tokenizer=tokenizer,
+        video_processor=transformers.VideoLlama3VideoProcessor(size=pixels),
         chat_template=template)
 
 
@@ -272,6 +305,11 @@ TINY_FAMILIES: dict[str, TinyFamily] = {
     "glm4v": TinyFamily("Glm4vForConditionalGeneration",
                         "<|begin_of_video|><|video|><|end_of_video|>", _GLM4V_TOKENS,
                         _glm4v_config, _glm4v_processor),
+    "glm46v": TinyFamily("Glm46VForConditionalGeneration",
+                         "<|begin_of_video|><|video|><|end_of_video|>", _GLM4V_TOKENS,
+                         _glm46v_config, _glm46v_processor),
+    "video_llama_3": TinyFamily("VideoLlama3ForConditionalGeneration", "<|video_pad|>", (),
+                                _video_llama_3_config, _video_llama_3_processor),
 }  # fmt: skip
 
 

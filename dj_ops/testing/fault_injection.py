@@ -242,6 +242,7 @@ def arm_server(server, faults: list[Fault]) -> Armed:
 
 _ACTIVE: list[Fault] = []
 _CLASSES: dict[str, type] = {}
+_ARMED: list[Armed] = []  # of the backends built while armed, disarmed with the process
 
 
 def _armed_class(name: str) -> type:
@@ -256,6 +257,7 @@ def _armed_class(name: str) -> type:
         def __init__(self, config, device="cpu"):
             base.__init__(self, config, device)
             self.armed_faults = arm(self, list(_ACTIVE))
+            _ARMED.append(self.armed_faults)
 
         _CLASSES[name] = type(f"Armed{base.__name__}", (base,), {"__init__": __init__})
     return _CLASSES[name]
@@ -287,6 +289,8 @@ def disarm_process() -> None:
     _ORIGINAL.clear()
     _ACTIVE.clear()
     _CLASSES.clear()
+    while _ARMED:  # module functions patched for a vLLM backend are restored here
+        _ARMED.pop().disarm()
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from dj_ops.backends.base import BackendConfig, CaptionRequest
 from dj_ops.backends.transformers_backend import TransformersBackend
 from dj_ops.captioning.generation import parse_sampling_params
 from dj_ops.captioning.records import META_KEY
-from dj_ops.testing.tiny_families import SIDE
+from dj_ops.testing.tiny_family_specs import SIDE
 from dj_ops.video import FrameSettings, decode_video
 from tests.conftest import FAST_SAMPLING, make_op, run_op
 from tests.test_dj_process import run_recipe

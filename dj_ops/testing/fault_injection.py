@@ -183,12 +183,25 @@ def arm_vllm(backend, armed: Armed) -> Armed:
     armed.undo.append(restore)
     in_engine = [fault.stage for fault in armed.faults if fault.stage in ENGINE_STAGES]
     if in_engine:  # the engine as built now; a rebuilt one runs clean
-        backend.llm.apply_model(functools.partial(raise_in_engine_model, in_engine))
+        hooked = backend.llm.apply_model(functools.partial(raise_in_engine_model, in_engine))
+        if any(count != len(in_engine) for count in hooked):
+            raise ValueError(f"could not hook {in_engine} in the engine's model: {hooked}")
     return armed
 
 
-# Where a vLLM engine's model raises: its vision tower, its language model (every step).
-ENGINE_STAGES = {"vision": VISION_MODULES, "generate": ("language_model",)}
+def _engine_module(model, stage: str):
+    """The engine model's module a stage raises in: its vision tower, or its language model's
+    first decoder layer (run at every step; vLLM calls the inner model, not its wrapper)."""
+    for name, module in model.named_modules():
+        if stage == "vision" and name.rsplit(".", 1)[-1] in VISION_MODULES:
+            return module
+        if stage == "generate" and name.startswith("language_model") and name.endswith(
+                "layers.0"):
+            return module
+    return None
+
+
+ENGINE_STAGES = ("vision", "generate")
 
 
 def raise_in_engine_model(stages: list[str], model) -> int:
@@ -198,9 +211,7 @@ def raise_in_engine_model(stages: list[str], model) -> int:
     exception in its model step fatal to the whole engine. Returns the hooks installed."""
     installed = 0
     for stage in stages:
-        names = ENGINE_STAGES[stage]
-        module = next((m for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in names),
-                      None)
+        module = _engine_module(model, stage)
         if module is not None:
             message = f"injected {stage} fault (in the engine)"
 

@@ -206,3 +206,19 @@ def test_structured_captions_on_each_family(models, clips, family):
                           caption_lengths=lengths, keep_original_sample=False,
                           decode_workers=0, **VARIED_FRAMES), samples_of(two))
     assert check_rows(rows, USER_SCHEMA, lengths) == 2
+
+
+@pytest.mark.slow
+def test_the_batching_bench_counts_the_calls_each_way(tmp_path):
+    """bench/family_batching.py on a few videos: its call counts are the grouping's (timings
+    are the bench's to report, never asserted)."""
+    from bench.family_batching import frame_counts, measure
+
+    result = measure(requests=8, rounds=1, new_tokens=2, group=4, folder=tmp_path)
+    for family, workloads in result["families"].items():
+        for workload, numbers in workloads.items():
+            calls = numbers["generate_calls"]
+            assert calls["one_per_call"] == 8 and calls["common_count"] == 2
+            counts = frame_counts(workload, 8)
+            distinct = len(set(counts[:4])) + len(set(counts[4:]))
+            assert calls["grouped"] == (2 if family == "qwen2_vl" else distinct)

@@ -59,7 +59,7 @@ def test_architecture_picks_the_family_when_model_type_is_missing(tmp_path):
     assert type(resolve_adapter(folder)) is CogVLM2Adapter
 
 
-@pytest.mark.parametrize("config", [{"model_type": "llava_next_video"}, {}])
+@pytest.mark.parametrize("config", [{"model_type": "some_new_vlm"}, {}])
 def test_unknown_or_missing_family_gets_the_generic_adapter(tmp_path, config):
     assert type(resolve_adapter(write_config(tmp_path / "m", **config))) is GENERIC_ADAPTER
 

@@ -2,7 +2,13 @@
 
 import pytest
 
-from dj_ops.captioning.batching import plan_micro_batches, run_in_micro_batches, run_splitting
+from dj_ops.captioning.batching import (
+    HALVES,
+    SINGLES,
+    plan_micro_batches,
+    run_in_micro_batches,
+    run_splitting,
+)
 
 
 def test_most_expensive_first_then_input_order_on_ties():
@@ -54,10 +60,17 @@ def splitting_run(limit):
     return run, sizes
 
 
+def out_of_memory_halves(error):
+    """Halve on FakeOutOfMemory (detail: its message); let anything else propagate."""
+    if isinstance(error, FakeOutOfMemory):
+        return HALVES, f"{type(error).__name__}: {error}"
+    return None
+
+
 def split_all(items, limit, on_failure=None):
     run, sizes = splitting_run(limit)
     results = run_splitting(
-        items, run, lambda e: isinstance(e, FakeOutOfMemory),
+        items, run, out_of_memory_halves,
         lambda item, message: f"failed:{item}:{message}", on_failure,
     )
     return results, sizes
@@ -76,7 +89,8 @@ def test_uneven_halves_and_a_fitting_batch_is_run_once():
 
 def test_a_single_request_that_does_not_fit_fails_alone_without_retrying():
     failures = []
-    results, sizes = split_all(["a", "b", "c"], limit=0, on_failure=lambda n, m: failures.append(n))
+    results, sizes = split_all(["a", "b", "c"], limit=0,
+                              on_failure=lambda n, m, how: failures.append(n))
     assert results == [
         "failed:a:FakeOutOfMemory: 1 > 0",
         "failed:b:FakeOutOfMemory: 1 > 0",
@@ -91,16 +105,40 @@ def test_other_errors_propagate_unchanged():
         raise KeyError("bug")
 
     with pytest.raises(KeyError, match="bug"):
-        run_splitting([1, 2], run, lambda e: isinstance(e, FakeOutOfMemory), lambda i, m: m)
+        run_splitting([1, 2], run, out_of_memory_halves, lambda i, m: m)
 
 
 def test_splitting_inside_micro_batches_keeps_the_input_order():
     run, sizes = splitting_run(limit=1)
 
     def run_batch(batch):
-        return run_splitting(batch, run, lambda e: True, lambda item, message: "x")
+        return run_splitting(batch, run, lambda e: (HALVES, str(e)), lambda item, message: "x")
 
     items = ["a", "bbb", "cc", "dddd", "e"]
     results = run_in_micro_batches(items, [len(s) for s in items], 4, run_batch)
     assert results == [f"ok:{s}" for s in items]
     assert sizes == [4, 2, 1, 1, 2, 1, 1, 1]
+
+
+def test_other_failures_are_retried_one_by_one_and_only_the_bad_request_fails():
+    """A batch-level error (not memory) is retried request by request: the request that fails
+    alone gets its failure with the detail, the others their results, marked as retried."""
+    calls = []
+
+    def run(batch):
+        calls.append(list(batch))
+        if len(batch) > 1 or batch == ["bad"]:
+            raise ValueError(f"cannot stack {batch}")
+        return [f"ok:{item}" for item in batch]
+
+    results = run_splitting(
+        ["a", "bad", "c"], run, lambda e: (SINGLES, f"{type(e).__name__}: {e}"),
+        lambda item, detail: f"failed:{item}:{detail}", mark_retried=lambda r: r + "*")
+    assert results == ["ok:a*", "failed:bad:ValueError: cannot stack ['bad']*", "ok:c*"]
+    assert calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]  # len + 1 calls
+
+
+def test_micro_batches_never_mix_keys_and_keep_the_cost_order():
+    plan = plan_micro_batches([3, 9, 5, 7, 1, 8], 2, keys=["x", "y", "x", "y", "x", "z"])
+    assert plan == [[1, 3], [5], [2, 0], [4]]
+    assert sorted(i for batch in plan for i in batch) == list(range(6))

@@ -8,8 +8,10 @@ import pytest
 import torch
 from data_juicer.utils.constant import Fields
 
+from dj_ops.adapters.needs import ANY
 from dj_ops.backends import base
 from dj_ops.backends.base import BackendConfig, CaptionRequest
+from dj_ops.backends.isolation import SPLIT_AFTER_ERROR
 from dj_ops.backends.memory import is_out_of_memory
 from dj_ops.backends.transformers_backend import TransformersBackend
 from dj_ops.captioning.generation import parse_sampling_params
@@ -27,12 +29,12 @@ class OutOfMemoryAbove(TransformersBackend):
         super().__init__(config, device)
         self.sizes: list[int] = []
 
-    def _generate_micro_batch(self, requests):
+    def run_micro_batch(self, requests):
         self.sizes.append(len(requests))
         if len(requests) > self.limit:
             raise torch.cuda.OutOfMemoryError(
                 f"CUDA out of memory. Tried to allocate 2.00 GiB ({len(requests)} requests)")
-        return super()._generate_micro_batch(requests)
+        return super().run_micro_batch(requests)
 
 
 class AlwaysOutOfMemory(OutOfMemoryAbove):
@@ -42,9 +44,9 @@ class AlwaysOutOfMemory(OutOfMemoryAbove):
 class CpuAllocatorFails(TransformersBackend):
     """Asks the CPU allocator for an impossible amount on batches of more than one request."""
 
-    def _generate_micro_batch(self, requests):
+    def run_micro_batch(self, requests):
         torch.empty(2**62 if len(requests) > 1 else 1, dtype=torch.uint8)
-        return super()._generate_micro_batch(requests)
+        return super().run_micro_batch(requests)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,12 @@ def test_halving_until_batches_fit_gives_the_same_captions(qwen3, requests):
     results = halving.generate(requests)
     assert halving.sizes == [8, 4, 2, 2, 4, 2, 2]
     assert all(r.ok for r in results)
-    assert [r.candidates for r in results] == [r.candidates for r in reference]
+    texts = [[(c.text, c.num_tokens, c.decoding) for c in r.candidates] for r in results]
+    assert texts == [[(c.text, c.num_tokens, c.decoding) for c in r.candidates]
+                     for r in reference]
+    # the records say these were generated again after their micro-batch failed
+    assert {c.batching for r in results for c in r.candidates} == {SPLIT_AFTER_ERROR}
+    assert {c.batching for r in reference for c in r.candidates} == {ANY}
 
 
 def test_a_request_that_never_fits_gets_an_out_of_memory_error(qwen3, requests):

@@ -19,7 +19,7 @@ MAX_NEW_TOKENS = 8
 SOURCE_FPS = 30.0
 PROMPT = "Describe this video."
 # Frame sides must be multiples of patch_size * merge_size: the processor must not resize them.
-FACTOR = {"qwen2_5_vl": 28, "qwen3_vl": 32}
+FACTOR = {"qwen2_vl": 28, "qwen2_5_vl": 28, "qwen3_vl": 32}
 # (frames, height and width in FACTOR units): two videos of different lengths and sizes.
 VIDEO_SHAPES = ((4, 2, 3), (6, 3, 2))
 # Pre-decoded frames: no resampling, no resizing (sides are already multiples of the factor).

@@ -2,10 +2,13 @@
 
 An adapter says, for one family: the patch factor frame sides are multiples of, how many frames
 make one temporal patch, its default system prompt, the ``transformers`` class that loads it,
-whether its checkpoint ships remote code, its pad token, the processor options its frames need,
+whether its checkpoint ships remote code, its pad token, what one ``generate`` call needs from its
+videos (:class:`~dj_ops.adapters.needs.VideoNeeds`: batching, resizing, frame times; learned
+from the processor for the chat-template families), the processor options its frames need,
 how few tokens a video can become, the ``model_params`` keys it reads, and the model types the
 transformers backend's speed-ups were checked on. :class:`ModelAdapter` itself is the generic
-family (any Hugging Face video chat model, driven by its own chat template). How a backend turns
+family: a Hugging Face video chat model nobody has tested here, driven by its own chat template
+on the safe path (one video per call, frames resized by its processor). How a backend turns
 requests into its inputs is that backend's: one builder per family in its own table
 (``backends/hf_inputs.py``, ``backends/vllm_prompts.py``). Adapters are chosen by ``model_type``
 from the table in :mod:`dj_ops.adapters.registry`, never by if/elif.
@@ -15,13 +18,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from dj_ops.adapters.needs import GENERIC_NEEDS, VideoNeeds
 from dj_ops.video.settings import TEMPORAL_FACTOR
 
 if TYPE_CHECKING:
     from dj_ops.captioning.requests import CaptionRequest
 
 # Frames arrive sampled and sized by us: processors must neither resample them (Qwen3-VL would
-# index past the frames it was given) nor resize them (their minimum size upscales small frames).
+# index past the frames it was given) nor resize them (their minimum size upscales small frames),
+# unless the family's vision tower takes a fixed size (VideoNeeds.processor_resizes).
 PRESAMPLED_VIDEO_KWARGS = {"do_sample_frames": False, "do_resize": False}
 
 
@@ -61,6 +66,10 @@ class ModelAdapter:
     :cvar frame_text: the text an engine's prompt gains per temporal group of frames besides
         the vision tokens, at its longest (Qwen3-VL's timestamps): its tokens count against a
         context's budget.
+    :cvar needs: what one ``generate`` call needs from its videos; the generic family's is the
+        safe path (one video per call, the processor resizes).
+    :cvar samples_in_generate: ``generate`` returns several sampled sequences per prompt
+        (``num_return_sequences``); False: each prompt is repeated instead (GLM-4.1V).
     :param params: this family's adapter parameters taken from ``model_params``.
     """
 
@@ -76,9 +85,16 @@ class ModelAdapter:
     fast_decoding_checked: tuple[str, ...] = ()
     counts_visual_tokens = False
     frame_text = ""
+    needs: VideoNeeds = GENERIC_NEEDS
+    samples_in_generate = True
 
     def __init__(self, params: dict[str, Any] | None = None):
         self.params = dict(params or {})
+
+    def learn(self, processor) -> VideoNeeds:
+        """Set :attr:`needs` from the family's loaded processor where the family learns them
+        (chat-template families); the generic family keeps the safe path."""
+        return self.needs
 
     def check(self, model_params: dict[str, Any]) -> None:
         """Raise ``ValueError`` with the fix when ``model_params`` cannot work for the family."""
@@ -97,7 +113,7 @@ class ModelAdapter:
 
     def processor_kwargs(self) -> dict[str, Any]:
         """Video processor options the family's frames need (user ``processor_kwargs`` win)."""
-        return dict(PRESAMPLED_VIDEO_KWARGS)
+        return {**PRESAMPLED_VIDEO_KWARGS, "do_resize": self.needs.processor_resizes}
 
     def video_tokens_lower_bound(self, frames_shape: tuple[int, ...]) -> int:
         """Fewest prompt tokens a video of ``frames_shape`` expands to (0: unknown)."""

@@ -1,4 +1,4 @@
-"""Qwen2.5-VL and Qwen3-VL: patch factors, chat format, and how many tokens a video becomes.
+"""Qwen2-VL, Qwen2.5-VL and Qwen3-VL: patch factors, chat format, how many tokens a video becomes.
 
 The chat format equals what the families' chat templates render (tested against the tiny
 checkpoints' templates), so a backend can write the prompt without loading a processor
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from dj_ops.adapters.base import ModelAdapter
+from dj_ops.adapters.needs import ANY, VideoNeeds
 from dj_ops.video.budget import vision_tokens
 
 # Patch side (14) times the 2 x 2 merge, and 16 x 2 for Qwen3-VL: frame sides are multiples.
@@ -37,10 +38,17 @@ def qwen_video_tokens(frames_shape: tuple[int, ...], factor: int, temporal: int 
     return vision_tokens(*frames_shape[:3], factor, temporal)
 
 
+# What the Qwen-VL processors need (checked against them in tests/test_families.py): patches
+# of any video share a call, frames go as decoded, times from the metadata (not Qwen2-VL's).
+QWEN_NEEDS = VideoNeeds(ANY, processor_resizes=False, frame_times=True,
+                        video_token="<|video_pad|>")
+
+
 class QwenVLAdapter(ModelAdapter):
-    """What Qwen2.5-VL and Qwen3-VL share; subclasses set the factor and the system prompt."""
+    """What the Qwen-VL families share; subclasses set the factor and the system prompt."""
 
     counts_visual_tokens = True
+    needs = QWEN_NEEDS
 
     def video_tokens_lower_bound(self, frames_shape: tuple[int, ...]) -> int:
         return qwen_video_tokens(frames_shape, self.size_factor, self.temporal_factor)
@@ -49,6 +57,16 @@ class QwenVLAdapter(ModelAdapter):
         """The family's chat format for ``request`` (its template's rendering)."""
         return qwen_prompt(request.prompt, request.system_prompt or self.default_system_prompt,
                            video=request.frames is not None)
+
+
+class Qwen2VLAdapter(QwenVLAdapter):
+    """Qwen2-VL: patch factor 28, default system prompt; its positions carry no time."""
+
+    name = "qwen2_vl"
+    size_factor = QWEN25_VL_PATCH_FACTOR
+    default_system_prompt = "You are a helpful assistant."
+    needs = VideoNeeds(ANY, processor_resizes=False, frame_times=False,
+                       video_token="<|video_pad|>")
 
 
 class Qwen25VLAdapter(QwenVLAdapter):

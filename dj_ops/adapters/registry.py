@@ -1,7 +1,8 @@
 """The table that picks a model family's adapter from the model's ``config.json``.
 
 Keys are ``model_type`` values (and, for checkpoints whose ``config.json`` names no
-``model_type``, architecture names); a model found in neither gets the generic adapter.
+``model_type``, architecture names); a model found in neither gets the generic adapter, the safe
+path of :mod:`dj_ops.adapters.generic`.
 ``model_params: {model_type: ...}`` forces a family, e.g. for a served model not stored locally.
 """
 
@@ -12,16 +13,19 @@ import os
 from typing import Any
 
 from dj_ops.adapters.base import ModelAdapter
+from dj_ops.adapters.chat_template import CHAT_TEMPLATE_FAMILIES
 from dj_ops.adapters.cogvlm2 import CogVLM2Adapter
-from dj_ops.adapters.qwen import Qwen3VLAdapter, Qwen25VLAdapter
+from dj_ops.adapters.qwen import Qwen2VLAdapter, Qwen3VLAdapter, Qwen25VLAdapter
 from dj_ops.backends.model_params import ModelParams
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {
+    "qwen2_vl": Qwen2VLAdapter,
     "qwen2_5_vl": Qwen25VLAdapter,
     "qwen3_vl": Qwen3VLAdapter,
     "qwen3_vl_moe": Qwen3VLAdapter,
     "cogvlm2": CogVLM2Adapter,
     "CogVLMVideoForCausalLM": CogVLM2Adapter,  # CogVLM2's config.json may carry no model_type
+    **{family.name: family for family in CHAT_TEMPLATE_FAMILIES},
 }
 GENERIC_ADAPTER = ModelAdapter
 

@@ -150,13 +150,13 @@ class FastDecoding:
     def check(self, request, encode: Encode, generate_kwargs: dict) -> bool:
         """Generate ``request``'s greedy tokens both ways; turn the fast path off on a
         mismatch. Returns whether they matched."""
-        self.checked = True
         kwargs = greedy_kwargs(generate_kwargs)
         use_stock_patch_embedding(self.model)
-        try:
+        try:  # a request that fails here fails in plain generate too: the next one checks
             expected = plain_generate(self.model, encode([request]), kwargs)
         finally:
             use_matmul_patch_embedding(self.model)
+        self.checked = True
         try:
             got = generate_from_separate_prefills(self.model, [encode([request])],
                                                   CHECK_CANDIDATES, kwargs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from dj_ops.adapters.base import ModelAdapter
+from dj_ops.adapters.chat_template import CHAT_TEMPLATE_FAMILIES
 from dj_ops.adapters.cogvlm2_interface import generate_inputs, to_cthw
 from dj_ops.adapters.qwen_patchify import install_patchify_first
 from dj_ops.captioning.requests import CaptionRequest
@@ -96,6 +97,8 @@ class CogVLM2Inputs(ChatTemplateInputs):
 
 HF_INPUTS: dict[str, type[ChatTemplateInputs]] = {
     "generic": ChatTemplateInputs,
+    **{family.name: ChatTemplateInputs for family in CHAT_TEMPLATE_FAMILIES},
+    "qwen2_vl": QwenInputs,
     "qwen2_5_vl": QwenInputs,
     "qwen3_vl": QwenInputs,
     "cogvlm2": CogVLM2Inputs,

@@ -39,6 +39,7 @@ from dj_ops.backends.base import (
     CaptionResult,
     request_config,
 )
+from dj_ops.backends.isolation import INPUTS, OUTPUT, failure_of
 from dj_ops.backends.openai_models import advertised_context
 from dj_ops.backends.openai_payload import (
     NO_STRUCTURED_OUTPUT,
@@ -228,7 +229,12 @@ class OpenAIBackend(StreamingBackend, CaptionBackend):
             payload = await loop.run_in_executor(encoders, self._payload, request)
         except (av.error.FFmpegError, OSError, ValueError) as error:
             return CaptionResult.failure(INVALID_REQUEST, f"cannot build the request: {error}")
-        return await self._caption(client, payload)
+        except Exception as error:  # noqa: BLE001 - any other raise fails this request alone
+            return failure_of(error, INPUTS)
+        try:
+            return await self._caption(client, payload)
+        except Exception as error:  # noqa: BLE001 - reading the answer: this request alone
+            return failure_of(error, OUTPUT)
 
     async def _caption(self, client: _Client, payload: dict) -> CaptionResult:
         """All candidates of one video: one request for ``n`` choices, or one per choice."""

@@ -1,8 +1,12 @@
 """Hugging Face transformers backend: batched, left-padded ``generate`` on CPU or GPU.
 
-All requests of an op batch are cut into micro-batches (most expensive first); in each, every
+All requests of an op batch are cut into micro-batches (most expensive first; one frame count
+per micro-batch for a family whose processor stacks videos, one video per micro-batch for a
+family not in the table: the adapter's ``needs``, learned from its processor); in each, every
 video is preprocessed and prefilled alone, once (``prefill``), then one ``generate`` call decodes
-the ``num_candidates`` candidates of every video at once.
+the ``num_candidates`` candidates of every video at once. A micro-batch that raises is retried
+in halves (out of memory) or video by video, down to a per-video error record
+(:mod:`dj_ops.backends.isolation`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import transformers
 from loguru import logger
 
 from dj_ops.adapters import resolve_adapter
-from dj_ops.adapters.registry import ADAPTER_PARAM_KEYS
+from dj_ops.adapters.generic import note_untested
+from dj_ops.adapters.needs import ONE_PER_CALL
+from dj_ops.adapters.registry import ADAPTER_PARAM_KEYS, read_model_identity
 from dj_ops.backends.base import (
     PROCESSOR_KWARGS_KEY,
     BackendConfig,
@@ -30,14 +36,15 @@ from dj_ops.backends.fast_decoding import (
 )
 from dj_ops.backends.grammar import compile_json_schema, json_logits_processors
 from dj_ops.backends.hf_inputs import hf_inputs_for
-from dj_ops.backends.memory import OUT_OF_MEMORY, free_memory, is_out_of_memory
+from dj_ops.backends.isolation import INPUTS, OUTPUT, at_stage, run_isolated, staged
+from dj_ops.backends.memory import free_memory
 from dj_ops.backends.model_source import check_model_source
 from dj_ops.backends.quantization import (
     QUANTIZATION_KEY,
     check_hf_quantization,
     hf_quantization_kwargs,
 )
-from dj_ops.captioning.batching import run_in_micro_batches, run_splitting
+from dj_ops.captioning.batching import run_in_micro_batches
 from dj_ops.captioning.generation import (
     SAMPLING_KNOBS,
     generation_record,
@@ -64,12 +71,6 @@ def pick_dtype(device: str) -> torch.dtype:
     return torch.bfloat16 if major >= 8 else torch.float16
 
 
-def _after_out_of_memory(batch_size: int, message: str) -> None:
-    free_memory()
-    then = "splitting it in two" if batch_size > 1 else "recording an out_of_memory error"
-    logger.warning(f"out of memory generating {batch_size} request(s), {then}: {message}")
-
-
 class TransformersBackend(CaptionBackend):
     """Captions with the model's own processor and ``transformers`` class (both chosen by the
     family's adapter: ``AutoProcessor`` and ``AutoModelForImageTextToText`` by default)."""
@@ -84,7 +85,6 @@ class TransformersBackend(CaptionBackend):
         # from_pretrained, as do processor options and the quantization mode.
         self.adapter = resolve_adapter(config.model, config.params)
         self.inputs = hf_inputs_for(self.adapter)
-        self.videos_kwargs = {**self.adapter.processor_kwargs(), **config.params.processor_kwargs}
         quantization, params = config.params.quantization, config.params.loader
         if "torch_dtype" in params:  # the old spelling, else ignored beside our default dtype
             params.setdefault("dtype", params.pop("torch_dtype"))
@@ -93,6 +93,12 @@ class TransformersBackend(CaptionBackend):
         remote = {"trust_remote_code": params.get("trust_remote_code", False)}
         self.processor = self.inputs.load_processor(config.model, **remote)
         self.tokenizer = self.inputs.tokenizer(self.processor)
+        # What one generate call needs from its videos, from the family's processor; a family
+        # not in the table keeps the safe path (one video per call, its processor resizes).
+        self.needs = self.adapter.learn(self.processor)
+        self._hinted = False  # the hint on frame counts that cut micro-batches, logged once
+        note_untested(self.adapter, config.model, read_model_identity(config.model, True))
+        self.videos_kwargs = {**self.adapter.processor_kwargs(), **config.params.processor_kwargs}
         model_class = getattr(transformers, self.adapter.model_class)
         self.model = model_class.from_pretrained(config.model, **params)
         if quantization is None:  # a quantized model is placed by device_map and cannot move
@@ -103,7 +109,8 @@ class TransformersBackend(CaptionBackend):
         # The adapter may set the family's pad token (CogVLM2's); else the tokenizer's.
         self.pad_token_id = self.generate_kwargs.get("pad_token_id", self.tokenizer.pad_token_id)
         self.size_factor = self.inputs.size_factor(self.processor)
-        self.batch_size = min(config.batch_size, self.adapter.max_batch_size or config.batch_size)
+        limit = 1 if self.needs.batching == ONE_PER_CALL else self.adapter.max_batch_size
+        self.batch_size = min(config.batch_size, limit or config.batch_size)
         # caption_format json: the schema compiled once for this tokenizer; each generate call
         # gets fresh grammar processors (one matcher per row).
         self.grammar = None if config.json_schema is None else compile_json_schema(
@@ -188,28 +195,39 @@ class TransformersBackend(CaptionBackend):
             groups.setdefault((request.settings, request.attempt), []).append(index)
         for indices in groups.values():
             alike = [requests[i] for i in indices]
+            keys = [None if r.frames is None else self.needs.batch_key(r.frames.shape)
+                    for r in alike]
+            self._hint_common_count(len(alike), len(set(keys)))
             done = run_in_micro_batches(alike, [r.cost for r in alike], self.batch_size,
-                                        self._generate_splitting_on_oom)
+                                        self._generate_isolated, keys)
             for index, result in zip(indices, done, strict=True):
                 results[index] = result
         return results  # type: ignore[return-value]
 
-    def _generate_splitting_on_oom(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
-        """One micro-batch; out of memory, its halves, down to a per-request error."""
-        return run_splitting(
-            requests,
-            self._generate_micro_batch,
-            is_out_of_memory,
-            lambda _, message: CaptionResult.failure(OUT_OF_MEMORY, message),
-            _after_out_of_memory,
-        )
+    def _hint_common_count(self, requests: int, keys: int) -> None:
+        """Say once when frame counts cut micro-batches: the fix keeps every video's count."""
+        if self._hinted or keys <= -(-requests // self.batch_size):
+            return
+        self._hinted = True
+        logger.info(f"{self.adapter.name} stacks the videos of a generate call, so they must "
+                    f"share a frame count: {requests} videos with {keys} frame counts take at "
+                    f"least {keys} calls. `frame_strategy: uniform` with `num_frames` gives "
+                    "every video one count, keeping micro-batches whole (the family's own "
+                    "practice)")
+
+    def _generate_isolated(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
+        """One micro-batch; if it raises, its halves (out of memory) or its requests one by
+        one, down to a per-request error record."""
+        return run_isolated(requests, self.run_micro_batch, lambda *_: free_memory())
 
     def encode(self, requests: list[CaptionRequest]):
         """Model inputs for one micro-batch (left padded), built by the family's builder."""
         return self.inputs.encode(self.processor, self.model, requests, self.videos_kwargs)
 
     @torch.inference_mode()
-    def _generate_micro_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
+    def run_micro_batch(self, requests: list[CaptionRequest]) -> list[CaptionResult]:
+        """One try at one micro-batch: raises whatever fails (``generate`` isolates it), each
+        exception tagged with its stage (inputs, model, output)."""
         config = request_config(self.config, requests[0])  # alike in a micro-batch
         if config.seed is not None:
             torch.manual_seed(config.seed)
@@ -218,20 +236,26 @@ class TransformersBackend(CaptionBackend):
         k = kwargs["num_return_sequences"]
         if self.grammar is not None:  # a fresh grammar state per call
             kwargs = {**kwargs, "logits_processor": json_logits_processors(self.grammar)}
-        if retry:  # a retry's sampling: its repetition penalty reads the prompt's tokens, which
-            # the fast path does not pass to generate, so plain generate runs it
-            new_tokens, path = plain_generate(self.model, self.encode(requests), kwargs), GENERATE
+        encode = staged(INPUTS, self.encode)
+        if k > 1 and not self.adapter.samples_in_generate:  # each prompt repeated k times
+            rows = [request for request in requests for _ in range(k)]
+            kwargs = {**kwargs, "num_return_sequences": 1}
+            new_tokens, path = plain_generate(self.model, encode(rows), kwargs), GENERATE
+        elif retry:  # a retry's sampling: its repetition penalty reads the prompt's tokens,
+            # which the fast path does not pass to generate, so plain generate runs it
+            new_tokens, path = plain_generate(self.model, encode(requests), kwargs), GENERATE
         else:
-            new_tokens, path = self.fast.generate(requests, self.encode, kwargs, k)
+            new_tokens, path = self.fast.generate(requests, encode, kwargs, k)
         if self.grammar is not None:
             path = JSON_SCHEMA_DECODING
-        return [
-            CaptionResult.repeated(
-                [self._candidate(row, path, kwargs["max_new_tokens"])
-                 for row in new_tokens[i * k:(i + 1) * k]],
-                self.config.num_candidates)
-            for i in range(len(requests))
-        ]
+        with at_stage(OUTPUT):
+            return [
+                CaptionResult.repeated(
+                    [self._candidate(row, path, kwargs["max_new_tokens"])
+                     for row in new_tokens[i * k:(i + 1) * k]],
+                    self.config.num_candidates)
+                for i in range(len(requests))
+            ]
 
     def _candidate(self, token_ids: torch.Tensor, path: str, max_tokens: int) -> Candidate:
         ids = token_ids.tolist()
@@ -243,4 +267,5 @@ class TransformersBackend(CaptionBackend):
             ids = ids[: next(i for i, t in enumerate(ids) if t in self.eos_ids)]
         text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
         hit_limit = not ended and len(ids) >= max_tokens
-        return Candidate(text, num_tokens=len(ids), hit_token_limit=hit_limit, decoding=path)
+        return Candidate(text, num_tokens=len(ids), hit_token_limit=hit_limit, decoding=path,
+                         batching=self.needs.batching)

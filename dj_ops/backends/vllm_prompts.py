@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dj_ops.adapters.base import ModelAdapter
+from dj_ops.adapters.chat_template import CHAT_TEMPLATE_FAMILIES
 from dj_ops.captioning.requests import CaptionRequest
 from dj_ops.video.settings import FrameSettings
 
@@ -93,6 +94,8 @@ class Qwen25Prompts(QwenPrompts):
 
 VLLM_PROMPTS: dict[str, type[ChatTemplatePrompts]] = {
     "generic": ChatTemplatePrompts,
+    **{family.name: ChatTemplatePrompts for family in CHAT_TEMPLATE_FAMILIES},
+    "qwen2_vl": QwenPrompts,
     "qwen2_5_vl": Qwen25Prompts,
     "qwen3_vl": QwenPrompts,
 }

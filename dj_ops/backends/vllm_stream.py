@@ -21,6 +21,7 @@ from collections.abc import Hashable
 from loguru import logger
 
 from dj_ops.backends.base import CaptionRequest, CaptionResult
+from dj_ops.backends.isolation import OUTPUT, guarded
 from dj_ops.backends.streaming import ENGINE_DEAD, StreamSession
 from dj_ops.backends.vllm_requests import (
     build_request,
@@ -114,7 +115,8 @@ class VLLMStream(StreamSession):
                 if output.finished and output.request_id in self.running:
                     key, _, _ = self.running.pop(output.request_id)
                     self.own_params.pop(key, None)
-                    result = parse_request_output(output, self.backend.config.num_candidates)
+                    result = guarded(OUTPUT, parse_request_output, output,
+                                     self.backend.config.num_candidates)
                     self.finished.append((key, result))
         done, self.finished = self.finished, []
         return done

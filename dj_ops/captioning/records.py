@@ -35,6 +35,7 @@ class VideoOutcome:
     repetition_trimmed: bool = False  # a trailing repetition loop was cut from the caption
     from_store: bool = False  # reused from the result store, not generated in this run
     decoding: str = ""  # which decoding path produced the caption (Candidate.decoding)
+    batching: str = ""  # how its generate call was batched (Candidate.batching)
     # what the video was decoded at and its frame budget (dj_ops.video.budget.frames_record)
     frames: dict = field(default_factory=dict)
     # with windows on (window_seconds): per window its WindowOutcome (dj_ops.ops.windowed);
@@ -59,6 +60,7 @@ class VideoOutcome:
             "repetition_trimmed": bool(self.repetition_trimmed),
             "from_store": bool(self.from_store),
             "decoding": self.decoding,
+            "batching": self.batching,
             "frames": {**NO_FRAMES, **self.frames},
             **quality_fields(self.attempts),
             "dropped_candidates": np.asarray(self.dropped, dtype=str),

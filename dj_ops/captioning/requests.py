@@ -57,6 +57,10 @@ class Candidate:
     # ``generate``, or ``generate_json_schema`` (caption_format json: plain generate under the
     # schema's grammar); ``engine`` for a backend's own engine or server (vLLM, OpenAI).
     decoding: str = "engine"
+    # How the transformers backend batched its video (dj_ops.adapters.needs: ``any``,
+    # ``same_frame_count``, ``one_per_call``; ``split_after_error``: generated again, in a
+    # smaller batch or alone, after its micro-batch failed); "" for engines and servers.
+    batching: str = ""
     # The quality gate's flags of each attempt made for this candidate, in order (the last one
     # is this text's); empty when no gate checked it.
     attempts: tuple[tuple[str, ...], ...] = ()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from dj_ops.backends.base import CaptionBackend, CaptionRequest, CaptionResult
+from dj_ops.backends.isolation import isolating
 from dj_ops.captioning.generation import GenerationSettings
 from dj_ops.captioning.parameters import DEFAULT_MAX_RETRIES, ON_LOW_QUALITY
 from dj_ops.captioning.quality import (
@@ -193,8 +194,10 @@ class QualityGate:
 def generate_checked(backend: CaptionBackend, requests: list[CaptionRequest],
                      gate: QualityGate | None, text_only: bool = False) -> list[CaptionResult]:
     """``backend.generate(requests)`` (``generate_text`` for ``text_only`` requests: a merge),
-    through ``gate`` when there is one (no call for none)."""
+    through ``gate`` when there is one (no call for none). A call that raises costs only the
+    requests that fail alone (backends/isolation.py)."""
     if not requests:
         return []
+    backend = isolating(backend)
     generate = backend.generate_text if text_only else backend.generate
     return gate.generate(generate, requests) if gate is not None else list(generate(requests))

@@ -280,7 +280,8 @@ def _outcome(path: str, candidate: Candidate, timestamps: tuple[float, ...],
              structured: dict | str | None, dropped: tuple[str, ...] = ()) -> VideoOutcome:
     return VideoOutcome(path, timestamps, candidate.num_tokens, candidate.hit_token_limit,
                         repetition_trimmed=candidate.repetition_trimmed, from_store=from_store,
-                        decoding=candidate.decoding, attempts=candidate.attempts,
+                        decoding=candidate.decoding, batching=candidate.batching,
+                        attempts=candidate.attempts,
                         frames=frames, windows=windows, dropped=dropped,
                         structured=structured if isinstance(structured, dict) else None)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 
 from dj_ops.backends.base import CaptionRequest
+from dj_ops.backends.isolation import IsolatingSession
 from dj_ops.backends.streaming import StreamingBackend, StreamSession
 from dj_ops.ops.pipeline import record_result, slots_to_caption, video_request
 from dj_ops.ops.quality_gate import QualityGate
@@ -39,7 +40,7 @@ def caption_with_engine(builder: SampleBuilder, backend: StreamingBackend, sourc
     """:func:`caption_stream` through a session of ``backend``, keeping at most
     ``max_in_flight`` requests (and the backend's own limit) in flight."""
     limit = min(max_in_flight, backend.concurrency_limit or max_in_flight)
-    with backend.open_stream() as session:
+    with IsolatingSession(backend.open_stream()) as session:  # a raise fails its request
         return caption_stream(builder, session, source, settings, max_in_flight=limit,
                               max_decoded=max_decoded, system_prompt=system_prompt, store=store,
                               gate=gate)

@@ -102,6 +102,7 @@ class FamilySpec:
     image_size: dict[str, int]  # pixel budgets as in the real checkpoints
     video_size: dict[str, int]  # Qwen3-VL counts it over all frames, Qwen2.5-VL per frame
     chat_template: str
+    vision_out_key: str = "out_hidden_size"  # the vision config's key of its output width
 
 
 _TEXT = {
@@ -139,6 +140,21 @@ _QWEN2_5_PIXELS = {"shortest_edge": 56 * 56, "longest_edge": 28 * 28 * 16384}
 _HALF = [0.5, 0.5, 0.5]
 
 FAMILIES: dict[str, FamilySpec] = {
+    "qwen2_vl": FamilySpec(
+        config_class="Qwen2VLConfig",
+        model_class="Qwen2VLForConditionalGeneration",
+        processor_class="Qwen2VLProcessor",
+        video_processor_class="Qwen2VLVideoProcessor",
+        rope={"rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+        vision_config={"depth": VISION_DEPTH, "embed_dim": VISION_HIDDEN_SIZE, "mlp_ratio": 2,
+                       "num_heads": VISION_HEADS, "patch_size": 14,
+                       "initializer_range": INITIALIZER_RANGE},
+        pixel_config={"patch_size": 14},
+        image_size=_QWEN2_5_PIXELS,
+        video_size=_QWEN2_5_PIXELS,
+        chat_template=_CHAT_TEMPLATE.replace(_SYSTEM_SLOT, _QWEN2_5_DEFAULT_SYSTEM),
+        vision_out_key="hidden_size",
+    ),
     "qwen2_5_vl": FamilySpec(
         config_class="Qwen2_5_VLConfig",
         model_class="Qwen2_5_VLForConditionalGeneration",
@@ -235,7 +251,7 @@ def _build_model(spec: FamilySpec, tokenizer, seed: int, head_dim: int):
     config = getattr(transformers, spec.config_class)(
         text_config={**text, "vocab_size": len(tokenizer), "bos_token_id": pad_id,
                      "eos_token_id": eos_id, "pad_token_id": pad_id},
-        vision_config={**spec.vision_config, "out_hidden_size": text["hidden_size"]},
+        vision_config={**spec.vision_config, spec.vision_out_key: text["hidden_size"]},
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),

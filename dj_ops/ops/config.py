@@ -25,7 +25,7 @@ from dj_ops.captioning.selection import SELECTORS
 from dj_ops.ops.quality_gate import GateConfig
 from dj_ops.ops.structured_config import StructuredConfig
 from dj_ops.ops.window_config import WindowConfig, check_window_config
-from dj_ops.store import ResultStore
+from dj_ops.store import open_store
 from dj_ops.video.decoders import resolve_decoder
 from dj_ops.video.settings import FrameSettings
 
@@ -201,7 +201,7 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
     backend_class(backend).check_config(config)
     store = store or StoreConfig()
     if store.path:  # a store of another format fails here, not in a worker
-        ResultStore(store.path).close()
+        open_store(store.path).close()
     windows = check_window_config(
         windows or WindowConfig(), backend=backend, decoder=decoding.decoder,
         video_start=frames.video_start, video_end=frames.video_end, result_store=store.path,

@@ -19,6 +19,7 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 
 from dj_ops.backends.base import BACKENDS, build_backend
 from dj_ops.backends.streaming import DEFAULT_MAX_IN_FLIGHT
+from dj_ops.cluster import spread
 from dj_ops.ops.captioner import Captioner, ProcessPlacement
 from dj_ops.ops.config import (
     DEFAULT_MODEL,
@@ -299,6 +300,13 @@ class VLMVideoCaptioningMapper(Mapper):
         # Data-Juicer's model zoo loads this once per worker, on the worker's device.
         self.model_key = functools.partial(build_backend, backend, self.config.model)
         self._captioner: Captioner | None = None  # per process, built on its first batch
+        spread.install()  # under a Ray executor: prepare_ray_dataset runs before the op
+
+    def prepare_ray_dataset(self, data):
+        """Under Data-Juicer's Ray executors, before the op is mapped over ``data``: the rows
+        cut into blocks of one batch, at least one per replica, so that every node works
+        (dj_ops/cluster/spread.py)."""
+        return spread.spread_over_replicas(self, data)
 
     @property
     def prefetch(self) -> int:

@@ -1,4 +1,4 @@
-"""The result store's embedded default: one SQLite file in WAL mode.
+"""The result store's embedded default, for one machine: one SQLite file in WAL mode.
 
 Why SQLite (over LMDB or append-only segment files):
 
@@ -14,9 +14,8 @@ Why SQLite (over LMDB or append-only segment files):
 
 Network filesystems: WAL keeps its index in shared memory beside the file (``-shm``), which
 processes on different machines cannot share, and NFS's POSIX locks are not reliable, so one store
-file must not be written from several machines. On a cluster give each node its own store file
-(a local disk, or a per-node name on the shared filesystem); a node's store can later be read
-from anywhere.
+file must not be written from several machines. On a cluster use the shared store
+(:mod:`dj_ops.store.shared_store`: a folder on the shared filesystem, or object storage).
 """
 
 from __future__ import annotations
@@ -25,9 +24,10 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from dj_ops.store.base import ResultStore, check_format_version
 from dj_ops.store.keys import FORMAT_VERSION
 
 BUSY_TIMEOUT_S = 120.0  # how long a writer waits for another process's transaction
@@ -35,19 +35,14 @@ LOOKUP_CHUNK = 500  # keys per SELECT (SQLite's limit on bound parameters is far
 VERSION_NAME = "format_version"
 
 
-class StoreFormatError(RuntimeError):
-    """The store was written with another key or value layout (another dj_ops version)."""
+class SQLiteStore(ResultStore):
+    """Stored results by key in one SQLite file: ``put_many`` is one transaction.
 
-
-class ResultStore:
-    """Stored results by key: ``get_many`` and ``put_many`` (one transaction per call).
-
-    Open it in the process that uses it (a connection must not cross a fork); close it, or use
-    it as a context manager.
+    Open it in the process that uses it (a connection must not cross a fork).
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = os.fspath(path)
+        self.path = self.where = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -68,11 +63,8 @@ class ResultStore:
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES (?, ?)",
                                  (VERSION_NAME, str(FORMAT_VERSION)))
-            elif row[0] != str(FORMAT_VERSION):
-                raise StoreFormatError(
-                    f"the result store {self.path} was written in format version {row[0]}; "
-                    f"this dj_ops reads and writes version {FORMAT_VERSION}, whose keys differ. "
-                    "Give result_store a new path (or delete this file to caption again).")
+            else:
+                check_format_version(row[0], self.path, "or delete this file")
 
     def _transaction(self):
         return _Transaction(self._db)
@@ -98,6 +90,9 @@ class ResultStore:
         with self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", rows)
 
+    def keys(self) -> Iterator[str]:
+        return (key for (key,) in self._db.execute("SELECT key FROM results"))
+
     def count(self) -> int:
         """How many results are stored."""
         return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
@@ -108,12 +103,6 @@ class ResultStore:
 
     def close(self) -> None:
         self._db.close()
-
-    def __enter__(self) -> ResultStore:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _use_wal(db: sqlite3.Connection) -> None:

@@ -125,6 +125,7 @@ class LoopbackCluster:
              "--cpus", str(cpus), "--temp", self.temp],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=self.env,
             cwd=Path(__file__).resolve().parents[2])
+        self.pid = self._process.pid
         started = self._answer()
         self.address: str = started["address"]
         self.head: dict = started["head"]
@@ -143,6 +144,29 @@ class LoopbackCluster:
         killed = self._ask(f"kill {node_id}")["killed"]
         self.workers = [w for w in self.workers if w["node_id"] != node_id]
         return killed
+
+    def tasks_running(self, name: str = "process_batched") -> list:
+        """The Ray workers running a task named ``name`` now (Ray titles a busy worker
+        ``ray::TASK``)."""
+        import psutil
+
+        running = []
+        for process in psutil.Process(self.pid).children(recursive=True):
+            try:
+                if name in " ".join(process.cmdline()):
+                    running.append(process)
+            except psutil.NoSuchProcess:
+                pass
+        return running
+
+    def wait_for_no_task(self, name: str = "process_batched", timeout_s: float = 600) -> None:
+        """Wait until no worker runs a task named ``name`` (after its driver was killed: Ray
+        stops a dead driver's workers, and starts no new task of it)."""
+        import psutil
+
+        psutil.wait_procs(self.tasks_running(name), timeout=timeout_s)
+        if self.tasks_running(name):
+            raise TimeoutError(f"Ray workers still run {name} after {timeout_s} s")
 
     def _ask(self, command: str) -> dict:
         self._process.stdin.write(command + "\n")

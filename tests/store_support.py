@@ -4,6 +4,7 @@ the session)."""
 
 from __future__ import annotations
 
+import copy
 import sqlite3
 import uuid
 from pathlib import Path
@@ -83,7 +84,7 @@ def comparable_rows(rows) -> list[dict]:
     from dj_ops.captioning.records import META_KEY
 
     comparable = []
-    for row in rows:
+    for row in copy.deepcopy(list(rows)):
         record = row[Fields.meta][META_KEY]
         record.pop("worker")
         for video in record["videos"]:

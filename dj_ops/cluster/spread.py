@@ -29,13 +29,25 @@ RAY_DATASET_MODULE = "data_juicer.core.data.ray_dataset"
 _MARK = "_dj_ops_prepares_ray_dataset"
 
 
+BLOCKS_PER_REPLICA = 4  # the last wave of blocks leaves replicas idle a quarter block at most
+MAX_BLOCK_ROWS = 1000  # Data-Juicer's own bundle (its path conversion's batch)
+
+
 @dataclass(frozen=True)
 class SpreadPlan:
-    """Rows per block (and per batch): every block one task, at least one per replica."""
+    """How the rows are cut: blocks (each one task) and batches (each one ``process`` call).
+
+    :param rows: rows of the dataset.
+    :param replicas: copies of the op the cluster runs at once.
+    :param rows_per_block: rows of every block but the last.
+    :param batch_size: rows per batch (``map_batches``' batch_size): the op's, or fewer where
+        one batch per replica would leave a replica without work.
+    """
 
     rows: int
     replicas: int
     rows_per_block: int
+    batch_size: int
 
     @property
     def blocks(self) -> int:
@@ -43,21 +55,28 @@ class SpreadPlan:
 
 
 def plan_spread(rows: int, replicas: int, batch_size: int) -> SpreadPlan:
-    """Blocks of ``batch_size`` rows, fewer rows where that leaves a replica without one.
+    """At least one block per replica, and for larger datasets about
+    :data:`BLOCKS_PER_REPLICA` each (so that the last blocks leave little idle), of at least
+    one batch and at most :data:`MAX_BLOCK_ROWS` rows (each task sets the op up once: fewer,
+    larger blocks cost less; a lost node redoes its block's rows not yet in the result store).
 
-    >>> plan_spread(32, 2, 128).rows_per_block  # a small dataset: one block per replica
-    16
-    >>> plan_spread(32, 2, 4).blocks
+    >>> plan_spread(32, 2, 128)  # a small dataset: one block and batch per replica
+    SpreadPlan(rows=32, replicas=2, rows_per_block=16, batch_size=16)
+    >>> plan_spread(32, 2, 4).blocks  # small batches: four blocks per replica
     8
-    >>> plan_spread(31, 2, 128).rows_per_block, plan_spread(31, 2, 128).blocks
-    (16, 2)
-    >>> p = plan_spread(1_000_000, 8, 128); (p.rows_per_block, p.blocks)
-    (128, 7813)
+    >>> plan_spread(10_000, 8, 128).rows_per_block
+    313
+    >>> p = plan_spread(1_000_000, 8, 128); (p.rows_per_block, p.blocks, p.batch_size)
+    (1000, 1000, 128)
     >>> plan_spread(3, 8, 128).blocks  # more replicas than rows: one row each
     3
     """
-    per_replica = math.ceil(rows / max(1, replicas))
-    return SpreadPlan(rows, replicas, max(1, min(batch_size, per_replica)))
+    replicas = max(1, replicas)
+    per_replica = math.ceil(rows / replicas)
+    batch = max(1, min(batch_size, per_replica))
+    balanced = math.ceil(rows / (replicas * BLOCKS_PER_REPLICA))
+    rows_per_block = min(per_replica, max(batch, min(balanced, MAX_BLOCK_ROWS)))
+    return SpreadPlan(rows, replicas, rows_per_block, batch)
 
 
 def replicas(op) -> int:
@@ -76,18 +95,19 @@ def replicas(op) -> int:
 
 
 def spread_over_replicas(op, data):
-    """``data`` (a Ray dataset) cut into blocks of :func:`plan_spread` rows, and ``op``'s
-    ``batch_size`` set to the same, so that Ray Data runs each block as one task (its bundles
-    hold ``batch_size`` rows) and every replica gets work. Counting the rows runs the steps
-    before the op once more (reading the input, converting paths): cheap beside captioning."""
+    """``data`` (a Ray dataset) cut into the blocks of :func:`plan_spread`, and ``op``'s
+    ``batch_size`` set to the plan's: every block is at least one batch, so Ray Data runs
+    each block as one task (it bundles blocks until a task holds ``batch_size`` rows) and
+    every replica gets work. Counting the rows runs the steps before the op once more
+    (reading the input, converting paths): cheap beside captioning."""
     rows = data.count()
     if not rows:
         return data
     plan = plan_spread(rows, replicas(op), op.batch_size)
     logger.info(f"{op._name}: {rows} rows in {plan.blocks} blocks of {plan.rows_per_block} "
                 f"for {plan.replicas} replicas (batch_size {op.batch_size} -> "
-                f"{plan.rows_per_block})")
-    op.batch_size = plan.rows_per_block
+                f"{plan.batch_size})")
+    op.batch_size = plan.batch_size
     return data.repartition(target_num_rows_per_block=plan.rows_per_block, strict=True)
 
 

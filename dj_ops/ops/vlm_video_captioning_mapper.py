@@ -17,9 +17,10 @@ from data_juicer.utils.model_utils import get_model
 from data_juicer.utils.resource_utils import cuda_device_count
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, validate_call
 
-from dj_ops.backends.base import BACKENDS, build_backend
+from dj_ops.backends.base import BACKENDS
 from dj_ops.backends.streaming import DEFAULT_MAX_IN_FLIGHT
 from dj_ops.cluster import spread
+from dj_ops.cluster.model_key import BackendLoader
 from dj_ops.ops.captioner import Captioner, ProcessPlacement
 from dj_ops.ops.config import (
     DEFAULT_MODEL,
@@ -298,7 +299,7 @@ class VLMVideoCaptioningMapper(Mapper):
             structured=parse_structured(caption_format, json_schema, caption_lengths),
         )
         # Data-Juicer's model zoo loads this once per worker, on the worker's device.
-        self.model_key = functools.partial(build_backend, backend, self.config.model)
+        self.model_key = BackendLoader(backend, self.config.model)  # copies share its model
         self._captioner: Captioner | None = None  # per process, built on its first batch
         spread.install()  # under a Ray executor: prepare_ray_dataset runs before the op
 

@@ -20,7 +20,7 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 from dj_ops.backends.base import BACKENDS
 from dj_ops.backends.streaming import DEFAULT_MAX_IN_FLIGHT
 from dj_ops.cluster import spread
-from dj_ops.cluster.model_key import BackendLoader
+from dj_ops.cluster.per_process import BackendLoader, shared_captioner
 from dj_ops.ops.captioner import Captioner, ProcessPlacement
 from dj_ops.ops.config import (
     DEFAULT_MODEL,
@@ -356,9 +356,10 @@ class VLMVideoCaptioningMapper(Mapper):
         return self.runtime_np()
 
     def process_batched(self, samples: dict[str, list], rank: int | None = None):
-        if self._captioner is None:
+        if self._captioner is None:  # copies in one Ray worker share one (cluster/per_process)
             load = functools.partial(get_model, self.model_key)
-            self._captioner = Captioner(self.config, load, OP_NAME)
+            self._captioner = shared_captioner(
+                self.model_key, lambda: Captioner(self.config, load, OP_NAME))
         if not self._captioner.ready:
             placement = ProcessPlacement(rank, self.use_cuda(), self._op_processes())
             self._captioner.setup(placement)

@@ -132,8 +132,9 @@ class LoopbackCluster:
         self.workers: list[dict] = started["workers"]
 
     def driver_env(self) -> dict[str, str]:
-        """The environment of a driver (``dj-process``) that must run on this cluster."""
-        return {**self.env, "RAY_ADDRESS": self.address}
+        """The environment of a driver (``dj-process``) that must run on this cluster; every
+        log line of the workers reaches it (Ray would fold alike lines of several workers)."""
+        return {**self.env, "RAY_ADDRESS": self.address, "RAY_DEDUP_LOGS": "0"}
 
     def add_node(self) -> dict:
         node = self._ask("add")

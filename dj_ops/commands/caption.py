@@ -70,16 +70,17 @@ def op_params(args: argparse.Namespace) -> dict:
         params["model_params"] = {"api_base": args.api_base}
     store = store_path(args)
     if store is not None:
-        params["result_store"] = str(store)
+        params["result_store"] = store
     return params
 
 
-def store_path(args: argparse.Namespace) -> Path | None:
-    """The result store: ``--store``, else ``OUTPUT.store.sqlite`` beside the output (so the
-    same command run again resumes); None with ``--no-store``."""
+def store_path(args: argparse.Namespace) -> str | None:
+    """The result store: ``--store`` (a path or a store URL, kept as given), else
+    ``OUTPUT.store.sqlite`` beside the output (so the same command run again resumes); None
+    with ``--no-store``."""
     if args.no_store:
         return None
-    return Path(args.store) if args.store else Path(f"{args.output}.store.sqlite")
+    return args.store or f"{args.output}.store.sqlite"
 
 
 def summarize(rows: list[dict], seconds: float) -> dict:
@@ -167,7 +168,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed for reproducible output")
     parser.add_argument("--store", help="result store: videos captioned into it before (same "
                                         "model, prompt and settings) are reused, so the same "
-                                        "command run again resumes (default: OUTPUT.store.sqlite)")
+                                        "command run again resumes (default: OUTPUT.store.sqlite; "
+                                        "a path, file:///shared/folder or s3://bucket/prefix)")
     parser.add_argument("--no-store", action="store_true",
                         help="no result store: caption every video again")
     parser.add_argument("-v", "--verbose", action="store_true",

@@ -85,8 +85,9 @@ class DecodingConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """The result store: its SQLite file (None: no store), and whether videos are identified by
-    a hash of their bytes rather than their path, size and modification time."""
+    """The result store: its path or URL (None: no store; dj_ops.store.kinds), and whether
+    videos are identified by a hash of their bytes rather than their path, size and
+    modification time."""
 
     path: str | None = None
     content_hash: bool = False

@@ -198,6 +198,16 @@ class VLMVideoCaptioningMapper(Mapper):
         :param torch_threads: torch intra-op threads while the op generates; None: on CPU
             with decoding processes, half the cores of the op process (the decoders use the
             rest), else torch's own setting. Restored after each batch.
+        :param result_store: where each video's captions are kept as soon as they are made, so
+            that a killed or repeated job reuses them (neither decoded nor generated again):
+            a path (one SQLite file, for the processes of one machine), ``file:///PATH`` (a
+            folder on a filesystem every node of a cluster mounts at PATH) or
+            ``s3://BUCKET/PREFIX`` (an S3 bucket or S3-compatible service, shared by every
+            node; credentials, region and endpoint from the environment only: AWS_* variables,
+            AWS config files or an instance role; a URL carrying credentials is refused).
+            None: no store. A store written by a dj_ops with another key layout is refused.
+        :param result_store_content_hash: identify videos in the store by a hash of their bytes
+            (found again after a move or copy) instead of path, size and modification time.
         :param fast_decoding: the transformers backend's speed-ups (each prompt prefilled once,
             its candidates decoded with shared-prefix attention; the patch embedding as a
             matrix product): 'auto' runs them on the model types they were checked on, when

@@ -72,7 +72,7 @@ def plan_spread(rows: int, replicas: int, batch_size: int) -> SpreadPlan:
     3
     """
     replicas = max(1, replicas)
-    per_replica = math.ceil(rows / replicas)
+    per_replica = max(1, rows // replicas)  # floor: the blocks outnumber the replicas
     batch = max(1, min(batch_size, per_replica))
     balanced = math.ceil(rows / (replicas * BLOCKS_PER_REPLICA))
     rows_per_block = min(per_replica, max(batch, min(balanced, MAX_BLOCK_ROWS)))

@@ -67,6 +67,7 @@ def recipe(folder: Path, videos: list[str]) -> Path:
 def run_once(nodes: int, config: Path, videos: int) -> dict:
     """One dj-process run on a fresh cluster of ``nodes`` worker nodes."""
     export = config.parent / "out" / "result.jsonl"
+    shutil.rmtree(export, ignore_errors=True)  # this run's shards only
     with LoopbackCluster(workers=nodes, cpus=1) as cluster:
         env = {**cluster.driver_env(), "PYTHONPATH": str(ROOT)}
         load_before = os.getloadavg()[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -148,6 +149,15 @@ def assert_every_row_once(job: Job, dataset: Path) -> list[dict]:
     return rows
 
 
+def loads_per_process(job: Job, rows: list[dict]) -> dict[int, int]:
+    """"model loaded" lines in the driver's log per worker process that built rows (Ray
+    forwards the workers' logs to the driver)."""
+    loads = Counter(int(pid) for pid in re.findall(r"model loaded: .* \(pid (\d+)\)",
+                                                   job.output()))
+    assert set(loads) == {record(r)["worker"]["pid"] for r in rows}, loads
+    return dict(loads)
+
+
 def worker_nodes(cluster: LoopbackCluster) -> set[str]:
     return {w["node_id"] for w in cluster.workers}
 
@@ -178,6 +188,7 @@ def test_rows_spread_over_both_worker_nodes_on_loopback(uninterrupted, cluster, 
     # the spread: 24 rows cut into one block of 12 per replica (the recipe's batch_size 16)
     assert "24 rows in 2 blocks of 12 for 2 replicas" in job.output()
     assert sorted(by_node.values()) == [12, 12]
+    assert set(loads_per_process(job, rows).values()) == {1}  # one model load per replica
     # the folder store holds every video once, written by both nodes
     assert stored_by(stored_values(job.store)) == by_node
 
@@ -220,9 +231,10 @@ def test_a_lost_node_costs_only_its_videos(tmp_path, qwen3, cluster, dataset, un
     reused_in_job = sum(all(v["from_store"] for v in record(r)["videos"]) for r in rows)
     assert reused_in_job == len(by_victim)
 
-    # the same command again, on the one node left: every stored video reused
-    rerun = Job(tmp_path / "rerun", qwen3, dataset, store).start(cluster, "rerun")
+    # the same command again, on the one node left: every stored video reused, the export
+    # replaced (export_extra_args mode overwrite: Ray would append a second copy of every row)
     stored_now = stored_count(store)
+    rerun = job.start(cluster, "rerun")
     assert rerun.wait() == 0, rerun.output()[-4000:]
     rows = assert_every_row_once(rerun, dataset)
     reused = sum(all(v["from_store"] for v in record(r)["videos"]) for r in rows)
@@ -246,12 +258,15 @@ def test_a_killed_job_resumes_on_one_node(tmp_path, qwen3, cluster, dataset, uni
     by_node = stored_by(stored_values(store))
     assert set(by_node) == worker_nodes(cluster) and stored < ROWS, by_node
     cluster.kill_node(next(iter(worker_nodes(cluster))))  # the new layout: one worker node
-    rerun = Job(tmp_path / "rerun", qwen3, dataset, store).start(cluster, "rerun")
+    rerun = job.start(cluster, "rerun")  # the same command
     assert rerun.wait() == 0, rerun.output()[-4000:]
     rows = assert_every_row_once(rerun, dataset)
     reused = sum(all(v["from_store"] for v in record(r)["videos"]) for r in rows)
     assert reused == stored  # every video stored by either node, reused on the other
     assert {record(r)["worker"]["node"] for r in rows} == worker_nodes(cluster)
+    # its blocks (two of 16 and 8 rows: two tasks) load the model once per worker process
+    assert "24 rows in 2 blocks of 16 for 1 replicas" in rerun.output()
+    assert set(loads_per_process(rerun, rows).values()) == {1}
     assert comparable_rows(rows) == comparable_rows(uninterrupted[0].rows())
     print(f"job kill: {stored} videos stored before the kill ({sorted(by_node.values())} by the "
           f"two nodes); the re-run on one node reused {reused}, generated {ROWS - reused}")

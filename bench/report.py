@@ -387,6 +387,10 @@ def write_doc() -> Path:
         parts.append(_vllm_cpu_section(vllm_cpu))
     if long_video := load("long_video"):
         parts.append(_long_video_section(long_video))
+    if ray := load("ray_scaling"):
+        from bench.ray_scaling import report_section
+
+        parts.append(report_section(ray))
     parts += [_gpu_section(load("gpu")), PROFILE]
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(parts) + kept_by_hand(DOC))

@@ -64,6 +64,20 @@ def dataset(tmp_path_factory) -> Path:
     return path
 
 
+RUNNING: list[subprocess.Popen] = []  # dj-process groups started, killed after each test
+
+
+@pytest.fixture(autouse=True)
+def no_job_left():
+    """A test that fails half-way leaves no driver running."""
+    yield
+    while RUNNING:
+        proc = RUNNING.pop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 class Job:
     """One ``dj-process`` run of a Ray recipe (its folder: recipe, log, export)."""
 
@@ -86,6 +100,7 @@ class Job:
             self.proc = subprocess.Popen([DJ_PROCESS, "--config", str(self.config)], env=env,
                                          stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True, cwd=self.folder)
+        RUNNING.append(self.proc)
         return self
 
     def wait(self) -> int:

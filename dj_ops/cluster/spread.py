@@ -103,10 +103,11 @@ def spread_over_replicas(op, data):
     rows = data.count()
     if not rows:
         return data
-    plan = plan_spread(rows, replicas(op), op.batch_size)
+    # the recipe's batch_size, also when partitions (ray_partitioned) each call this in turn
+    requested = op.__dict__.setdefault("_requested_batch_size", op.batch_size)
+    plan = plan_spread(rows, replicas(op), requested)
     logger.info(f"{op._name}: {rows} rows in {plan.blocks} blocks of {plan.rows_per_block} "
-                f"for {plan.replicas} replicas (batch_size {op.batch_size} -> "
-                f"{plan.batch_size})")
+                f"for {plan.replicas} replicas (batch_size {requested} -> {plan.batch_size})")
     op.batch_size = plan.batch_size
     return data.repartition(target_num_rows_per_block=plan.rows_per_block, strict=True)
 

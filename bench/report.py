@@ -412,6 +412,10 @@ def write_doc() -> Path:
         parts.append(_long_video_section(long_video))
     if (decode := load("decode")) and reads_section(decode):
         parts.append(reads_section(decode))
+    if ray := load("ray_scaling"):
+        from bench.ray_scaling import report_section
+
+        parts.append(report_section(ray))
     parts += [_gpu_section(load("gpu")), PROFILE]
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(parts) + kept_by_hand(DOC))

@@ -8,6 +8,7 @@ from datasets import Dataset
 from dj_ops.testing import clips
 from dj_ops.testing.clips import sample_videos
 from dj_ops.testing.tiny_models import build_tiny_model
+from tests.store_support import s3_server, store_url  # noqa: F401  (every result store kind)
 
 # Small frames and few frames keep every end-to-end test well under a second per batch.
 FAST_FRAMES = {"max_frames": 4, "min_frames": 2, "max_pixels": 112 * 112, "min_pixels": 28 * 28}

@@ -22,12 +22,14 @@ from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 from dj_ops.captioning.records import META_KEY
 from dj_ops.captioning.text import captions_after_video_tokens
 from dj_ops.export.dj_output import read_rows
-from dj_ops.store import ResultStore
+from dj_ops.store import SQLiteStore
+from dj_ops.testing.ray_cluster import RAY_ENV
 from dj_ops.testing.recipes import load_recipe, offline_variant, write_recipe
 from tests.conftest import FAST_FRAMES
-from tests.test_ray import ray_address  # noqa: F401  (the loopback cluster fixture)
+from tests.store_support import stored_count
+from tests.test_ray import ray_address, ray_cluster  # noqa: F401  (the loopback cluster)
 from tests.test_recipes import clips, isolated_config  # noqa: F401  (fixture)
-from tests.test_result_store import DJ_PROCESS, stored_count
+from tests.test_result_store import DJ_PROCESS
 
 ROOT = Path(__file__).resolve().parents[1]
 V, E = SpecialTokens.video, SpecialTokens.eoc
@@ -71,7 +73,7 @@ def start(config: Path, log: Path, ray: str, *args: str) -> subprocess.Popen:
     should that ever start a local cluster, Ray 2.60 would write ~/.ray/auth_token, after which
     every ``ray start`` of the user enables token auth and drivers connecting by address fail
     (``AuthenticationError: ... InvalidAuthToken``)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ray, "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, **RAY_ENV, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ray}
     with log.open("w") as out:
         return subprocess.Popen([DJ_PROCESS, "--config", str(config), *args], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
@@ -93,20 +95,9 @@ def video_flags(row: dict) -> list[bool]:
     return [v["from_store"] for v in row[Fields.meta][META_KEY]["videos"]]
 
 
-def stable_count(store: Path) -> int:
-    """Captions stored, once no Ray worker of the killed job writes any more (Ray stops a dead
-    driver's tasks shortly after it dies)."""
-    count = stored_count(store)
-    while True:
-        time.sleep(1.0)
-        again = stored_count(store)
-        if again == count:
-            return count
-        count = again
-
-
-@pytest.mark.slow  # about 90 s on 2 cores: CI runs it in its slow step
-def test_ray_partitioned_checkpoints_and_resumes(tmp_path, qwen3, ray_address):  # noqa: F811
+@pytest.mark.ray  # about 90 s on 2 cores: CI runs the Ray tests in their own step
+def test_ray_partitioned_checkpoints_and_resumes(tmp_path, qwen3, ray_cluster,  # noqa: F811
+                                                 ray_address):  # noqa: F811
     config = partitioned_recipe(tmp_path, qwen3, ray_address)
     jobs, store = tmp_path / "jobs", tmp_path / "store.sqlite"
 
@@ -132,7 +123,8 @@ def test_ray_partitioned_checkpoints_and_resumes(tmp_path, qwen3, ray_address): 
     job_id = job_dir.name
     assert "Started a local Ray instance" not in log  # it ran on the cluster of the fixture
     assert f"Resume token: {job_id}" in log  # what Data-Juicer tells the user to resume with
-    stored_before = stable_count(store)
+    ray_cluster.wait_for_no_task()  # Ray stops a dead driver's workers: nothing writes now
+    stored_before = stored_count(store)
     before = events(job_dir)
 
     # 2. Resume the way Data-Juicer documents: the same command plus --resume JOB_ID.
@@ -168,7 +160,7 @@ def test_ray_partitioned_checkpoints_and_resumes(tmp_path, qwen3, ray_address): 
     in_finished = sum(p["end_row"] - p["start_row"] for p in info["partitions"]
                       if p["partition_id"] in done)
     assert len(reused) == stored_before - in_finished, (reused, stored_before, in_finished)
-    with ResultStore(store) as opened:
+    with SQLiteStore(store) as opened:
         assert opened.integrity() == "ok"
     assert stored_count(store) == ROWS
 

@@ -1,8 +1,11 @@
-"""The result store: keys, crash safety, concurrent writers, format versions, and reuse by the op
-(stale results never reused)."""
+"""The result store, every kind of it (one SQLite file; a shared folder; S3 on a loopback
+server): keys, crash safety, concurrent writers, format versions, and reuse by the op (stale
+results never reused), resuming a killed ``dj-process``."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -10,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,10 +21,13 @@ from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens
 
 from dj_ops.captioning.records import META_KEY
-from dj_ops.store import FORMAT_VERSION, ResultKeyer, ResultStore, StoreFormatError
+from dj_ops.export.dj_output import read_rows
+from dj_ops.store import FORMAT_VERSION, ResultKeyer, StoreFormatError, open_store, parse_store_url
 from dj_ops.store.keys import model_identity, video_identity
+from dj_ops.store.shared_store import FORMAT_NAME
 from dj_ops.testing.clips import make_clip
 from tests.conftest import make_op, run_op
+from tests.store_support import comparable_rows, stored_count, stored_values
 
 V, E = SpecialTokens.video, SpecialTokens.eoc
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,84 +68,127 @@ def test_content_hash_finds_a_moved_video_and_folders_are_fingerprinted(tmp_path
     assert model_identity("org/name", "abc") == {"id": "org/name", "revision": "abc"}
 
 
-def test_put_get_and_reopen(tmp_path):
-    path = tmp_path / "store.sqlite"
-    with ResultStore(path) as store:
-        store.put_many({"a": {"x": 1}, "b": {"x": [2]}})
-        assert store.get_many(["a", "c", "b"]) == {"a": {"x": 1}, "b": {"x": [2]}}
-    with ResultStore(path) as store:
-        assert store.count() == 2 and store.integrity() == "ok"
+def key(name: str) -> str:
+    """A store key (a SHA-256 hex digest, as ResultKeyer makes) for a test's name."""
+    return hashlib.sha256(name.encode()).hexdigest()
 
 
-def test_a_store_of_another_format_version_is_refused(tmp_path):
-    path = tmp_path / "old.sqlite"
-    ResultStore(path).close()
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE meta SET value = ? WHERE name = 'format_version'",
-                   (str(FORMAT_VERSION - 1),))
+def test_put_get_and_reopen(store_url):
+    url = store_url()
+    with open_store(url) as store:
+        store.put_many({key("a"): {"x": 1}, key("b"): {"x": [2]}})
+        assert store.get_many([key("a"), key("c"), key("b")]) == {
+            key("a"): {"x": 1}, key("b"): {"x": [2]}}
+    with open_store(url) as store:
+        assert store.count() == 2 and sorted(store.keys()) == sorted([key("a"), key("b")])
+        if store_url.kind == "sqlite":
+            assert store.integrity() == "ok"
+
+
+def write_old_format(url: str) -> None:
+    """Mark the store at ``url`` as written in the format version before this one."""
+    old = str(FORMAT_VERSION - 1)
+    if store_url_kind(url) == "sqlite":
+        with sqlite3.connect(url) as db:
+            db.execute("UPDATE meta SET value = ? WHERE name = 'format_version'", (old,))
+        return
+    with open_store(url) as store:
+        store.blobs.write(FORMAT_NAME, json.dumps({"format_version": int(old)}).encode())
+
+
+def store_url_kind(url: str) -> str:
+    return {"": "sqlite", "sqlite": "sqlite"}.get(parse_store_url(url)[0], "shared")
+
+
+def test_a_store_of_another_format_version_is_refused(store_url):
+    url = store_url("old")
+    open_store(url).close()
+    write_old_format(url)
     with pytest.raises(StoreFormatError, match=rf"format version {FORMAT_VERSION - 1}.*new path"):
-        ResultStore(path)
+        open_store(url)
     with pytest.raises(StoreFormatError):  # the op refuses it when built
-        make_op("Qwen/Qwen3-VL-8B-Instruct", result_store=str(path), backend="openai",
+        make_op("Qwen/Qwen3-VL-8B-Instruct", result_store=url, backend="openai",
                 model_params={"api_base": "http://127.0.0.1:9/v1", "model_type": "qwen3_vl"})
 
 
+# Writes ``batches`` batches of 20 results, printing a line after each: a test kills it on
+# those lines, never after a sleep.
 WRITER = textwrap.dedent("""
-    import sys
-    from dj_ops.store import ResultStore
-    store = ResultStore(sys.argv[1])
+    import hashlib, sys
+    from dj_ops.store import open_store
+    store = open_store(sys.argv[1])
     name, batches = sys.argv[2], int(sys.argv[3])
     for b in range(batches):
-        store.put_many({f"{name}-{b}-{i}": {"batch": b, "text": "x" * 500} for i in range(20)})
+        store.put_many({hashlib.sha256(f"{name}-{b}-{i}".encode()).hexdigest():
+                        {"id": f"{name}-{b}-{i}", "text": "x" * 500} for i in range(20)})
+        print(b, flush=True)
     print("done", flush=True)
 """)
 
 
-def writer(path: Path, name: str, batches: int) -> subprocess.Popen:
+def writer(url: str, name: str, batches: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, str(batches)],
+    return subprocess.Popen([sys.executable, "-c", WRITER, url, name, str(batches)],
                             env=env, stdout=subprocess.PIPE, text=True)
 
 
-def stored_keys(path: Path) -> list[str]:
-    with ResultStore(path) as store:
-        assert store.integrity() == "ok"
-        return [k for (k,) in store._db.execute("SELECT key FROM results")]
+def finished(proc: subprocess.Popen) -> str:
+    """The writer's last line, once it exits."""
+    return proc.communicate(timeout=300)[0].strip().splitlines()[-1]
 
 
-def test_repeated_kills_during_writes_never_corrupt_the_store(tmp_path):
-    path = tmp_path / "store.sqlite"
-    ResultStore(path).close()
-    for round_ in range(6):
-        proc = writer(path, f"w{round_}", 100_000)
-        time.sleep(0.4 + 0.15 * round_)
+def stored_ids(url: str) -> list[str]:
+    """The ids of every stored value, each value checked whole and under its own key."""
+    values = stored_values(url)
+    assert all(key(value["id"]) == k and value["text"] == "x" * 500
+               for k, value in values.items())
+    if store_url_kind(url) == "sqlite":
+        with open_store(url) as store:
+            assert store.integrity() == "ok"
+    return [value["id"] for value in values.values()]
+
+
+def test_repeated_kills_during_writes_never_corrupt_the_store(store_url):
+    url = store_url()
+    open_store(url).close()
+    written = 0
+    for round_ in range(6 if store_url.kind == "sqlite" else 3):
+        proc = writer(url, f"w{round_}", 100_000)
+        for _ in range(1 + round_ % 3):  # 1 to 3 batches written, the next one under way
+            proc.stdout.readline()
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    keys = stored_keys(path)
-    assert keys  # some batches were committed before each kill
-    batches: dict[str, int] = {}
-    for key in keys:
-        name, batch, _ = key.rsplit("-", 2)
-        batches[f"{name}-{batch}"] = batches.get(f"{name}-{batch}", 0) + 1
-    assert set(batches.values()) == {20}  # every committed batch is whole: no torn write
+        written += 1 + round_ % 3
+    ids = stored_ids(url)
+    batches = Counter(i.rsplit("-", 1)[0] for i in ids)
+    assert sum(batches.values()) >= written * 20
+    if store_url_kind(url) == "sqlite":  # one transaction per batch: every batch whole
+        assert set(batches.values()) == {20}
+    # shared stores write each result whole, a batch result by result: a kill may leave part
+    # of the batch in flight, never part of a result (checked in stored_ids)
 
 
-def test_two_processes_write_at_once(tmp_path):
-    path = tmp_path / "store.sqlite"
-    procs = [writer(path, name, 150) for name in ("a", "b")]
-    assert [p.communicate(timeout=300)[0].strip() for p in procs] == ["done", "done"]
-    keys = stored_keys(path)
-    assert len(keys) == 2 * 150 * 20
+# Shared stores write one blob per result: fewer batches keep moto's server quick.
+BATCHES = {"sqlite": 150, "folder": 40, "s3": 8}
 
 
-def test_processes_opening_one_new_store_at_once_all_get_it(tmp_path):
-    # Opening switches a new file to WAL; SQLite refuses that switch at once (no busy wait) while
-    # another process converts the file. Before the retry, about 1 opener in 30 died here.
-    for trial in range(20):
-        path = tmp_path / f"store{trial}.sqlite"
-        procs = [writer(path, name, 20) for name in "abcd"]
-        assert [p.communicate(timeout=120)[0].strip() for p in procs] == ["done"] * 4
-        assert len(stored_keys(path)) == 4 * 20 * 20
+def test_two_processes_write_at_once(store_url):
+    url, batches = store_url(), BATCHES[store_url.kind]
+    procs = [writer(url, name, batches) for name in ("a", "b")]
+    assert [finished(p) for p in procs] == ["done", "done"]
+    assert len(stored_ids(url)) == 2 * batches * 20
+
+
+def test_processes_opening_one_new_store_at_once_all_get_it(store_url):
+    # Opening switches a new SQLite file to WAL; SQLite refuses that switch at once (no busy
+    # wait) while another process converts the file. Before the retry, about 1 opener in 30
+    # died here. A shared store's openers race to write its format.json.
+    trials, batches = (20, 20) if store_url.kind == "sqlite" else (2, 2)
+    for trial in range(trials):
+        url = store_url(f"store{trial}")
+        procs = [writer(url, name, batches) for name in "abcd"]
+        assert [finished(p) for p in procs] == ["done"] * 4
+        assert len(stored_ids(url)) == 4 * batches * 20
 
 
 def captions_and_reuse(rows: list[dict]) -> list[tuple[str, list[bool]]]:
@@ -146,8 +196,9 @@ def captions_and_reuse(rows: list[dict]) -> list[tuple[str, list[bool]]]:
             for r in rows]
 
 
-def test_the_op_reuses_stored_captions_and_never_stale_ones(tmp_path, qwen3, tiny_models, videos):
-    store = str(tmp_path / "store.sqlite")
+def test_the_op_reuses_stored_captions_and_never_stale_ones(store_url, qwen3, tiny_models,
+                                                            videos):
+    store = store_url()
     samples = [{"text": f"{V} {E}", "videos": [v]} for v in videos[:3]]
     samples.append({"text": f"{V} a {E}{V} b {E}", "videos": videos[3:5]})
 
@@ -163,14 +214,13 @@ def test_the_op_reuses_stored_captions_and_never_stale_ones(tmp_path, qwen3, tin
     for changed in (run(prompt="Say what happens."), run(caption_num=2),
                     run(model=tiny_models["qwen2_5_vl"]), run(max_frames=2)):
         assert all(not any(flags) for _, flags in changed)
-    with ResultStore(store) as opened:
-        assert opened.count() == 5 * 5  # 5 configurations x 5 videos, each stored once
+    assert stored_count(store) == 5 * 5  # 5 configurations x 5 videos, each stored once
 
 
-def test_a_reused_record_equals_the_generated_one(tmp_path, qwen3, videos):
+def test_a_reused_record_equals_the_generated_one(store_url, qwen3, videos):
     # Everything a video's record says (its frames record, the gate's flags, ...) comes back
     # from the store: only from_store differs.
-    store = str(tmp_path / "store.sqlite")
+    store = store_url()
     samples = [{"text": f"{V} {E}", "videos": [v]} for v in videos[:2]]
 
     def video_records() -> list[dict]:
@@ -190,16 +240,7 @@ DJ_PROCESS = str(Path(sys.executable).with_name("dj-process"))
 RESUME_VIDEOS = 42
 
 
-def stored_count(path: Path) -> int:
-    """Results committed so far (0 before the op created its tables)."""
-    try:
-        with sqlite3.connect(path, timeout=30) as db:
-            return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
-def recipe(tmp_path: Path, name: str, dataset: Path, model: str) -> Path:
+def recipe(tmp_path: Path, name: str, dataset: Path, model: str, store: str) -> Path:
     import yaml
 
     from tests.conftest import FAST_FRAMES
@@ -211,7 +252,7 @@ def recipe(tmp_path: Path, name: str, dataset: Path, model: str) -> Path:
         "keep_stats_in_res_ds": True,
         "process": [{"vlm_video_captioning_mapper": {
             "hf_model": model, "keep_original_sample": False, "seed": 0, **FAST_FRAMES,
-            "generation_batch_size": 1, "result_store": str(tmp_path / name / "store.sqlite"),
+            "generation_batch_size": 1, "result_store": store,
             "sampling_params": {"max_new_tokens": 24, "min_new_tokens": 24}}}]}))
     return config
 
@@ -230,34 +271,30 @@ def finish(proc: subprocess.Popen, log: Path) -> str:
     return log.read_text()
 
 
-def export_without_reuse_flags(path: Path) -> list[dict]:
-    import json
-
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    for row in rows:
-        for video in row[Fields.meta][META_KEY]["videos"]:
-            video.pop("from_store")
-    return rows
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, qwen3) -> tuple[Path, list[dict]]:
+    """The resume test's dataset and the export of one uninterrupted run over it (shared by
+    the store kinds)."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    (folder / "clips").mkdir()
+    clips = [make_clip(folder / "clips" / f"c{i:02d}.mp4", 1.0 + (i % 4) * 0.5, 8,
+                       64 + 16 * (i % 3), 48) for i in range(RESUME_VIDEOS)]
+    dataset = folder / "videos.jsonl"
+    dataset.write_text("".join(json.dumps({"text": f"{V} {E}", "videos": [str(c)]}) + "\n"
+                               for c in clips))
+    whole = recipe(folder, "whole", dataset, qwen3, str(folder / "whole" / "store.sqlite"))
+    out = finish(dj_process(whole, folder / "whole.log"), folder / "whole.log")
+    assert "42 rows captioned, 0 failed" in out, out[-3000:]
+    return dataset, comparable_rows(read_rows(folder / "whole" / "out.jsonl"))
 
 
 @pytest.mark.slow
-def test_a_killed_dj_process_resumes_from_the_store(tmp_path, qwen3):
+def test_a_killed_dj_process_resumes_from_the_store(tmp_path, qwen3, store_url, uninterrupted):
     """SIGKILL after at least 10 captions are stored, then the same command again: the export
     equals an uninterrupted run's, and only the videos not stored are generated again."""
-    import json
-
-    (tmp_path / "clips").mkdir()
-    clips = [make_clip(tmp_path / "clips" / f"c{i:02d}.mp4", 1.0 + (i % 4) * 0.5, 8,
-                       64 + 16 * (i % 3), 48) for i in range(RESUME_VIDEOS)]
-    dataset = tmp_path / "videos.jsonl"
-    dataset.write_text("".join(json.dumps({"text": f"{V} {E}", "videos": [str(c)]}) + "\n"
-                               for c in clips))
-    whole = recipe(tmp_path, "whole", dataset, qwen3)
-    out = finish(dj_process(whole, tmp_path / "whole.log"), tmp_path / "whole.log")
-    assert "42 rows captioned, 0 failed" in out, out[-3000:]
-
-    resumed = recipe(tmp_path, "resumed", dataset, qwen3)
-    store = tmp_path / "resumed" / "store.sqlite"
+    dataset, whole = uninterrupted
+    store = store_url()
+    resumed = recipe(tmp_path, "resumed", dataset, qwen3, store)
     proc = dj_process(resumed, tmp_path / "killed.log", start_new_session=True)
     deadline = time.monotonic() + 600
     while stored_count(store) < 10 and proc.poll() is None and time.monotonic() < deadline:
@@ -266,13 +303,15 @@ def test_a_killed_dj_process_resumes_from_the_store(tmp_path, qwen3):
     proc.wait()
     stored = stored_count(store)
     assert 10 <= stored < RESUME_VIDEOS, stored
-    with ResultStore(store) as opened:
-        assert opened.integrity() == "ok"
+    assert len(stored_values(store)) == stored  # every stored result whole
+    if store_url.kind == "sqlite":
+        with open_store(store) as opened:
+            assert opened.integrity() == "ok"
 
     out = finish(dj_process(resumed, tmp_path / "resumed.log"), tmp_path / "resumed.log")
     generated = RESUME_VIDEOS - stored
     assert f"({stored} reused from the result store, {generated} generated)" in out, out[-3000:]
-    assert export_without_reuse_flags(tmp_path / "resumed" / "out.jsonl") == (
-        export_without_reuse_flags(tmp_path / "whole" / "out.jsonl"))
+    assert comparable_rows(read_rows(tmp_path / "resumed" / "out.jsonl")) == whole
     assert stored_count(store) == RESUME_VIDEOS
-    print(f"resume: {stored} stored before the kill, {generated} generated after it")
+    print(f"resume ({store_url.kind}): {stored} stored before the kill, {generated} generated "
+          "after it")

@@ -156,8 +156,9 @@ PARAMETERS: tuple[Parameter, ...] = (
       "the rest); restored after each batch. On a GPU, or with `decode_workers: 0`, torch's own "
       "setting", shown="on CPU: half the op process's cores"),
     P("result_store", str | None, None,
-      "path of a result store (SQLite file): captions already in it are reused, new ones "
-      "written after each micro-batch; see [Resume a killed job](#resume-a-killed-job-the-"
+      "where captions are kept as soon as they are made, so that a killed or repeated job "
+      "reuses them: a path (one SQLite file, one machine), `file:///PATH` (a folder every node "
+      "mounts) or `s3://BUCKET/PREFIX` (credentials from the environment only); see [Resume a killed job](#resume-a-killed-job-the-"
       "result-store)", cli="--store"),
     P("result_store_content_hash", bool, False,
       "identify videos in the store by a hash of their bytes (found again after a move or "

@@ -20,6 +20,8 @@ STATUS_ERROR = "error"
 # what the budget cut (``none``, ``frames``, ``pixels``; empty: no budget).
 NO_FRAMES = {"count": 0, "height": 0, "width": 0, "visual_tokens": -1,
              "max_visual_tokens": -1, "reduced": ""}
+# A record's ``worker`` when none was given (dj_ops.cluster.identity.worker_identity).
+NO_WORKER = {"host": "", "node": "", "pid": -1}
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,9 @@ class RunInfo:
     backend: str
     generation: dict  # what generation ran with (captioning.generation.generation_record)
     keep_candidate_mode: str
+    # the machine, Ray node and process that built the row (and captioned its videos that are
+    # not from_store): dj_ops.cluster.identity.worker_identity
+    worker: dict = field(default_factory=dict)
 
 
 def build_record(
@@ -153,6 +158,7 @@ def build_record(
         "keep_candidate_mode": run.keep_candidate_mode,
         "candidate_index": int(candidate_index),
         "videos": [v.as_dict() for v in videos],
+        "worker": {**NO_WORKER, **run.worker},
     }
 
 

@@ -77,17 +77,17 @@ def op_params(args: argparse.Namespace) -> dict:
         params["model_params"] = {**params.get("model_params", {}), "api_base": args.api_base}
     store = store_path(args)
     if store is not None:
-        params["result_store"] = str(store)
+        params["result_store"] = store
     return params
 
 
-def store_path(args: argparse.Namespace) -> Path | None:
-    """The result store: ``--store``, else ``OUTPUT.store.sqlite`` beside the output (so the
-    same command run again resumes); None with ``--no-store``."""
+def store_path(args: argparse.Namespace) -> str | None:
+    """The result store: ``--store`` (a path or a store URL, kept as given), else
+    ``OUTPUT.store.sqlite`` beside the output (so the same command run again resumes); None
+    with ``--no-store``."""
     if args.no_store:
         return None
-    given = args.result_store
-    return Path(given) if given else Path(f"{args.output}.store.sqlite")
+    return args.result_store or f"{args.output}.store.sqlite"
 
 
 def build_op(params: dict):
@@ -181,7 +181,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if parameter.name == "result_store":
             kwargs["help"] = ("result store: videos captioned into it before (same model, "
                               "prompt and settings) are reused, so the same command run again "
-                              "resumes (default: OUTPUT.store.sqlite)")
+                              "resumes (default: OUTPUT.store.sqlite; a path, "
+                              "file:///shared/folder or s3://bucket/prefix)")
         parser.add_argument(parameter.flag, **kwargs)
     parser.add_argument("--api-base", help="the server's API root for --backend openai, e.g. "
                                            "http://localhost:8000/v1 (model_params.api_base)")

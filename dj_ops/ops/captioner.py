@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from data_juicer.utils.resource_utils import cuda_device_count
 
 from dj_ops.backends.base import CaptionBackend
+from dj_ops.cluster.identity import worker_identity
 from dj_ops.ops.config import CaptionConfig
 from dj_ops.ops.cpu_threads import generation_threads, intra_op_threads
 from dj_ops.ops.frame_budget import FrameBudget
@@ -33,7 +34,7 @@ from dj_ops.ops.structured_config import output_key
 from dj_ops.ops.windowed import WindowedCaptioning, with_windows_field
 from dj_ops.runtime.lifetime import guard_op_process, results_kept
 from dj_ops.runtime.progress import VideoProgress, videos_in_batch
-from dj_ops.store import ResultKeyer, ResultStore, model_identity
+from dj_ops.store import ResultKeyer, model_identity, open_store
 from dj_ops.store.session import StoreSession
 from dj_ops.video.decoders import cores_per_process, open_decode_source
 from dj_ops.video.settings import FrameSettings
@@ -108,7 +109,7 @@ class Captioner:
         self.budget = FrameBudget(self.frames, self.backend, self.config.layout.system_prompt)
         # what generation actually runs with, as the loaded backend resolved it
         self.run_info = replace(self.config.run_info, generation=self.config.with_caption_format(
-            self.backend.generation_record()))
+            self.backend.generation_record()), worker=worker_identity())
         cores = cores_per_process(placement.op_processes)
         # by default one decoding process per core of this op process
         workers = cores if decoding.workers is None else decoding.workers
@@ -140,7 +141,7 @@ class Captioner:
             model=model_identity(model.model, model.model_params.get("revision")),
             run=run,
             content_hash=config.store.content_hash)
-        return StoreSession(ResultStore(config.store.path), keyer)
+        return StoreSession(open_store(config.store.path), keyer, origin=self.run_info.worker)
 
     def caption(self, samples: dict[str, list]) -> dict[str, list]:
         """The output batch of one input batch (see :class:`SampleBuilder`)."""

@@ -33,7 +33,7 @@ from dj_ops.captioning.selection import SELECTORS
 from dj_ops.ops.quality_gate import GateConfig
 from dj_ops.ops.structured_config import StructuredConfig
 from dj_ops.ops.window_config import WindowConfig, check_window_config
-from dj_ops.store.sqlite_store import check_format
+from dj_ops.store import check_store
 from dj_ops.video.decoders import resolve_decoder
 from dj_ops.video.settings import FrameSettings
 
@@ -90,8 +90,9 @@ class DecodingConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class StoreConfig:
-    """The result store: its SQLite file (None: no store), and whether videos are identified by
-    a hash of their bytes rather than their path, size and modification time."""
+    """The result store: its path or URL (None: no store; dj_ops.store.kinds), and whether
+    videos are identified by a hash of their bytes rather than their path, size and
+    modification time."""
 
     path: str | None = None
     content_hash: bool = False
@@ -224,7 +225,7 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
                          f"schema; the {backend!r} backend does not: use caption_format: text")
     store = store or StoreConfig()
     if store.path:  # a store of another format fails here, not in a worker (read only: the
-        check_format(store.path)  # captioner of each process opens it)
+        check_store(store.path)  # captioner of each process opens it)
     windows = check_window_config(
         windows or WindowConfig(), backend=backend, capabilities=capabilities,
         decoder=decoding.decoder, video_start=frames.video_start, video_end=frames.video_end)

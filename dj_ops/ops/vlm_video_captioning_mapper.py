@@ -15,7 +15,6 @@ from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 from data_juicer.utils.resource_utils import cuda_device_count
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, validate_call
 
-from dj_ops.backends.base import build_backend
 from dj_ops.captioning.parameters import (
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_RETRIES,
@@ -28,6 +27,8 @@ from dj_ops.captioning.parameters import (
     OnError,
     OnLowQuality,
 )
+from dj_ops.cluster import spread
+from dj_ops.cluster.per_process import BackendLoader, shared_captioner
 from dj_ops.ops.captioner import Captioner, ProcessPlacement
 from dj_ops.ops.config import (
     DecodingConfig,
@@ -203,13 +204,16 @@ class VLMVideoCaptioningMapper(Mapper):
         :param torch_threads: torch intra-op threads while the op generates; None: on CPU
             with decoding processes, half the cores of the op process (the decoders use the
             rest), else torch's own setting. Restored after each batch.
-        :param result_store: path of a result store (an SQLite file): each video's candidates
-            are written to it after every micro-batch, and a video already in it (same video,
-            model, prompt, frame and generation settings) is reused, neither decoded nor
-            generated again, so a killed job run again resumes. None: no store.
-        :param result_store_content_hash: identify videos in the store by a SHA-256 of their
-            bytes (found again after a move or copy) instead of path, size and modification
-            time.
+        :param result_store: where each video's captions are kept as soon as they are made, so
+            that a killed or repeated job reuses them (neither decoded nor generated again):
+            a path (one SQLite file, for the processes of one machine), ``file:///PATH`` (a
+            folder on a filesystem every node of a cluster mounts at PATH) or
+            ``s3://BUCKET/PREFIX`` (an S3 bucket or S3-compatible service, shared by every
+            node; credentials, region and endpoint from the environment only: AWS_* variables,
+            AWS config files or an instance role; a URL carrying credentials is refused).
+            None: no store. A store written by a dj_ops with another key layout is refused.
+        :param result_store_content_hash: identify videos in the store by a hash of their bytes
+            (found again after a move or copy) instead of path, size and modification time.
         :param max_in_flight: for the backends that batch by themselves (vllm, openai): most
             requests handed to the engine or server at once; decoded videos wait beyond it.
             The default suits a GPU engine's continuous batching; the openai backend also
@@ -321,10 +325,18 @@ class VLMVideoCaptioningMapper(Mapper):
             structured=parse_structured(caption_format, json_schema, caption_lengths),
         )
         # What builds this op's backend on a device (the captioner of each process calls it
-        # once and owns the backend: it closes it).
-        self.model_key = functools.partial(build_backend, backend, self.config.model)
+        # once and owns the backend: it closes it). Copies of the op are equal to it, so that
+        # copies in one Ray worker share one captioner (cluster/per_process.py).
+        self.model_key = BackendLoader(backend, self.config.model)
         self._captioner: Captioner | None = None  # per process, built on its first batch
         self._progress_board: str | None = None  # while run() runs: where progress goes
+        spread.install()  # under a Ray executor: prepare_ray_dataset runs before the op
+
+    def prepare_ray_dataset(self, data):
+        """Under Data-Juicer's Ray executors, before the op is mapped over ``data``: the rows
+        cut into blocks of one batch, at least one per replica, so that every node works
+        (dj_ops/cluster/spread.py)."""
+        return spread.spread_over_replicas(self, data)
 
     @property
     def prefetch(self) -> int:
@@ -380,9 +392,9 @@ class VLMVideoCaptioningMapper(Mapper):
         return self.runtime_np()
 
     def process_batched(self, samples: dict[str, list], rank: int | None = None):
-        if self._captioner is None:
-            self._captioner = Captioner(self.config, self.model_key, OP_NAME,
-                                        self._progress_board)
+        if self._captioner is None:  # copies in one Ray worker share one (cluster/per_process)
+            self._captioner = shared_captioner(self.model_key, lambda: Captioner(
+                self.config, self.model_key, OP_NAME, self._progress_board))
         if not self._captioner.ready:
             placement = ProcessPlacement(rank, self.use_cuda(), self._op_processes())
             self._captioner.setup(placement)

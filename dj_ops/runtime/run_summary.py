@@ -120,10 +120,14 @@ def failure_lines(error: BaseException, seconds: float, store: str | None, store
 
 
 def count_stored(path: str | os.PathLike | None) -> int:
-    """Results in the result store at ``path`` (0 when there is none yet)."""
-    if path is None or not os.path.exists(path):
+    """Results in the result store that ``path`` names (a path or a store URL; 0 when there is
+    none yet). A shared store (``file://``, ``s3://``) is counted by listing it."""
+    if path is None:
         return 0
-    from dj_ops.store import ResultStore
+    from dj_ops.store import open_store, parse_store_url
 
-    with ResultStore(path) as store:
+    scheme, location = parse_store_url(os.fspath(path))
+    if scheme in ("", "sqlite") and not os.path.exists(location):
+        return 0
+    with open_store(os.fspath(path)) as store:
         return store.count()

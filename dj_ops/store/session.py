@@ -3,25 +3,28 @@ written after each micro-batch (one transaction each), and counts of both."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dj_ops.backends.base import Candidate
 from dj_ops.captioning.records import WindowOutcome
+from dj_ops.store.base import ResultStore
 from dj_ops.store.keys import ResultKeyer
-from dj_ops.store.sqlite_store import ResultStore
 
 
 def encode_result(candidates: list[Candidate], timestamps, frames: dict | None = None,
-                  windows=None) -> dict:
+                  windows=None, origin: dict | None = None) -> dict:
     """A result as stored: the candidates as the quality gate kept them (a repetition loop cut,
     with the decoding path that made them and the gate's flags of each attempt), the frames'
-    timestamps and what the video was decoded at (its ``frames`` record: a reused result is
-    not decoded again); with windows on, the video's windows (``WindowOutcome`` each)."""
+    timestamps, what the video was decoded at (its ``frames`` record: a reused result is not
+    decoded again), with windows on the video's windows (``WindowOutcome`` each), and the
+    ``worker`` that generated it (machine, Ray node, process; kept for inspection, not read
+    back)."""
     value = {"candidates": [[c.text, int(c.num_tokens), bool(c.hit_token_limit),
                              bool(c.repetition_trimmed), c.decoding,
                              [list(flags) for flags in c.attempts]] for c in candidates],
              "timestamps": [float(t) for t in timestamps],
-             "frames": dict(frames or {})}
+             "frames": dict(frames or {}),
+             "worker": dict(origin or {})}
     if windows is not None:
         value["windows"] = [window.stored() for window in windows]
     return value
@@ -41,13 +44,15 @@ def decode_result(value: dict) -> tuple[list[Candidate], list[float], dict, tupl
 class StoreSession:
     """A :class:`ResultStore` with the keys of one op configuration.
 
-    ``reused`` and ``generated`` count videos (slots) since the session opened.
+    ``reused`` and ``generated`` count videos (slots) since the session opened; ``origin``
+    (this process's ``worker`` identity) is stored with each new result.
     """
 
     store: ResultStore
     keyer: ResultKeyer
     reused: int = 0
     generated: int = 0
+    origin: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._pending: dict[str, dict] = {}
@@ -80,10 +85,12 @@ class StoreSession:
         key = self.keyer.key(slot.path, slot.prompt)
         self.generated += 1
         if key:
-            self._pending[key] = encode_result(candidates, timestamps, frames, windows)
+            self._pending[key] = encode_result(candidates, timestamps, frames, windows,
+                                               self.origin)
 
     def flush(self) -> None:
-        """Write the kept results in one transaction."""
+        """Write the kept results (one transaction in SQLite; each result whole on shared
+        storage)."""
         self.store.put_many(self._pending)
         self._pending = {}
 

@@ -1,4 +1,4 @@
-"""The result store's embedded default: one SQLite file in WAL mode.
+"""The result store's embedded default, for one machine: one SQLite file in WAL mode.
 
 Why SQLite (over LMDB or append-only segment files):
 
@@ -14,9 +14,8 @@ Why SQLite (over LMDB or append-only segment files):
 
 Network filesystems: WAL keeps its index in shared memory beside the file (``-shm``), which
 processes on different machines cannot share, and NFS's POSIX locks are not reliable, so one store
-file must not be written from several machines. On a cluster give each node its own store file
-(a local disk, or a per-node name on the shared filesystem); a node's store can later be read
-from anywhere.
+file must not be written from several machines. On a cluster use the shared store
+(:mod:`dj_ops.store.shared_store`: a folder on the shared filesystem, or object storage).
 """
 
 from __future__ import annotations
@@ -25,30 +24,27 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from dj_ops.store.base import ResultStore, check_format_version
 from dj_ops.store.keys import FORMAT_VERSION
 
+SQLITE_FIX = "or delete this file"  # what a store of another format can do instead
 BUSY_TIMEOUT_S = 120.0  # how long a writer waits for another process's transaction
 LOOKUP_CHUNK = 500  # keys per SELECT (SQLite's limit on bound parameters is far above)
 VERSION_NAME = "format_version"
 
 
-class StoreFormatError(RuntimeError):
-    """The store was written with another key or value layout (another dj_ops version)."""
+class SQLiteStore(ResultStore):
+    """Stored results by key in one SQLite file: ``put_many`` is one transaction.
 
-
-class ResultStore:
-    """Stored results by key: ``get_many`` and ``put_many`` (one transaction per call).
-
-    Open it in the process that uses it (a connection must not cross a fork); close it, or use
-    it as a context manager.
+    Open it in the process that uses it (a connection must not cross a fork).
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = os.fspath(path)
+        self.path = self.where = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -69,8 +65,8 @@ class ResultStore:
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES (?, ?)",
                                  (VERSION_NAME, str(FORMAT_VERSION)))
-            elif row[0] != str(FORMAT_VERSION):
-                raise _format_error(self.path, row[0])
+            else:
+                check_format_version(row[0], self.path, SQLITE_FIX)
 
     def _transaction(self):
         return _Transaction(self._db)
@@ -96,6 +92,9 @@ class ResultStore:
         with self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", rows)
 
+    def keys(self) -> Iterator[str]:
+        return (key for (key,) in self._db.execute("SELECT key FROM results"))
+
     def count(self) -> int:
         """How many results are stored."""
         return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
@@ -106,19 +105,6 @@ class ResultStore:
 
     def close(self) -> None:
         self._db.close()
-
-    def __enter__(self) -> ResultStore:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _format_error(path: str, found: str) -> StoreFormatError:
-    return StoreFormatError(
-        f"the result store {path} was written in format version {found}; this dj_ops reads "
-        f"and writes version {FORMAT_VERSION}, whose keys differ. Give result_store a new path "
-        "(or delete this file to caption again).")
 
 
 def check_format(path: str | os.PathLike) -> None:
@@ -138,8 +124,8 @@ def check_format(path: str | os.PathLike) -> None:
         row = None
     finally:
         db.close()
-    if row is not None and row[0] != str(FORMAT_VERSION):
-        raise _format_error(path, row[0])
+    if row is not None:
+        check_format_version(row[0], path, SQLITE_FIX)
 
 
 def _use_wal(db: sqlite3.Connection) -> None:

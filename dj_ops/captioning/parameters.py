@@ -158,8 +158,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     P("result_store", str | None, None,
       "where captions are kept as soon as they are made, so that a killed or repeated job "
       "reuses them: a path (one SQLite file, one machine), `file:///PATH` (a folder every node "
-      "mounts) or `s3://BUCKET/PREFIX` (credentials from the environment only); see [Resume a killed job](#resume-a-killed-job-the-"
-      "result-store)", cli="--store"),
+      "mounts) or `s3://BUCKET/PREFIX` (credentials from the environment only); see "
+      "[Resume a killed job](#resume-a-killed-job-the-result-store)", cli="--store"),
     P("result_store_content_hash", bool, False,
       "identify videos in the store by a hash of their bytes (found again after a move or "
       "copy) instead of path, size and modification time"),

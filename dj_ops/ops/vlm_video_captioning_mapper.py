@@ -7,8 +7,6 @@ sets up the backend and the decoding processes once and captions every batch.
 
 from __future__ import annotations
 
-import functools
-
 from data_juicer.ops.base_op import OPERATORS, Mapper
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens

@@ -20,6 +20,12 @@ STATUS_ERROR = "error"
 # what the budget cut (``none``, ``frames``, ``pixels``; empty: no budget).
 NO_FRAMES = {"count": 0, "height": 0, "width": 0, "visual_tokens": -1,
              "max_visual_tokens": -1, "reduced": ""}
+# A video's ``timing`` (for the run report's charts): seconds its decoding took in the decoding
+# worker, its share of generation's wall time (a micro-batch's call time divided among its
+# videos; on a self-batching engine, the time from submission to result divided by the requests
+# in flight at submission), and when its result came back (Unix seconds). -1 / 0: not measured
+# (reused from the result store, not decoded, a window of a long video).
+NO_TIMING = {"decode_s": -1.0, "generate_s": -1.0, "finished": 0.0}
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,10 @@ class VideoOutcome:
     attempts: tuple[tuple[str, ...], ...] = ()
     # caption_format json: caption_json and captions_by_length (ops/structured_config.py)
     structured: dict | None = None
+    timing: dict = field(default_factory=dict)  # NO_TIMING's keys
+    # a strip of the frames it was captioned from (dj_ops.video.thumbnails.frame_strip); None:
+    # none kept
+    thumbnail: dict | None = None
 
     def as_dict(self) -> dict:
         return {**(self.structured or {}),
@@ -58,7 +68,16 @@ class VideoOutcome:
             "decoding": self.decoding,
             "frames": {**NO_FRAMES, **self.frames},
             **quality_fields(self.attempts),
+            "timing": {k: float(v) for k, v in {**NO_TIMING, **self.timing}.items()},
+            "thumbnail": self.thumbnail or no_thumbnail(),
         } | ({} if self.windows is None else {"windows": [dict(w) for w in self.windows]})
+
+
+def no_thumbnail() -> dict:
+    """A video's ``thumbnail`` when none was kept: the keys and types of a strip
+    (:func:`dj_ops.video.thumbnails.frame_strip`: base64 JPEG, the tiles' timestamps, one tile's
+    size), empty."""
+    return {"image": "", "timestamps": _timestamps(()), "width": 0, "height": 0}
 
 
 def quality_fields(attempts: tuple[tuple[str, ...], ...]) -> dict:

@@ -28,6 +28,7 @@ from dj_ops.ops.window_config import WindowConfig, check_window_config
 from dj_ops.store import ResultStore
 from dj_ops.video.decoders import resolve_decoder
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.thumbnails import ThumbnailSettings
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 DEFAULT_PROMPT = "Describe the input video in 1-2 sentences."
@@ -105,6 +106,8 @@ class CaptionConfig:
     windows: WindowConfig = field(default_factory=WindowConfig)
     quality: GateConfig = field(default_factory=GateConfig)
     structured: StructuredConfig | None = None  # caption_format json (structured_config.py)
+    # which videos keep a strip of their frames in their record, for the run report
+    thumbnails: ThumbnailSettings = field(default_factory=ThumbnailSettings)
 
     @property
     def generation(self) -> GenerationSettings:
@@ -177,7 +180,8 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
                  store: StoreConfig | None = None,
                  windows: WindowConfig | None = None,
                  quality: GateConfig | None = None,
-                 structured: StructuredConfig | None = None) -> CaptionConfig:
+                 structured: StructuredConfig | None = None,
+                 thumbnails: ThumbnailSettings | None = None) -> CaptionConfig:
     """The op's parameters as one :class:`CaptionConfig`.
 
     :raises ValueError: (or ``ModuleNotFoundError`` for a missing optional package) naming the
@@ -210,4 +214,4 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
     if structured is not None:  # json mode: the gate also checks each document's validity
         quality = replace(quality, schema=structured.schema)
     return CaptionConfig(backend, config, output, layout, decoding, store, windows, quality,
-                         structured)
+                         structured, thumbnails or ThumbnailSettings())

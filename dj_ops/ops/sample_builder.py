@@ -9,6 +9,7 @@ of it, or per ``on_error`` the original with an error record. Every input row is
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field, replace
 
 from data_juicer.ops.base_op import convert_dict_list_to_list_dict
@@ -34,6 +35,7 @@ from dj_ops.ops.structured_config import ERROR_INVALID_JSON, StructuredConfig
 from dj_ops.ops.writers import CaptionedRow, OutputWriter, writer_for
 from dj_ops.video.budget import frames_record
 from dj_ops.video.decode import DecodedVideo
+from dj_ops.video.thumbnails import ThumbnailSettings, frame_strip, wanted
 
 ERROR_INVALID_PROMPT = "invalid_prompt"
 ERROR_EMPTY_CAPTION = "empty_caption"
@@ -66,6 +68,13 @@ class _Row:
         default_factory=dict)
     frames: dict[int, dict] = field(default_factory=dict)  # per video: what it was decoded at
     windows: dict[int, tuple[dict, ...]] = field(default_factory=dict)  # per video, windows on
+    # per video, for the run report: its timing (records.NO_TIMING's keys) and frame strip
+    timing: dict[int, dict] = field(default_factory=dict)
+    thumbnails: dict[int, dict] = field(default_factory=dict)
+
+    def report_fields(self, video: int) -> dict:
+        """The video's ``timing`` and ``thumbnail`` (VideoOutcome's fields)."""
+        return {"timing": self.timing.get(video, {}), "thumbnail": self.thumbnails.get(video)}
 
     @property
     def failed(self) -> bool:
@@ -80,8 +89,10 @@ class SampleBuilder:
     """Collects one batch's captions and failures, then builds the output batch."""
 
     def __init__(self, samples: dict, layout: TextLayout,
-                 structured: StructuredConfig | None = None, windowed: bool = False):
+                 structured: StructuredConfig | None = None, windowed: bool = False,
+                 thumbnails: ThumbnailSettings | None = None):
         self.keys = list(samples.keys())
+        self.thumbnails = thumbnails  # which videos keep a strip of their frames (None: none)
         self.layout = layout
         self.structured = structured  # caption_format json: candidates are JSON documents
         self.windowed = windowed  # every video record gets a "windows" list
@@ -130,13 +141,29 @@ class SampleBuilder:
 
     def fail_video(self, slot: VideoSlot, kind: str, message: str) -> None:
         row = self.rows[slot.row]
+        self._finished(slot)
         row.failures[slot.video] = VideoOutcome(
             slot.path, error_kind=kind, error_message=message,
-            windows=self._windows(row, slot.video))
+            windows=self._windows(row, slot.video), **row.report_fields(slot.video))
 
     def note_frames(self, slot: VideoSlot, video: DecodedVideo) -> None:
         """What the slot's decoded ``video`` holds, for its record (``frames``)."""
         self.set_frames(slot, frames_record(video.frames.shape, video.frame_budget))
+        row = self.rows[slot.row]
+        row.timing.setdefault(slot.video, {})["decode_s"] = video.decode_s
+        if self.thumbnails is not None and wanted(slot.path, self.thumbnails.share):
+            strip = frame_strip(video.frames, video.timestamps, self.thumbnails)
+            if strip is not None:
+                row.thumbnails[slot.video] = strip
+
+    def note_generation(self, slot: VideoSlot, seconds: float) -> None:
+        """Add to the slot's share of generation's wall time (its ``timing.generate_s``; a
+        quality-gate retry adds its own)."""
+        timing = self.rows[slot.row].timing.setdefault(slot.video, {})
+        timing["generate_s"] = timing.get("generate_s", 0.0) + seconds
+
+    def _finished(self, slot: VideoSlot) -> None:
+        self.rows[slot.row].timing.setdefault(slot.video, {})["finished"] = time.time()
 
     def set_frames(self, slot: VideoSlot, record: dict) -> None:
         """The slot's ``frames`` record (from :meth:`note_frames`, or a result store)."""
@@ -151,6 +178,7 @@ class SampleBuilder:
         """The video's candidates (``from_store``: reused from a result store)."""
         # a JSON document is never cut (the cut would break it; the grammar bounds it)
         kept = candidates if self.structured else [_without_loop(c) for c in candidates]
+        self._finished(slot)
         self.rows[slot.row].candidates[slot.video] = (kept, tuple(timestamps), from_store)
 
     def build(self, run: RunInfo, policy: OutputPolicy,
@@ -199,7 +227,8 @@ class SampleBuilder:
                 row.videos[v], error_kind=ERROR_INVALID_JSON if invalid else ERROR_EMPTY_CAPTION,
                 error_message=invalid[0] if invalid else "the model generated an empty caption",
                 windows=self._windows(row, v),
-                attempts=next((c.attempts for c in row.candidates[v][0]), ()))
+                attempts=next((c.attempts for c in row.candidates[v][0]), ()),
+                **row.report_fields(v))
         if empty:
             return None
         # Empty candidates never win a single-caption mode while a non-empty one exists.
@@ -210,7 +239,7 @@ class SampleBuilder:
                                          range(len(row.videos))], references, rng)
         picks = [[usable[v][i] for v, i in enumerate(per_video)] for per_video in picks]
         outcomes = [[_outcome(path, candidate, *row.candidates[v][1:], row.frames.get(v, {}),
-                              self._windows(row, v), rendered[v][i][1])
+                              self._windows(row, v), rendered[v][i][1], row.report_fields(v))
                      for i, candidate in enumerate(row.candidates[v][0])]
                     for v, path in enumerate(row.videos)]
         return CaptionedRow(row.sample, row.chunks, row.prompt, texts, outcomes, picks)
@@ -254,12 +283,13 @@ class SampleBuilder:
 
 def _outcome(path: str, candidate: Candidate, timestamps: tuple[float, ...],
              from_store: bool, frames: dict, windows: tuple[dict, ...] | None,
-             structured: dict | str | None) -> VideoOutcome:
+             structured: dict | str | None, report_fields: dict) -> VideoOutcome:
     return VideoOutcome(path, timestamps, candidate.num_tokens, candidate.hit_token_limit,
                         repetition_trimmed=candidate.repetition_trimmed, from_store=from_store,
                         decoding=candidate.decoding, attempts=candidate.attempts,
                         frames=frames, windows=windows,
-                        structured=structured if isinstance(structured, dict) else None)
+                        structured=structured if isinstance(structured, dict) else None,
+                        **report_fields)
 
 
 def _without_loop(candidate: Candidate) -> Candidate:

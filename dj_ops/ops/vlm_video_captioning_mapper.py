@@ -8,6 +8,7 @@ sets up the backend and the decoding processes once and captions every batch.
 from __future__ import annotations
 
 import functools
+import time
 from typing import Literal
 
 from data_juicer.ops.base_op import OPERATORS, Mapper
@@ -15,6 +16,7 @@ from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 from data_juicer.utils.model_utils import get_model
 from data_juicer.utils.resource_utils import cuda_device_count
+from loguru import logger
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, validate_call
 
 from dj_ops.backends.base import BACKENDS, build_backend
@@ -36,8 +38,11 @@ from dj_ops.ops.outcome_log import OutcomeLog, log_run_outcomes, warn_records_el
 from dj_ops.ops.quality_gate import DEFAULT_MAX_RETRIES, GateConfig, parse_thresholds
 from dj_ops.ops.structured_config import parse_structured
 from dj_ops.ops.window_config import WindowConfig
+from dj_ops.report import op_report
+from dj_ops.report.entries import TextLayout as ReportLayout
 from dj_ops.video import FrameSettings
 from dj_ops.video.decoders import DEFAULT_DECODER
+from dj_ops.video.thumbnails import ThumbnailSettings
 
 OP_NAME = "vlm_video_captioning_mapper"
 FRAMES = FrameSettings()  # the frame parameters' defaults
@@ -114,6 +119,8 @@ class VLMVideoCaptioningMapper(Mapper):
         caption_format: Literal["text", "json"] = "text",
         json_schema: dict | str | None = None,
         caption_lengths: dict | None = None,
+        report_path: str | None = None,
+        thumbnails: NonNegativeFloat | None = None,
         *args,
         **kwargs,
     ):
@@ -270,6 +277,16 @@ class VLMVideoCaptioningMapper(Mapper):
         :param caption_lengths: json mode: named word budgets of the rendered captions, e.g.
             ``{long: 170, short: 40}`` (the default); the first is the text after the video
             token. Counted in words; a rendering never exceeds its budget.
+        :param report_path: write the run report there (one self-contained HTML file: summary,
+            charts, and a gallery of the frames each video was captioned from beside its
+            captions, flags and errors; see ``dj-ops-report``) once the op's run ends; the
+            closing log line names it. None (the default): no report. Refused under Ray's
+            executor (no end of run in one process): run ``dj-ops-report`` on the export.
+        :param thumbnails: share of videos (0 to 1) whose record keeps a small strip of the
+            frames they were captioned from (``thumbnail``: at most 8 tiles of at most 64
+            pixels, 24 kB of JPEG), made from the frames already decoded, for the report's
+            gallery; chosen by a hash of the path, so the same videos every run. None: 1 when
+            ``report_path`` is set, else 0 (none).
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -295,7 +312,11 @@ class VLMVideoCaptioningMapper(Mapper):
             windows=WindowConfig(window_seconds, window_overlap, merge_model, merge_prompt),
             quality=GateConfig(max_retries, on_low_quality, parse_thresholds(quality_thresholds)),
             structured=parse_structured(caption_format, json_schema, caption_lengths),
+            thumbnails=ThumbnailSettings(op_report.default_thumbnail_share(thumbnails,
+                                                                            report_path)),
         )
+        op_report.check_report_path(report_path)
+        self.report_path = report_path
         # Data-Juicer's model zoo loads this once per worker, on the worker's device.
         self.model_key = functools.partial(build_backend, backend, self.config.model)
         self._captioner: Captioner | None = None  # per process, built on its first batch
@@ -324,10 +345,21 @@ class VLMVideoCaptioningMapper(Mapper):
         and one saying where the output and the records go (a warning, also before the run,
         when the export will not hold the records)."""
         target = ExportTarget.of(exporter)
+        started = time.time()
         warn_records_elsewhere(OP_NAME, target)
         dataset = super().run(dataset, exporter=exporter, tracer=tracer)
         self.close()
         log_run_outcomes(OP_NAME, dataset, target, self.config.output.on_error == "drop")
+        if self.report_path:
+            layout = self.config.layout
+            report = op_report.write_op_report(
+                dataset, self.report_path, source=target.export_path if target else OP_NAME,
+                started=started,
+                layout=ReportLayout(layout.video_token, layout.eoc_token,
+                                    self.config.output.caption_key, layout.meta_key,
+                                    layout.text_key))
+            logger.info(f"{OP_NAME}: report: {report.path} ({report.size / 1e6:.1f} MB, "
+                        f"{len(report.shown.entries)} of {report.stats.videos} videos shown)")
         return dataset
 
     def close(self) -> None:

@@ -24,7 +24,8 @@ NO_FRAMES = {"count": 0, "height": 0, "width": 0, "visual_tokens": -1,
 # worker, its share of generation's wall time (a micro-batch's call time divided among its
 # videos; on a self-batching engine, the time from submission to result divided by the requests
 # in flight at submission), and when its result came back (Unix seconds). -1 / 0: not measured
-# (reused from the result store, not decoded, a window of a long video).
+# (the op's record_timing off, the default without report_path; reused from the result store;
+# not decoded; a long video's windows).
 NO_TIMING = {"decode_s": -1.0, "generate_s": -1.0, "finished": 0.0}
 
 

@@ -128,7 +128,8 @@ class Captioner:
         config = self.config
         builder = SampleBuilder(samples, config.layout, config.structured,
                                 windowed=self.windows is not None,
-                                thumbnails=config.thumbnails if config.thumbnails.enabled else None)
+                                thumbnails=config.thumbnails if config.thumbnails.enabled else None,
+                                timing=config.timing)
         decoding, system_prompt = config.decoding, config.layout.system_prompt
         frames = self.budget.for_prompts(slot.prompt for slot in builder.video_slots())
         with intra_op_threads(self.threads):

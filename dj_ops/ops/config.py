@@ -108,6 +108,7 @@ class CaptionConfig:
     structured: StructuredConfig | None = None  # caption_format json (structured_config.py)
     # which videos keep a strip of their frames in their record, for the run report
     thumbnails: ThumbnailSettings = field(default_factory=ThumbnailSettings)
+    timing: bool = False  # each video's record holds its timing (else the same every run)
 
     @property
     def generation(self) -> GenerationSettings:
@@ -181,7 +182,8 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
                  windows: WindowConfig | None = None,
                  quality: GateConfig | None = None,
                  structured: StructuredConfig | None = None,
-                 thumbnails: ThumbnailSettings | None = None) -> CaptionConfig:
+                 thumbnails: ThumbnailSettings | None = None,
+                 timing: bool = False) -> CaptionConfig:
     """The op's parameters as one :class:`CaptionConfig`.
 
     :raises ValueError: (or ``ModuleNotFoundError`` for a missing optional package) naming the
@@ -214,4 +216,4 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
     if structured is not None:  # json mode: the gate also checks each document's validity
         quality = replace(quality, schema=structured.schema)
     return CaptionConfig(backend, config, output, layout, decoding, store, windows, quality,
-                         structured, thumbnails or ThumbnailSettings())
+                         structured, thumbnails or ThumbnailSettings(), timing)

@@ -90,9 +90,11 @@ class SampleBuilder:
 
     def __init__(self, samples: dict, layout: TextLayout,
                  structured: StructuredConfig | None = None, windowed: bool = False,
-                 thumbnails: ThumbnailSettings | None = None):
+                 thumbnails: ThumbnailSettings | None = None, timing: bool = False):
         self.keys = list(samples.keys())
         self.thumbnails = thumbnails  # which videos keep a strip of their frames (None: none)
+        self.timing = timing  # record each video's timing (else records.NO_TIMING: the same
+        # record every run)
         self.layout = layout
         self.structured = structured  # caption_format json: candidates are JSON documents
         self.windowed = windowed  # every video record gets a "windows" list
@@ -150,7 +152,8 @@ class SampleBuilder:
         """What the slot's decoded ``video`` holds, for its record (``frames``)."""
         self.set_frames(slot, frames_record(video.frames.shape, video.frame_budget))
         row = self.rows[slot.row]
-        row.timing.setdefault(slot.video, {})["decode_s"] = video.decode_s
+        if self.timing:
+            row.timing.setdefault(slot.video, {})["decode_s"] = video.decode_s
         if self.thumbnails is not None and wanted(slot.path, self.thumbnails.share):
             strip = frame_strip(video.frames, video.timestamps, self.thumbnails)
             if strip is not None:
@@ -159,11 +162,13 @@ class SampleBuilder:
     def note_generation(self, slot: VideoSlot, seconds: float) -> None:
         """Add to the slot's share of generation's wall time (its ``timing.generate_s``; a
         quality-gate retry adds its own)."""
-        timing = self.rows[slot.row].timing.setdefault(slot.video, {})
-        timing["generate_s"] = timing.get("generate_s", 0.0) + seconds
+        if self.timing:
+            timing = self.rows[slot.row].timing.setdefault(slot.video, {})
+            timing["generate_s"] = timing.get("generate_s", 0.0) + seconds
 
     def _finished(self, slot: VideoSlot) -> None:
-        self.rows[slot.row].timing.setdefault(slot.video, {})["finished"] = time.time()
+        if self.timing:
+            self.rows[slot.row].timing.setdefault(slot.video, {})["finished"] = time.time()
 
     def set_frames(self, slot: VideoSlot, record: dict) -> None:
         """The slot's ``frames`` record (from :meth:`note_frames`, or a result store)."""

@@ -121,6 +121,7 @@ class VLMVideoCaptioningMapper(Mapper):
         caption_lengths: dict | None = None,
         report_path: str | None = None,
         thumbnails: NonNegativeFloat | None = None,
+        record_timing: bool | None = None,
         *args,
         **kwargs,
     ):
@@ -287,6 +288,11 @@ class VLMVideoCaptioningMapper(Mapper):
             pixels, 24 kB of JPEG), made from the frames already decoded, for the report's
             gallery; chosen by a hash of the path, so the same videos every run. None: 1 when
             ``report_path`` is set, else 0 (none).
+        :param record_timing: each video's record holds its ``timing`` (``decode_s``: its
+            decoding's wall seconds, ``generate_s``: its share of generation's, ``finished``:
+            when its result came back), for the report's throughput and time charts. None: on
+            when ``report_path`` is set. Off, the record holds -1 / 0 there, so that a run's
+            output is the same every time.
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -314,6 +320,7 @@ class VLMVideoCaptioningMapper(Mapper):
             structured=parse_structured(caption_format, json_schema, caption_lengths),
             thumbnails=ThumbnailSettings(op_report.default_thumbnail_share(thumbnails,
                                                                             report_path)),
+            timing=bool(report_path) if record_timing is None else record_timing,
         )
         op_report.check_report_path(report_path)
         self.report_path = report_path

@@ -98,7 +98,7 @@ def _clean(text: str, layout: TextLayout) -> str:
 
 def video_entry(index: int, record: dict, video: dict, captions: list[str]) -> VideoEntry:
     """The entry of one ``video`` of a row's ``record``."""
-    flags = tuple(str(f) for f in video.get("quality_flags") or ())
+    flags = tuple(str(f) for f in _items(video.get("quality_flags")))
     if video.get(REPETITION_FLAG):
         flags += (REPETITION_FLAG,)
     document = video.get("caption_json") or ""
@@ -115,7 +115,7 @@ def video_entry(index: int, record: dict, video: dict, captions: list[str]) -> V
         caption_json=document, windows=[dict(w) for w in video.get("windows") or []],
         error_kind=str(video.get("error_kind") or ""),
         error_message=str(video.get("error_message") or ""), flags=flags,
-        timestamps=[float(t) for t in video.get("timestamps") or []],
+        timestamps=[float(t) for t in _items(video.get("timestamps"))],
         frames=dict(video.get("frames") or {}), timing=dict(video.get("timing") or {}),
         thumbnail=video.get("thumbnail") if (video.get("thumbnail") or {}).get("image") else None,
         generated_tokens=int(video.get("generated_tokens") or 0),
@@ -123,6 +123,12 @@ def video_entry(index: int, record: dict, video: dict, captions: list[str]) -> V
         from_store=bool(video.get("from_store")),
         run={"generation": record.get("generation") or {},
              "keep_candidate_mode": record.get("keep_candidate_mode", "")})
+
+
+def _items(value) -> list:
+    """A list field of a record: a list once read from a file, a numpy array as the op builds
+    it, None when absent."""
+    return [] if value is None else list(value)
 
 
 def iter_entries(rows: Iterable[dict], layout: TextLayout = TextLayout()) -> Iterator[VideoEntry]:

@@ -80,10 +80,14 @@ class GallerySample:
         return self
 
     def result(self) -> Shown:
-        """Failed, then flagged, up to ``problem_limit``; the rest of ``limit`` from the others
-        (and from failed or flagged beyond their limit, when there are not enough others)."""
+        """Failed and flagged, up to ``problem_limit`` together (each at least half of it when
+        there are enough); the rest of ``limit`` from the others (and from failed or flagged
+        beyond their limit, when there are not enough others)."""
         failed, flagged, other = (self.kinds[k].items for k in KINDS)
-        taken = failed[: self.problem_limit]
+        # the problems' room shared: failed get half, and what flagged ones leave
+        half = self.problem_limit // 2
+        failed_room = max(half, self.problem_limit - len(flagged))
+        taken = failed[:failed_room]
         taken += flagged[: self.problem_limit - len(taken)]
         room = self.limit - len(taken)
         taken += other[:room]

@@ -57,10 +57,11 @@ def _output_path(events: list[dict]) -> str:
 
 def find_work_dir(export: str | Path) -> Path | None:
     """The work folder of the latest job whose event log names ``export`` as its output,
-    among the folders beside the export (Data-Juicer's default place)."""
+    among the folders beside the export (Data-Juicer's default place) and beside its folder."""
     export = Path(export).resolve()
     found = []
-    for folder in (p for p in export.parent.iterdir() if p.is_dir()):
+    places = (export.parent, export.parent.parent)
+    for folder in (p for place in places for p in place.iterdir() if p.is_dir()):
         events = _events(folder)
         if events and _output_path(events) == str(export):
             found.append((max(e.get("timestamp", 0.0) for e in events), folder))

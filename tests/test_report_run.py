@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from data_juicer.utils.constant import Fields
 
 from dj_ops.captioning.records import META_KEY, NO_TIMING
-from tests.conftest import FAST_FRAMES, FAST_SAMPLING
+from tests.conftest import FAST_FRAMES, FAST_SAMPLING, make_op, run_op
 from tests.test_dj_process import run_dj_process
 
 V, E = "<__dj__video>", "<|__dj__eoc|>"
@@ -70,15 +71,29 @@ def test_records_carry_strips_and_timing_when_a_report_is_asked_for(report_run):
         assert video["thumbnail"]["image"] == "" and video["timing"]["finished"] > 0
 
 
-def test_without_a_report_records_keep_the_same_empty_fields(tmp_path, qwen3, videos):
+def test_without_a_report_records_keep_the_same_empty_fields(qwen3, videos):
     """Off (the default), the fields are there with their empty values: the same output on
-    every run, one schema for every row."""
-    params = {"hf_model": qwen3, "keep_original_sample": False, **FAST_FRAMES,
-              "sampling_params": FAST_SAMPLING, "seed": 0}
-    _, export = run_dj_process(tmp_path, [{"text": f"{V} {E}", "videos": [videos[1]]}], params)
-    video = json.loads(export.read_text())["__dj__meta__"][META_KEY]["videos"][0]
-    assert video["timing"] == NO_TIMING
-    assert video["thumbnail"] == {"image": "", "timestamps": [], "width": 0, "height": 0}
+    every run, one schema for every row. Strips and timing can be asked for on their own."""
+    samples = [{"text": f"{V} {E}", "videos": [videos[1]]}]
+    plain, asked = (run_op(make_op(qwen3, keep_original_sample=False, decode_workers=0,
+                                   **params), samples)[0][Fields.meta][META_KEY]["videos"][0]
+                    for params in ({}, {"thumbnails": 1.0, "record_timing": True}))
+    assert plain["timing"] == NO_TIMING
+    assert plain["thumbnail"] == {"image": "", "timestamps": [], "width": 0, "height": 0}
+    assert asked["thumbnail"]["image"] and asked["timing"]["generate_s"] > 0
+    assert asked["timing"]["decode_s"] > 0  # the inline decoder is timed too
+
+
+@pytest.mark.slow
+def test_report_path_is_refused_inside_a_ray_job(qwen3):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        with pytest.raises(ValueError, match="dj-ops-report EXPORT_FOLDER"):
+            make_op(qwen3, report_path="report.html")
+        make_op(qwen3, thumbnails=1.0)  # strips alone are fine: the command reads them
+    finally:
+        ray.shutdown()
 
 
 def test_the_command_finds_the_run_log_beside_the_export(report_run):

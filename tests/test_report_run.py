@@ -119,6 +119,16 @@ def _browser_or_skip():
     return sync_playwright
 
 
+def _save_small(page, full: Path, out: Path, width: int = 900) -> None:
+    """The whole page, scaled to ``width`` and reduced to 128 colours: the README's picture."""
+    from PIL import Image
+
+    page.screenshot(path=str(full), full_page=True)
+    image = Image.open(full).convert("RGB")
+    image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
+    image.quantize(128).save(out, optimize=True)
+
+
 def _visible(page) -> list[str]:
     return page.eval_on_selector_all(
         ".card", "cs => cs.filter(c => c.offsetParent !== null).map(c => c.dataset.status)")
@@ -164,7 +174,8 @@ def test_the_report_opens_offline_in_chromium(report_run, which):
             page.screenshot(path=str(shot), full_page=False)
             assert shot.stat().st_size > 10_000
             if which == "command" and os.environ.get("DJ_OPS_REPORT_SCREENSHOT"):
-                shutil.copy(shot, os.environ["DJ_OPS_REPORT_SCREENSHOT"])
+                _save_small(page, report_run["tmp"] / "full.png",
+                            Path(os.environ["DJ_OPS_REPORT_SCREENSHOT"]))
         finally:
             browser.close()
     assert errors == []

@@ -29,7 +29,8 @@ from bench.measure import time_calls
 from bench.overhead import compare, ratio_fields, run
 from bench.overhead import main as bench_main
 from bench.workload import Workload, request_paths
-from dj_ops.ops import VLMVideoCaptioningMapper, sample_builder
+from dj_ops.ops import VLMVideoCaptioningMapper
+from dj_ops.ops.report_fields import ReportFields
 from dj_ops.report.build import ReportOptions, build_report, export_rows
 from dj_ops.testing.report_rows import synthetic_rows
 
@@ -43,8 +44,8 @@ def op_overhead(requests: int, rounds: int, folder: Path) -> dict:
            "report": VLMVideoCaptioningMapper(**workload.op_params(), thumbnails=1.0,
                                               record_timing=True)}
     spent = [0.0]
-    time_calls(sample_builder, ("frame_strip",), spent)
-    time_calls(sample_builder.SampleBuilder, ("note_generation", "_finished"), spent)
+    time_calls(ReportFields, ("decoded", "generated", "finished", "window", "windows_done"),
+               spent)
     warm = request_paths(4, folder / "warm")
     for op in ops.values():
         run(op, warm)

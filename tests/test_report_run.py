@@ -179,3 +179,25 @@ def test_the_report_opens_offline_in_chromium(report_run, which):
         finally:
             browser.close()
     assert errors == []
+
+
+def test_a_long_videos_strip_has_a_tile_per_window_and_the_page_lists_its_windows(
+        qwen3, tmp_path):
+    """Windows on: the strip is the middle frame of each window (at most max_frames of them),
+    each at a time inside its window; the page shows the windows beside the merged caption."""
+    from dj_ops.report.build import build_report
+    from dj_ops.testing.clips import make_clip
+
+    clip = str(make_clip(tmp_path / "long.mp4", seconds=40, fps=2))
+    op = make_op(qwen3, keep_original_sample=False, window_seconds=15.0, window_overlap=5.0,
+                 fps=1.0, max_frames=4, thumbnails=1.0, record_timing=True)
+    (row,) = run_op(op, [{"text": f"{V} {E}", "videos": [clip]}])
+    video = row[Fields.meta][META_KEY]["videos"][0]
+    spans = [(w["start"], w["end"]) for w in video["windows"]]
+    strip = video["thumbnail"]
+    assert len(spans) == 4 and len(strip["timestamps"]) == 4
+    for (start, end), time in zip(spans, strip["timestamps"], strict=True):
+        assert start <= time <= end
+    assert video["timing"]["finished"] > 0
+    html = build_report([row], tmp_path / "r.html", source="s").path.read_text()
+    assert "4 windows (merged above)" in html and html.count("data:image/jpeg") == 1

@@ -9,7 +9,6 @@ of it, or per ``on_error`` the original with an error record. Every input row is
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field, replace
 
 from data_juicer.ops.base_op import convert_dict_list_to_list_dict
@@ -31,11 +30,12 @@ from dj_ops.captioning.text import (
     plan_chunks,
 )
 from dj_ops.ops.config import OutputPolicy, TextLayout
+from dj_ops.ops.report_fields import ReportFields
 from dj_ops.ops.structured_config import ERROR_INVALID_JSON, StructuredConfig
 from dj_ops.ops.writers import CaptionedRow, OutputWriter, writer_for
 from dj_ops.video.budget import frames_record
 from dj_ops.video.decode import DecodedVideo
-from dj_ops.video.thumbnails import ThumbnailSettings, frame_strip, wanted
+from dj_ops.video.thumbnails import ThumbnailSettings
 
 ERROR_INVALID_PROMPT = "invalid_prompt"
 ERROR_EMPTY_CAPTION = "empty_caption"
@@ -68,13 +68,6 @@ class _Row:
         default_factory=dict)
     frames: dict[int, dict] = field(default_factory=dict)  # per video: what it was decoded at
     windows: dict[int, tuple[dict, ...]] = field(default_factory=dict)  # per video, windows on
-    # per video, for the run report: its timing (records.NO_TIMING's keys) and frame strip
-    timing: dict[int, dict] = field(default_factory=dict)
-    thumbnails: dict[int, dict] = field(default_factory=dict)
-
-    def report_fields(self, video: int) -> dict:
-        """The video's ``timing`` and ``thumbnail`` (VideoOutcome's fields)."""
-        return {"timing": self.timing.get(video, {}), "thumbnail": self.thumbnails.get(video)}
 
     @property
     def failed(self) -> bool:
@@ -92,9 +85,7 @@ class SampleBuilder:
                  structured: StructuredConfig | None = None, windowed: bool = False,
                  thumbnails: ThumbnailSettings | None = None, timing: bool = False):
         self.keys = list(samples.keys())
-        self.thumbnails = thumbnails  # which videos keep a strip of their frames (None: none)
-        self.timing = timing  # record each video's timing (else records.NO_TIMING: the same
-        # record every run)
+        self.report = ReportFields(thumbnails, timing)  # timing and strips, for the report
         self.layout = layout
         self.structured = structured  # caption_format json: candidates are JSON documents
         self.windowed = windowed  # every video record gets a "windows" list
@@ -140,35 +131,27 @@ class SampleBuilder:
     def set_windows(self, slot: VideoSlot, windows: list[dict]) -> None:
         """The video's window captions (``dj_ops.ops.windowed``), for its record."""
         self.rows[slot.row].windows[slot.video] = tuple(windows)
+        self.report.windows_done((slot.row, slot.video))
+
+    def note_window(self, slot: VideoSlot, window) -> None:
+        """One window of a long video (a ``WindowVideo``), for the video's strip."""
+        self.report.window((slot.row, slot.video), slot.path, window)
 
     def fail_video(self, slot: VideoSlot, kind: str, message: str) -> None:
         row = self.rows[slot.row]
-        self._finished(slot)
+        self.report.finished((slot.row, slot.video))
         row.failures[slot.video] = VideoOutcome(
             slot.path, error_kind=kind, error_message=message,
-            windows=self._windows(row, slot.video), **row.report_fields(slot.video))
+            windows=self._windows(row, slot.video), **self.report.of((slot.row, slot.video)))
 
     def note_frames(self, slot: VideoSlot, video: DecodedVideo) -> None:
         """What the slot's decoded ``video`` holds, for its record (``frames``)."""
         self.set_frames(slot, frames_record(video.frames.shape, video.frame_budget))
-        row = self.rows[slot.row]
-        if self.timing:
-            row.timing.setdefault(slot.video, {})["decode_s"] = video.decode_s
-        if self.thumbnails is not None and wanted(slot.path, self.thumbnails.share):
-            strip = frame_strip(video.frames, video.timestamps, self.thumbnails)
-            if strip is not None:
-                row.thumbnails[slot.video] = strip
+        self.report.decoded((slot.row, slot.video), slot.path, video)
 
     def note_generation(self, slot: VideoSlot, seconds: float) -> None:
-        """Add to the slot's share of generation's wall time (its ``timing.generate_s``; a
-        quality-gate retry adds its own)."""
-        if self.timing:
-            timing = self.rows[slot.row].timing.setdefault(slot.video, {})
-            timing["generate_s"] = timing.get("generate_s", 0.0) + seconds
-
-    def _finished(self, slot: VideoSlot) -> None:
-        if self.timing:
-            self.rows[slot.row].timing.setdefault(slot.video, {})["finished"] = time.time()
+        """The slot's share of a backend call's wall time (its record's ``timing``)."""
+        self.report.generated((slot.row, slot.video), seconds)
 
     def set_frames(self, slot: VideoSlot, record: dict) -> None:
         """The slot's ``frames`` record (from :meth:`note_frames`, or a result store)."""
@@ -183,7 +166,7 @@ class SampleBuilder:
         """The video's candidates (``from_store``: reused from a result store)."""
         # a JSON document is never cut (the cut would break it; the grammar bounds it)
         kept = candidates if self.structured else [_without_loop(c) for c in candidates]
-        self._finished(slot)
+        self.report.finished((slot.row, slot.video))
         self.rows[slot.row].candidates[slot.video] = (kept, tuple(timestamps), from_store)
 
     def build(self, run: RunInfo, policy: OutputPolicy,
@@ -222,6 +205,7 @@ class SampleBuilder:
     def _captioned(self, row: _Row, mode: str, rng: random.Random) -> CaptionedRow | None:
         """The row's kept candidates; None (and failures recorded) when a video has no usable
         caption."""
+        index = next(i for i, r in enumerate(self.rows) if r is row)  # its report fields' key
         rendered = [[self._render(c.text) for c in row.candidates[v][0]]
                     for v in range(len(row.videos))]
         texts = [[text for text, _ in per_video] for per_video in rendered]
@@ -233,7 +217,7 @@ class SampleBuilder:
                 error_message=invalid[0] if invalid else "the model generated an empty caption",
                 windows=self._windows(row, v),
                 attempts=next((c.attempts for c in row.candidates[v][0]), ()),
-                **row.report_fields(v))
+                **self.report.of((index, v)))
         if empty:
             return None
         # Empty candidates never win a single-caption mode while a non-empty one exists.
@@ -244,7 +228,8 @@ class SampleBuilder:
                                          range(len(row.videos))], references, rng)
         picks = [[usable[v][i] for v, i in enumerate(per_video)] for per_video in picks]
         outcomes = [[_outcome(path, candidate, *row.candidates[v][1:], row.frames.get(v, {}),
-                              self._windows(row, v), rendered[v][i][1], row.report_fields(v))
+                              self._windows(row, v), rendered[v][i][1],
+                              self.report.of((index, v)))
                      for i, candidate in enumerate(row.candidates[v][0])]
                     for v, path in enumerate(row.videos)]
         return CaptionedRow(row.sample, row.chunks, row.prompt, texts, outcomes, picks)
@@ -288,13 +273,13 @@ class SampleBuilder:
 
 def _outcome(path: str, candidate: Candidate, timestamps: tuple[float, ...],
              from_store: bool, frames: dict, windows: tuple[dict, ...] | None,
-             structured: dict | str | None, report_fields: dict) -> VideoOutcome:
+             structured: dict | str | None, report: dict) -> VideoOutcome:
     return VideoOutcome(path, timestamps, candidate.num_tokens, candidate.hit_token_limit,
                         repetition_trimmed=candidate.repetition_trimmed, from_store=from_store,
                         decoding=candidate.decoding, attempts=candidate.attempts,
                         frames=frames, windows=windows,
                         structured=structured if isinstance(structured, dict) else None,
-                        **report_fields)
+                        **report)
 
 
 def _without_loop(candidate: Candidate) -> Candidate:

@@ -83,6 +83,15 @@ def tile_indices(count: int, max_frames: int) -> list[int]:
         if max_frames > 1 else [0]
 
 
+def tile(frame: np.ndarray, height: int) -> np.ndarray:
+    """One frame (``(H, W, 3)`` uint8) shrunk by the whole factor that brings it to at most
+    ``height`` pixels (Pillow's box ``reduce``)."""
+    from PIL import Image  # Pillow comes with transformers' image processing
+
+    factor = max(1, math.ceil(frame.shape[0] / height))
+    return np.asarray(Image.fromarray(frame).reduce(factor))
+
+
 def frame_strip(frames: np.ndarray, timestamps, settings: ThumbnailSettings) -> dict | None:
     """The strip of ``frames`` (``(T, H, W, 3)`` uint8, as decoded) for a record.
 
@@ -90,27 +99,39 @@ def frame_strip(frames: np.ndarray, timestamps, settings: ThumbnailSettings) -> 
         ``width`` and ``height`` (of one tile); None when there are no frames, or when even one
         tile does not fit ``max_bytes``.
     """
-    from PIL import Image  # Pillow comes with transformers' image processing
-
     count = 0 if frames is None or frames.ndim != 4 else frames.shape[0]
     if count == 0 or frames.shape[1] == 0 or frames.shape[2] == 0:
         return None
-    factor = max(1, math.ceil(frames.shape[1] / settings.height))
     picks = tile_indices(count, settings.max_frames)
-    tiles = [np.asarray(Image.fromarray(frames[i]).reduce(factor)) for i in picks]
     times = np.asarray(timestamps, dtype=np.float64)
+    tile_times = times[picks] if len(times) == count else np.zeros(len(picks))
+    return strip_of_tiles([tile(frames[i], settings.height) for i in picks], tile_times,
+                          settings)
+
+
+def strip_of_tiles(tiles: list[np.ndarray], times, settings: ThumbnailSettings) -> dict | None:
+    """Tiles (made by :func:`tile`, at most ``max_frames``) side by side in one JPEG of at most
+    ``max_bytes`` (lower quality, then every other tile, until it fits); None if none fits.
+    Tiles of another height than the first are scaled to it."""
+    from PIL import Image
+
+    if not tiles:
+        return None
+    height = tiles[0].shape[0]
+    tiles = [t if t.shape[0] == height else np.asarray(Image.fromarray(t).resize(
+        (max(1, round(t.shape[1] * height / t.shape[0])), height))) for t in tiles]
+    times = [float(t) for t in times]
     while True:
         image = _jpeg(np.concatenate(tiles, axis=1), settings.max_bytes)
         if image is not None or len(tiles) == 1:
             break
         keep = tile_indices(len(tiles), max(1, len(tiles) // 2))  # fewer tiles, still spread
-        tiles, picks = [tiles[i] for i in keep], [picks[i] for i in keep]
+        tiles, times = [tiles[i] for i in keep], [times[i] for i in keep]
     if image is None:
         return None
-    height, width = tiles[0].shape[:2]
-    tile_times = times[picks] if len(times) == count else np.zeros(len(picks))
     return {"image": base64.b64encode(image).decode("ascii"),
-            "timestamps": np.round(tile_times, 3), "width": int(width), "height": int(height)}
+            "timestamps": np.round(np.asarray(times, dtype=np.float64), 3),
+            "width": int(tiles[0].shape[1]), "height": int(height)}
 
 
 def _jpeg(strip: np.ndarray, max_bytes: int) -> bytes | None:

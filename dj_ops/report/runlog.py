@@ -21,6 +21,7 @@ import yaml
 
 OP_NAME = "vlm_video_captioning_mapper"
 MAX_LOG_LINES = 30  # warnings shown in a report
+MAX_FOLDERS = 2000  # folders looked into for a job's event log
 
 
 @dataclass
@@ -55,13 +56,32 @@ def _output_path(events: list[dict]) -> str:
     return ""
 
 
+def _folders_near(export: Path, limit: int = MAX_FOLDERS) -> list[Path]:
+    """Folders where a job's event log may be: beside the export (Data-Juicer's default work
+    folder, ``<job id>/``) and beside its folder, and one level below each (a recipe's
+    ``work_dir`` gets a ``<job id>`` folder inside it); at most ``limit`` of them."""
+    found: list[Path] = []
+    for place in dict.fromkeys((export.parent, export.parent.parent)):
+        for folder in _subfolders(place):
+            found += [folder, *_subfolders(folder)]
+            if len(found) >= limit:
+                return found[:limit]
+    return found
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
 def find_work_dir(export: str | Path) -> Path | None:
     """The work folder of the latest job whose event log names ``export`` as its output,
-    among the folders beside the export (Data-Juicer's default place) and beside its folder."""
+    among the folders near it (:func:`_folders_near`)."""
     export = Path(export).resolve()
     found = []
-    places = (export.parent, export.parent.parent)
-    for folder in (p for place in places for p in place.iterdir() if p.is_dir()):
+    for folder in _folders_near(export):
         events = _events(folder)
         if events and _output_path(events) == str(export):
             found.append((max(e.get("timestamp", 0.0) for e in events), folder))

@@ -202,3 +202,38 @@ def test_a_long_videos_strip_has_a_tile_per_window_and_the_page_lists_its_window
     assert video["timing"]["finished"] > 0
     html = build_report([row], tmp_path / "r.html", source="s").path.read_text()
     assert "4 windows (merged above)" in html and html.count("data:image/jpeg") == 1
+
+
+def test_strips_and_timing_through_a_self_batching_backend(qwen3, videos):
+    """The openai backend (fed continuously, ops/streaming.py) against a real loopback server:
+    each video's generation time is its latency shared by the requests in flight."""
+    from dj_ops.testing.openai_server import CompletionServer
+
+    samples = [{"text": f"{V} {E}", "videos": [v]} for v in videos[:3]]
+    with CompletionServer(qwen3) as server:
+        rows = run_op(make_op(qwen3, backend="openai", keep_original_sample=False,
+                              model_params={"api_base": server.url}, thumbnails=1.0,
+                              record_timing=True), samples)
+    for row in rows:
+        video = row[Fields.meta][META_KEY]["videos"][0]
+        assert video["thumbnail"]["image"] and video["timing"]["generate_s"] > 0
+        assert video["timing"]["decode_s"] > 0 and video["timing"]["finished"] > 0
+
+
+def test_videos_reused_from_the_store_are_shown_as_reused_without_a_strip(
+        qwen3, videos, tmp_path):
+    """Nothing is decoded for a stored caption: its record keeps no strip and the page says
+    why; the store's results are counted in the summary."""
+    from dj_ops.report.build import build_report
+    from dj_ops.report.runlog import read_store
+
+    store = str(tmp_path / "store.sqlite")
+    samples = [{"text": f"{V} {E}", "videos": [videos[2]]}]
+    first, again = (run_op(make_op(qwen3, keep_original_sample=False, result_store=store,
+                                   thumbnails=1.0), samples)[0] for _ in range(2))
+    assert first[Fields.meta][META_KEY]["videos"][0]["thumbnail"]["image"]
+    reused = again[Fields.meta][META_KEY]["videos"][0]
+    assert reused["from_store"] and reused["thumbnail"]["image"] == ""
+    html = build_report([again], tmp_path / "r.html", source="s",
+                        store=read_store(store)).path.read_text()
+    assert "reused, not decoded in this run" in html and "1 results" in html

@@ -79,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     log = read_run_log(work_dir) if work_dir else None
     op_params = log.op_params if log else {}
     store = find_store(args, op_params)
-    layout = TextLayout(caption_key=caption_key(args, args.export, op_params))
+    from data_juicer.utils.constant import Fields  # after parsing: --help answers at once
+    from data_juicer.utils.mm_utils import SpecialTokens  # (a recipe may override them)
+
+    layout = TextLayout(SpecialTokens.video, SpecialTokens.eoc,
+                        caption_key(args, args.export, op_params), Fields.meta)
     options = ReportOptions(args.limit, args.problem_limit, args.seed, int(args.max_mb * 1e6))
     report = build_report(export_rows(args.export), args.output or default_output(args.export),
                           source=str(args.export), layout=layout, log=log,

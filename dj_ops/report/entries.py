@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 from dj_ops.captioning.records import META_KEY, STATUS_ERROR
 
-META_FIELD = "__dj__meta__"  # Data-Juicer's Fields.meta (not imported: no Data-Juicer needed)
-VIDEO_TOKEN = "<__dj__video>"  # Data-Juicer's default SpecialTokens
+# Data-Juicer's defaults (Fields.meta, SpecialTokens), for the pure functions here and their
+# tests; the op and dj-ops-report pass the values Data-Juicer runs with.
+META_FIELD = "__dj__meta__"
+VIDEO_TOKEN = "<__dj__video>"
 EOC_TOKEN = "<|__dj__eoc|>"
 REPETITION_FLAG = "repetition_trimmed"  # a loop was cut from the caption (record field)
 

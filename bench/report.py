@@ -258,6 +258,33 @@ def _store_section(store: dict) -> str:
         f"{store['workload']['requests']} videos (nothing decoded or generated).", ""])
 
 
+def _run_report_section(result: dict) -> str:
+    """What the run report costs the op, and a report's build time
+    (``bench/report_overhead.py``)."""
+    work, build = result["workload"], result["build"]
+    return "\n".join([
+        "## Run report: frame strips, timing, build time", "",
+        f"`python -m bench.report_overhead`: {work['requests']} unseen videos per round, "
+        f"{work['rounds']} rounds, caption_num {work['caption_num']}, {work['new_tokens']} tokens, "
+        "the op's default frames, with and without what `report_path` turns on (`thumbnails: 1`, "
+        f"`record_timing`; load average {result['load_avg_1m_during']} during the run).", "",
+        f"- Time spent making strips and timing records: {result['report_own_seconds']} s of "
+        f"{result['seconds']['report']} s, **{100 * result['report_own_share_of_op']:.2f}%** of "
+        f"the op's time (target: at most {100 * result['target_share']:.0f}%).",
+        f"- The op process's CPU seconds with / without: {result['report_over_plain_op_cpu']} "
+        f"(per round {result['report_over_plain_op_cpu_per_round']}).",
+        f"- Wall time with / without: {result['report_over_plain_wall']} (per round "
+        f"{result['report_over_plain_wall_per_round']}): on a loaded machine this spread is the "
+        "machine's, not the strips'.",
+        f"- Building the report of {build['rows']:,} rows (a {build['export_mb']} MB jsonl with "
+        f"a strip on every captioned row) with `dj-ops-report`'s code: **{build['seconds']} s** "
+        f"(load average {build['load_avg_1m_before']}), a {build['report_mb']} MB page showing "
+        f"{build['shown']} videos. A page is bounded by its gallery: at most "
+        f"{build['gallery_limit']} videos and {build['gallery_max_mb']:.0f} MB of cards "
+        "(`--limit`, `--max-mb`), plus the summary and the charts (tens of kB), whatever the "
+        "run's size.", ""])
+
+
 def _long_video_section(result: dict) -> str:
     """One decoding pass over a long video's windows vs. the windows as separate clips
     (``bench/long_video.py``)."""
@@ -416,6 +443,8 @@ def write_doc() -> Path:
         from bench.ray_scaling import report_section
 
         parts.append(report_section(ray))
+    if run_report := load("report_overhead"):
+        parts.append(_run_report_section(run_report))
     parts += [_gpu_section(load("gpu")), PROFILE]
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(parts) + kept_by_hand(DOC))

@@ -208,6 +208,19 @@ PARAMETERS: tuple[Parameter, ...] = (
     P("caption_lengths", dict | None, None,
       "json mode: named word budgets of the rendered captions; the first goes after the video "
       "token", shown="`{long: 170, short: 40}`"),
+    P("report_path", str | None, None,
+      "write the run report there once the op's run ends: one self-contained HTML page (summary, "
+      "charts, a gallery of each video's frames beside its captions, flags and errors; see "
+      "[See the run](#see-the-run-the-report)); refused under Ray's executor (run "
+      "`dj-ops-report` on the export)", cli="--report"),
+    P("thumbnails", NonNegativeFloat | None, None,
+      "share of videos (0 to 1) whose record keeps a small strip of the frames they were "
+      "captioned from (`thumbnail`), chosen by a hash of the path", shown="1 with `report_path`, "
+      "else 0"),
+    P("record_timing", bool | None, None,
+      "each video's record holds its `timing` (decoding seconds, its share of generation's, "
+      "when it finished); off, those fields are -1 / 0 so that a run's output is the same every "
+      "time", shown="on with `report_path`"),
 )
 BY_NAME: dict[str, Parameter] = {p.name: p for p in PARAMETERS}
 

@@ -22,6 +22,13 @@ NO_FRAMES = {"count": 0, "height": 0, "width": 0, "visual_tokens": -1,
              "max_visual_tokens": -1, "reduced": ""}
 # A record's ``worker`` when none was given (dj_ops.cluster.identity.worker_identity).
 NO_WORKER = {"host": "", "node": "", "pid": -1}
+# A video's ``timing`` (for the run report's charts): seconds its decoding took in the decoding
+# worker, its share of generation's wall time (a micro-batch's call time divided among its
+# videos; on a self-batching engine, the time from submission to result divided by the requests
+# in flight at submission), and when its result came back (Unix seconds). -1 / 0: not measured
+# (the op's record_timing off, the default without report_path; reused from the result store;
+# not decoded; a long video's windows).
+NO_TIMING = {"decode_s": -1.0, "generate_s": -1.0, "finished": 0.0}
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,10 @@ class VideoOutcome:
     # the video's candidates left out (empty, or not a valid document), each with its index,
     # why and its token facts: "candidate 1: invalid_json: ... (1500 tokens, token limit hit)"
     dropped: tuple[str, ...] = ()
+    timing: dict = field(default_factory=dict)  # NO_TIMING's keys
+    # a strip of the frames it was captioned from (dj_ops.video.thumbnails.frame_strip); None:
+    # none kept
+    thumbnail: dict | None = None
 
     def as_dict(self) -> dict:
         return {**(self.structured or {}),
@@ -66,6 +77,8 @@ class VideoOutcome:
             "frames": {**NO_FRAMES, **self.frames},
             **quality_fields(self.attempts),
             "dropped_candidates": np.asarray(self.dropped, dtype=str),
+            "timing": {k: float(v) for k, v in {**NO_TIMING, **self.timing}.items()},
+            "thumbnail": self.thumbnail or no_thumbnail(),
         } | ({} if self.windows is None else {"windows": [w.as_dict() for w in self.windows]})
 
 
@@ -104,6 +117,13 @@ class WindowOutcome:
     def from_stored(cls, value: dict) -> WindowOutcome:
         attempts = tuple(tuple(flags) for flags in value.get("attempts", ()))
         return cls(**{**value, "attempts": attempts})
+
+
+def no_thumbnail() -> dict:
+    """A video's ``thumbnail`` when none was kept: the keys and types of a strip
+    (:func:`dj_ops.video.thumbnails.frame_strip`: base64 JPEG, the tiles' timestamps, one tile's
+    size), empty."""
+    return {"image": "", "timestamps": _timestamps(()), "width": 0, "height": 0}
 
 
 def quality_fields(attempts: tuple[tuple[str, ...], ...]) -> dict:

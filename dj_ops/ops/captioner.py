@@ -149,7 +149,9 @@ class Captioner:
             raise RuntimeError("Captioner.setup() must run before caption()")
         config = self.config
         builder = SampleBuilder(samples, config.layout, config.structured,
-                                windowed=self.windows is not None, on_video=self.progress.video)
+                                windowed=self.windows is not None, on_video=self.progress.video,
+                                thumbnails=config.thumbnails if config.thumbnails.enabled else None,
+                                timing=config.timing)
         frames = self.budget.for_prompts(slot.prompt for slot in builder.video_slots())
         with intra_op_threads(self.threads), results_kept(self.store):
             CALL_PATHS[call_path(config)](self, builder, frames)

@@ -36,6 +36,7 @@ from dj_ops.ops.window_config import WindowConfig, check_window_config
 from dj_ops.store import check_store
 from dj_ops.video.decoders import resolve_decoder
 from dj_ops.video.settings import FrameSettings
+from dj_ops.video.thumbnails import ThumbnailSettings
 
 DEFAULT_PROMPT = "Describe the input video in 1-2 sentences."
 ROWS_PER_MICRO_BATCH = 16  # default batch_size, in generation_batch_size units
@@ -112,6 +113,9 @@ class CaptionConfig:
     windows: WindowConfig = field(default_factory=WindowConfig)
     quality: GateConfig = field(default_factory=GateConfig)
     structured: StructuredConfig | None = None  # caption_format json (structured_config.py)
+    # which videos keep a strip of their frames in their record, for the run report
+    thumbnails: ThumbnailSettings = field(default_factory=ThumbnailSettings)
+    timing: bool = False  # each video's record holds its timing (else the same every run)
 
     @property
     def generation(self) -> GenerationSettings:
@@ -196,7 +200,9 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
                  store: StoreConfig | None = None,
                  windows: WindowConfig | None = None,
                  quality: GateConfig | None = None,
-                 structured: StructuredConfig | None = None) -> CaptionConfig:
+                 structured: StructuredConfig | None = None,
+                 thumbnails: ThumbnailSettings | None = None,
+                 timing: bool = False) -> CaptionConfig:
     """The op's parameters as one :class:`CaptionConfig` (``backend``: a name
     :func:`resolve_backend` checked).
 
@@ -232,4 +238,5 @@ def parse_config(*, backend: str, model: str, caption_num: int, output: OutputPo
     quality = quality or GateConfig()
     return CaptionConfig(backend=backend, model=config, capabilities=capabilities, output=output,
                          layout=layout, decoding=decoding, store=store, windows=windows,
-                         quality=quality, structured=structured)
+                         quality=quality, structured=structured,
+                         thumbnails=thumbnails or ThumbnailSettings(), timing=timing)

@@ -12,6 +12,7 @@ the output is the same whatever ``prefetch`` and the number of decoding workers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from dj_ops.backends.base import CaptionBackend, CaptionRequest
@@ -120,8 +121,11 @@ def _caption_group(builder: SampleBuilder, backend: CaptionBackend,
             requests.append(video_request(video, slot, system_prompt))
     if not requests:
         return
+    started = time.perf_counter()
     results = generate_checked(backend, requests, gate)
+    share = (time.perf_counter() - started) / len(requests)  # each video's, for the report
     for (slot, video), result in zip(captioned, results, strict=True):
+        builder.note_generation(slot, share)
         record_result(builder, slot, result, video.timestamps, store)
     if store is not None:
         store.flush()  # one transaction per group: a kill loses at most the group in flight

@@ -30,11 +30,13 @@ from dj_ops.captioning.text import (
     plan_chunks,
 )
 from dj_ops.ops.config import OutputPolicy, TextLayout
+from dj_ops.ops.report_fields import ReportFields
 from dj_ops.ops.structured_config import ERROR_INVALID_JSON, StructuredConfig
 from dj_ops.ops.writers import CaptionedRow, OutputWriter, writer_for
 from dj_ops.runtime.progress import CAPTIONED, FAILED, REUSED
 from dj_ops.video.budget import frames_record
 from dj_ops.video.decode import DecodedVideo
+from dj_ops.video.thumbnails import ThumbnailSettings
 
 ERROR_INVALID_PROMPT = "invalid_prompt"
 ERROR_EMPTY_CAPTION = "empty_caption"
@@ -82,9 +84,11 @@ class SampleBuilder:
 
     def __init__(self, samples: dict, layout: TextLayout,
                  structured: StructuredConfig | None = None, windowed: bool = False,
-                 on_video: Callable[[str], None] = lambda outcome: None):
+                 on_video: Callable[[str], None] = lambda outcome: None,
+                 thumbnails: ThumbnailSettings | None = None, timing: bool = False):
         self.on_video = on_video  # told as each video finishes (dj_ops.runtime.progress)
         self.keys = list(samples.keys())
+        self.report = ReportFields(thumbnails, timing)  # timing and strips, for the report
         self.layout = layout
         self.structured = structured  # caption_format json: candidates are JSON documents
         self.windowed = windowed  # every video record gets a "windows" list
@@ -131,6 +135,11 @@ class SampleBuilder:
         """The video's windows (``WindowOutcome`` each: ``dj_ops.ops.windowed``, or a result
         store), for its record."""
         self.rows[slot.row].windows[slot.video] = tuple(windows)
+        self.report.windows_done((slot.row, slot.video))
+
+    def note_window(self, slot: VideoSlot, window) -> None:
+        """One window of a long video (a ``WindowVideo``), for the video's strip."""
+        self.report.window((slot.row, slot.video), slot.path, window)
 
     def windows_of(self, slot: VideoSlot) -> tuple | None:
         """The slot's windows so far (None: windows off)."""
@@ -141,17 +150,24 @@ class SampleBuilder:
         """The video failed; ``candidate``: what was generated for it (its token facts and
         attempts go in the record)."""
         row = self.rows[slot.row]
+        self.report.finished((slot.row, slot.video))
         facts = {} if candidate is None else {
             "generated_tokens": candidate.num_tokens, "hit_token_limit": candidate.hit_token_limit,
             "attempts": candidate.attempts}
         row.failures[slot.video] = VideoOutcome(
             slot.path, error_kind=kind, error_message=message,
-            windows=self._windows(row, slot.video), **facts)
+            windows=self._windows(row, slot.video), **facts,
+            **self.report.of((slot.row, slot.video)))
         self.on_video(FAILED)
 
     def note_frames(self, slot: VideoSlot, video: DecodedVideo) -> None:
         """What the slot's decoded ``video`` holds, for its record (``frames``)."""
         self.set_frames(slot, frames_record(video.frames.shape, video.frame_budget))
+        self.report.decoded((slot.row, slot.video), slot.path, video)
+
+    def note_generation(self, slot: VideoSlot, seconds: float) -> None:
+        """The slot's share of a backend call's wall time (its record's ``timing``)."""
+        self.report.generated((slot.row, slot.video), seconds)
 
     def set_frames(self, slot: VideoSlot, record: dict) -> None:
         """The slot's ``frames`` record (from :meth:`note_frames`, or a result store)."""
@@ -165,6 +181,7 @@ class SampleBuilder:
                        timestamps: list[float], from_store: bool = False) -> None:
         """The video's candidates as the quality gate kept them (``from_store``: reused from a
         result store); nothing is decided about them here."""
+        self.report.finished((slot.row, slot.video))
         self.rows[slot.row].candidates[slot.video] = (list(candidates), tuple(timestamps),
                                                       from_store)
         self.on_video(REUSED if from_store else CAPTIONED)
@@ -206,6 +223,7 @@ class SampleBuilder:
         """The row's kept candidates, the unusable ones (empty, or not a valid document) left
         out and recorded (``dropped_candidates``); None (and failures recorded, with the token
         facts of the candidate that failed) when a video has no usable caption."""
+        index = next(i for i, r in enumerate(self.rows) if r is row)  # its report fields' key
         rendered = [[self._render(c.text) for c in row.candidates[v][0]]
                     for v in range(len(row.videos))]
         texts = [[text for text, _ in per_video] for per_video in rendered]
@@ -224,7 +242,7 @@ class SampleBuilder:
                 generated_tokens=first.num_tokens if first else 0,
                 hit_token_limit=first.hit_token_limit if first else False,
                 windows=self._windows(row, v), attempts=first.attempts if first else (),
-                dropped=tuple(dropped[v]))
+                dropped=tuple(dropped[v]), **self.report.of((index, v)))
         if row.failures:
             return None
         references = chunk_reference_texts(row.chunks, len(row.videos),
@@ -233,7 +251,8 @@ class SampleBuilder:
                                          range(len(row.videos))], references, rng)
         picks = [[usable[v][i] for v, i in enumerate(per_video)] for per_video in picks]
         outcomes = [[_outcome(path, candidate, *row.candidates[v][1:], row.frames.get(v, {}),
-                              self._windows(row, v), rendered[v][i][1], tuple(dropped[v]))
+                              self._windows(row, v), rendered[v][i][1], tuple(dropped[v]),
+                              self.report.of((index, v)))
                      for i, candidate in enumerate(row.candidates[v][0])]
                     for v, path in enumerate(row.videos)]
         return CaptionedRow(row.sample, row.chunks, row.prompt, texts, outcomes, picks)
@@ -277,13 +296,15 @@ class SampleBuilder:
 
 def _outcome(path: str, candidate: Candidate, timestamps: tuple[float, ...],
              from_store: bool, frames: dict, windows: tuple | None,
-             structured: dict | str | None, dropped: tuple[str, ...] = ()) -> VideoOutcome:
+             structured: dict | str | None, dropped: tuple[str, ...] = (),
+             report: dict | None = None) -> VideoOutcome:
     return VideoOutcome(path, timestamps, candidate.num_tokens, candidate.hit_token_limit,
                         repetition_trimmed=candidate.repetition_trimmed, from_store=from_store,
                         decoding=candidate.decoding, batching=candidate.batching,
                         attempts=candidate.attempts,
                         frames=frames, windows=windows, dropped=dropped,
-                        structured=structured if isinstance(structured, dict) else None)
+                        structured=structured if isinstance(structured, dict) else None,
+                        **(report or {}))
 
 
 def _dropped(index: int, candidate: Candidate, why: dict | str | None) -> str:

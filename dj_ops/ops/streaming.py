@@ -15,6 +15,7 @@ whatever the order (and identical run to run when decoding is greedy or seeded p
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 from dj_ops.backends.base import CaptionRequest
@@ -73,6 +74,7 @@ def caption_stream(builder: SampleBuilder, session: StreamSession, source,
     ready: deque[tuple[VideoSlot, CaptionRequest, list[float], object]] = deque()
     waiting: dict[int, tuple] = {}  # in flight: key -> the same, the request held for retries
     keys = iter(range(1 << 62))
+    submitted: dict[int, tuple[float, int]] = {}  # key -> (when, requests then in flight)
     peak = unflushed = 0
     try:
         while to_decode or decoding or ready or waiting:
@@ -88,11 +90,14 @@ def caption_stream(builder: SampleBuilder, session: StreamSession, source,
                 key = next(keys)
                 held = request if gate is not None and gate.retries else None
                 waiting[key] = (slot, held, timestamps, previous)
+                submitted[key] = (time.perf_counter(), len(waiting))
                 session.submit(key, request)
             peak = max(peak, len(waiting))
             if waiting:
                 for key, result in session.poll(POLL_S if decoding else 1.0):
                     slot, request, timestamps, previous = waiting.pop(key)
+                    when, in_flight = submitted.pop(key)  # the video's share, for the report
+                    builder.note_generation(slot, (time.perf_counter() - when) / in_flight)
                     if gate is not None:
                         result, retry = gate.after(request, result, previous)
                         if retry is not None:

@@ -7,10 +7,13 @@ sets up the backend and the decoding processes once and captions every batch.
 
 from __future__ import annotations
 
+import time
+
 from data_juicer.ops.base_op import OPERATORS, Mapper
 from data_juicer.utils.constant import Fields
 from data_juicer.utils.mm_utils import SpecialTokens, get_special_tokens
 from data_juicer.utils.resource_utils import cuda_device_count
+from loguru import logger
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, validate_call
 
 from dj_ops.captioning.parameters import (
@@ -42,10 +45,13 @@ from dj_ops.ops.outcome_log import OutcomeLog, log_run_outcomes, warn_records_el
 from dj_ops.ops.quality_gate import GateConfig, parse_thresholds
 from dj_ops.ops.structured_config import parse_structured
 from dj_ops.ops.window_config import WindowConfig
+from dj_ops.report import op_report
+from dj_ops.report.entries import TextLayout as ReportLayout
 from dj_ops.runtime.lifetime import children_end_with_this_process
 from dj_ops.runtime.op_run import OpRun
 from dj_ops.video import FrameSettings
 from dj_ops.video.decoders import DEFAULT_DECODER
+from dj_ops.video.thumbnails import ThumbnailSettings
 
 OP_NAME = "vlm_video_captioning_mapper"
 
@@ -120,6 +126,9 @@ class VLMVideoCaptioningMapper(Mapper):
         caption_format: CaptionFormat = "text",
         json_schema: dict | str | None = None,
         caption_lengths: dict | None = None,
+        report_path: str | None = None,
+        thumbnails: NonNegativeFloat | None = None,
+        record_timing: bool | None = None,
         *args,
         **kwargs,
     ):
@@ -288,6 +297,21 @@ class VLMVideoCaptioningMapper(Mapper):
         :param caption_lengths: json mode: named word budgets of the rendered captions, e.g.
             ``{long: 170, short: 40}`` (the default); the first is the text after the video
             token. Counted in words; a rendering never exceeds its budget.
+        :param report_path: write the run report there (one self-contained HTML file: summary,
+            charts, and a gallery of the frames each video was captioned from beside its
+            captions, flags and errors; see ``dj-ops-report``) once the op's run ends; the
+            closing log line names it. None (the default): no report. Refused under Ray's
+            executor (no end of run in one process): run ``dj-ops-report`` on the export.
+        :param thumbnails: share of videos (0 to 1) whose record keeps a small strip of the
+            frames they were captioned from (``thumbnail``: at most 8 tiles of at most 64
+            pixels, 24 kB of JPEG), made from the frames already decoded, for the report's
+            gallery; chosen by a hash of the path, so the same videos every run. None: 1 when
+            ``report_path`` is set, else 0 (none).
+        :param record_timing: each video's record holds its ``timing`` (``decode_s``: its
+            decoding's wall seconds, ``generate_s``: its share of generation's, ``finished``:
+            when its result came back), for the report's throughput and time charts. None: on
+            when ``report_path`` is set. Off, the record holds -1 / 0 there, so that a run's
+            output is the same every time.
         :param args: extra args
         :param kwargs: extra kwargs
         """
@@ -321,7 +345,12 @@ class VLMVideoCaptioningMapper(Mapper):
             quality=GateConfig(max_retries=max_retries, on_low_quality=on_low_quality,
                                thresholds=parse_thresholds(quality_thresholds)),
             structured=parse_structured(caption_format, json_schema, caption_lengths),
+            thumbnails=ThumbnailSettings(op_report.default_thumbnail_share(thumbnails,
+                                                                            report_path)),
+            timing=bool(report_path) if record_timing is None else record_timing,
         )
+        op_report.check_report_path(report_path)
+        self.report_path = report_path
         # What builds this op's backend on a device (the captioner of each process calls it
         # once and owns the backend: it closes it). Copies of the op are equal to it, so that
         # copies in one Ray worker share one captioner (cluster/per_process.py).
@@ -361,6 +390,7 @@ class VLMVideoCaptioningMapper(Mapper):
         the whole output and one saying where the output and the records go (a warning, also
         before the run, when the export will not hold the records)."""
         target = ExportTarget.of(exporter)
+        started = time.time()
         warn_records_elsewhere(OP_NAME, target)
         with OpRun(OP_NAME, dataset, self.video_key, self.config.store.path, target) as run:
             self._progress_board = run.board_address  # the op processes report to it
@@ -370,6 +400,16 @@ class VLMVideoCaptioningMapper(Mapper):
                 self._progress_board = None
                 self.close()
         log_run_outcomes(OP_NAME, dataset, target, self.config.output.on_error == "drop")
+        if self.report_path:
+            layout = self.config.layout
+            report = op_report.write_op_report(
+                dataset, self.report_path, source=target.export_path if target else OP_NAME,
+                started=started,
+                layout=ReportLayout(layout.video_token, layout.eoc_token,
+                                    self.config.output.caption_key, layout.meta_key,
+                                    layout.text_key))
+            logger.info(f"{OP_NAME}: report: {report.path} ({report.size / 1e6:.1f} MB, "
+                        f"{len(report.shown.entries)} of {report.stats.videos} videos shown)")
         run.finish(dataset, Fields.meta)
         return dataset
 

@@ -184,6 +184,7 @@ class WindowedCaptioning:
                 mine = [_LongVideo(slot, [None] * item.window_count) for slot in slots]
                 long.extend(mine)
             for video in mine:
+                builder.note_window(video.slot, item)  # a tile of its strip, for the report
                 self._add_window(video, item, system_prompt, pending)
         elif isinstance(item, VideoError):
             started = [v for v in long if any(v.slot is slot for slot in slots)]

@@ -79,6 +79,7 @@ class DecodedVideo:
     decoder: str = VIDEO_BACKEND  # the registered decoder that produced the frames
     # how the frames were fitted to a token budget (video/budget.py; empty: no budget)
     frame_budget: dict = field(default_factory=dict)
+    decode_s: float = -1.0  # wall seconds the decoder took (set by worker.run_decoder)
 
     def transformers_metadata(self) -> dict:
         """The ``video_metadata`` that transformers' video processors take with frames."""

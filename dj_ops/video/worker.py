@@ -58,10 +58,14 @@ def run_decoder(decoder: Decoder, path: str, settings: FrameSettings,
     """Decode one video; a failure becomes a :class:`VideoError` (``decode_error`` unless the
     decoder chose the kind). A streaming decoder's iterator is returned as it is (read it with
     :func:`next_item`)."""
+    started = time.perf_counter()
     try:
-        return decoder(path, settings, timeout_s=timeout_s)
+        outcome = decoder(path, settings, timeout_s=timeout_s)
     except DECODER_ERRORS as error:
         return _as_error(error, path)
+    if isinstance(outcome, DecodedVideo):  # for the run report's time split (dj_ops.report)
+        outcome.decode_s = time.perf_counter() - started
+    return outcome
 
 
 def next_item(stream: Iterator, path: str) -> object:

@@ -95,6 +95,7 @@ VLLM_PROMPTS: dict[str, type[ChatTemplatePrompts]] = {
     "generic": ChatTemplatePrompts,
     "qwen2_5_vl": Qwen25Prompts,
     "qwen3_vl": QwenPrompts,
+    "text": ChatTemplatePrompts,  # a text-only model: its chat template, text requests only
 }
 
 

@@ -157,12 +157,13 @@ class QualityGate:
             return result, self.retry_request(request, request.attempt + 1)
         return self.final(result), None
 
-    def generate(self, backend: CaptionBackend,
-                 requests: list[CaptionRequest]) -> list[CaptionResult]:
-        """``backend.generate`` with the gate: one call for every request, then one per
-        attempt for the requests still failing."""
+    def generate(self, backend: CaptionBackend, requests: list[CaptionRequest],
+                 text_only: bool = False) -> list[CaptionResult]:
+        """``backend.generate`` (``generate_text`` for ``text_only`` requests) with the gate:
+        one call for every request, then one per attempt for the requests still failing."""
+        generate = backend.generate_text if text_only else backend.generate
         requests = list(requests)  # each entry becomes its latest attempt's request
-        results: list[CaptionResult] = list(backend.generate(requests))
+        results: list[CaptionResult] = list(generate(requests))
         todo = list(range(len(requests)))
         previous: list[CaptionResult | None] = [None] * len(requests)
         while todo:
@@ -174,7 +175,7 @@ class QualityGate:
                     requests[index], previous[index] = retry, results[index]
                     again.append(index)
             if again:
-                for index, result in zip(again, backend.generate([requests[i] for i in again]),
+                for index, result in zip(again, generate([requests[i] for i in again]),
                                          strict=True):
                     results[index] = result
             todo = again
@@ -182,9 +183,11 @@ class QualityGate:
 
 
 def generate_checked(backend: CaptionBackend, requests: list[CaptionRequest],
-                     gate: QualityGate | None) -> list[CaptionResult]:
-    """``backend.generate(requests)``, through ``gate`` when there is one (no call for none)."""
+                     gate: QualityGate | None, text_only: bool = False) -> list[CaptionResult]:
+    """``backend.generate(requests)`` (``generate_text`` for ``text_only`` requests), through
+    ``gate`` when there is one (no call for none)."""
     if not requests:
         return []
-    return gate.generate(backend, requests) if gate is not None else list(
-        backend.generate(requests))
+    if gate is not None:
+        return gate.generate(backend, requests, text_only)
+    return list((backend.generate_text if text_only else backend.generate)(requests))

@@ -13,7 +13,9 @@ fields, never into the text (whose special tokens must stay as the captioning op
 and never over the caption: ``enhanced_key`` (default ``<caption_key>_enhanced``, or
 ``caption_enhanced`` for generated text samples) has the caption field's shape (per video a
 rewrite, or a list of rewrites in mode 'all'); ``<enhanced_key>_windows`` per video one rewrite
-per window. An empty caption (a window that failed) gets an empty rewrite and no record entry.
+per window. An empty caption (a window that failed) gets an empty rewrite and no record entry;
+a captioned row none of whose captions is found (read from the text when the captioning op
+wrote a field, or from the wrong field) fails with ``no_caption``, naming ``caption_key``.
 """
 
 from __future__ import annotations
@@ -82,8 +84,8 @@ class RowPlan:
 
 
 def _missing_message(found: str, layout: SourceLayout, videos: int) -> str:
-    if found == SKIP_TOKEN_MISMATCH:
-        return (f"the text does not hold one caption after each of its {videos} video token(s); "
+    if found == SKIP_TOKEN_MISMATCH and layout.caption_key is None:
+        return (f"the text does not hold a caption after each of its {videos} video token(s); "
                 "if the captioning op wrote a caption field, set caption_key to that field")
     return (f"the field {layout.caption_key!r} does not hold one caption (or list of "
             f"candidates) per video ({videos}); set caption_key to the captioning op's")
@@ -105,8 +107,9 @@ def plan_row(row: dict, layout: SourceLayout) -> RowPlan:
     if not videos or not record or record.get("status") != STATUS_CAPTIONED:
         return RowPlan(PASS)
     found = row_captions(row, Layout(layout.video_key, layout.text_key, layout.caption_key))
-    if isinstance(found, str):
-        return RowPlan(FAIL, error=(NO_CAPTION, _missing_message(found, layout, len(videos))))
+    if isinstance(found, str) or not any(c.strip() for per_video in found for c in per_video):
+        why = found if isinstance(found, str) else SKIP_TOKEN_MISMATCH  # read where none are
+        return RowPlan(FAIL, error=(NO_CAPTION, _missing_message(why, layout, len(videos))))
     plan = RowPlan(REWRITE)
     for v, candidates in enumerate(found):
         listed = layout.caption_key and isinstance(row[layout.caption_key][v], list)

@@ -18,7 +18,9 @@ from dj_ops.enhancement.sources import (
     plan_row,
     shaped,
 )
-from tests.enhancement_support import WINDOWS, V, captioned, long_clip, video_rows  # noqa: F401
+from tests.enhancement_support import WINDOWS, V, captioned, video_rows
+
+pytest_plugins = ("tests.enhancement_fixtures",)  # its fixtures
 
 SPECIAL = list(get_special_tokens().values())
 
@@ -34,6 +36,7 @@ def test_generated_samples_are_read_after_their_video_tokens(text_rows):
     # original, generated, original, generated, two-video original, generated, no video,
     # the failed row (kept with its error record): only generated samples are rewritten
     assert kinds == [PASS, REWRITE, PASS, REWRITE, PASS, REWRITE, PASS, PASS]
+    assert all(p.suspect_fields == () for p in plans)
     for row, plan in zip(text_rows, plans):
         if plan.kind != REWRITE:
             continue
@@ -64,6 +67,12 @@ def test_captions_not_where_configured_fail_the_row_naming_the_fix(qwen3, videos
     assert "set caption_key" in plan.error[1]
     plan = plan_row(field_rows[0], SourceLayout(caption_key="other"))
     assert plan.kind == FAIL and "'other'" in plan.error[1]
+    # the original text holds words after its tokens: read as captions, with the field flagged
+    two = captioned(qwen3, video_rows(videos[:2])[2:3], caption_key="caption")[0]
+    plan = plan_row(two, SourceLayout())
+    assert [s.text for s in plan.slots] == ["first", "second"]
+    assert plan.suspect_fields == ("caption",)
+    assert plan_row(two, SourceLayout(caption_key="caption")).suspect_fields == ()
 
 
 def test_window_captions_come_from_the_captioning_record(qwen3, long_clip):

@@ -16,6 +16,12 @@ rewrite, or a list of rewrites in mode 'all'); ``<enhanced_key>_windows`` per vi
 per window. An empty caption (a window that failed) gets an empty rewrite and no record entry;
 a captioned row none of whose captions is found (read from the text when the captioning op
 wrote a field, or from the wrong field) fails with ``no_caption``, naming ``caption_key``.
+
+The captioning record does not say which layout its op wrote, so one misconfiguration cannot
+be told from a correct one: a caption field (the captioning op's ``caption_key``) read as text
+when the original texts held words after their video tokens (``"<video> a cat"``) finds those
+words. Such rows are flagged (``suspect_fields``: caption-shaped fields beside text captions)
+and the op warns, naming the field.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dj_ops.captioning.records import META_KEY, STATUS_CAPTIONED
-from dj_ops.export.cogvideox import SKIP_TOKEN_MISMATCH, Layout, row_captions
+from dj_ops.export.cogvideox import SKIP_TOKEN_MISMATCH, Layout, _holds_captions, row_captions
 
 T = TypeVar("T")
 DEFAULT_SOURCE_FIELD = "caption"  # names the enhanced field for generated text samples
@@ -81,6 +87,10 @@ class RowPlan:
     candidates: list[int | None] = field(default_factory=list)
     windows: list[int] = field(default_factory=list)
     error: tuple[str, str] = ("", "")
+    # read from the text, yet the row holds fields shaped like a caption field (one caption or
+    # list of candidates per video): the captioning op may have written one of them, and the
+    # text then holds the original chunk texts (see :func:`caption_fields`)
+    suspect_fields: tuple[str, ...] = ()
 
 
 def _missing_message(found: str, layout: SourceLayout, videos: int) -> str:
@@ -100,6 +110,16 @@ def _window_captions(record: dict, video: int, videos: int) -> list[str]:
     return [w.get("caption") or "" for w in entries[video * per_video].get("windows") or []]
 
 
+def caption_fields(row: dict, layout: SourceLayout, videos: list) -> tuple[str, ...]:
+    """The fields of ``row`` shaped like a caption field (the export's test of one), besides
+    the text, videos, meta and the op's own output fields."""
+    skip = {layout.text_key, layout.video_key, layout.meta_key, layout.output_key,
+            layout.windows_key}
+    return tuple(key for key, value in row.items()
+                 if key not in skip and not key.startswith("__dj__")
+                 and _holds_captions(value, videos))
+
+
 def plan_row(row: dict, layout: SourceLayout) -> RowPlan:
     """The captions of ``row`` to rewrite (see the module's doc)."""
     videos = list(row.get(layout.video_key) or [])
@@ -110,7 +130,8 @@ def plan_row(row: dict, layout: SourceLayout) -> RowPlan:
     if isinstance(found, str) or not any(c.strip() for per_video in found for c in per_video):
         why = found if isinstance(found, str) else SKIP_TOKEN_MISMATCH  # read where none are
         return RowPlan(FAIL, error=(NO_CAPTION, _missing_message(why, layout, len(videos))))
-    plan = RowPlan(REWRITE)
+    plan = RowPlan(REWRITE, suspect_fields=() if layout.caption_key else caption_fields(
+        row, layout, videos))
     for v, candidates in enumerate(found):
         listed = layout.caption_key and isinstance(row[layout.caption_key][v], list)
         plan.candidates.append(len(candidates) if listed else None)

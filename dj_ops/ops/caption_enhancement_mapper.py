@@ -188,9 +188,7 @@ class CaptionEnhancementMapper(Mapper):
             self._enhancer = Enhancer(self.config, self.model_key)
         if not self._enhancer.ready:
             self._enhancer.setup(ProcessPlacement(rank, self.use_cuda(), self._op_processes()))
-        enhancer = self._enhancer
-        output, records = enhance_rows(samples, self.config, enhancer.rewrite, enhancer.run,
-                                       enhancer.finishing)
+        output, records = enhance_rows(samples, self.config, self._enhancer)
         self.summary.add(records)
         return output
 

@@ -11,10 +11,10 @@ accounted for (a dropped row's record is still counted).
 from __future__ import annotations
 
 from data_juicer.ops.base_op import convert_dict_list_to_list_dict
+from loguru import logger
 
 from dj_ops.enhancement.records import (
     STATUS_ERROR,
-    EnhanceRun,
     Finishing,
     Rewrite,
     build_record,
@@ -23,6 +23,7 @@ from dj_ops.enhancement.records import (
 )
 from dj_ops.enhancement.sources import FAIL, PASS, RowPlan, Slot, plan_row, shaped
 from dj_ops.ops.enhancement_config import EnhanceConfig
+from dj_ops.ops.enhancer import Enhancer
 from dj_ops.ops.structured_config import lengths_field
 
 WHOLE_ROW = Slot(-1, -1, -1, "")  # the slot of a failure of the whole row (no caption found)
@@ -49,17 +50,27 @@ def row_fields(config: EnhanceConfig, plan: RowPlan, rewrites: dict[tuple, Rewri
     return fields
 
 
-def enhance_rows(samples: dict[str, list], config: EnhanceConfig, rewrite,
-                 run: EnhanceRun, finishing: Finishing) -> tuple[dict, list[dict | None]]:
-    """The output batch of one input batch, and per input row its record (None: passed
-    through), the dropped rows' included.
+def warn_suspect_fields(plans: list[RowPlan], warned: set[str]) -> None:
+    """One warning per field (per process, ``warned``) that may be the captioning op's caption
+    field while the captions are read from the text."""
+    for name in sorted({f for plan in plans for f in plan.suspect_fields} - warned):
+        warned.add(name)
+        logger.warning(
+            f"caption_enhancement_mapper reads captions from the text (caption_key unset), but "
+            f"rows also hold the field {name!r} shaped like a caption field: if the captioning "
+            f"op wrote its captions there (its caption_key), set caption_key: {name}, or the "
+            "original texts after the video tokens are rewritten instead")
 
-    :param rewrite: ``(captions) -> {caption: Rewrite}`` (``Enhancer.rewrite``).
-    """
-    layout = config.layout
+
+def enhance_rows(samples: dict[str, list], config: EnhanceConfig,
+                 enhancer: Enhancer) -> tuple[dict, list[dict | None]]:
+    """The output batch of one input batch, and per input row its record (None: passed
+    through), the dropped rows' included. ``enhancer`` rewrites (set up)."""
+    layout, run, finishing = config.layout, enhancer.run, enhancer.finishing
     rows = convert_dict_list_to_list_dict(samples) if samples else []
     plans = [plan_row(row, layout) for row in rows]
-    done = rewrite([slot.text for plan in plans for slot in plan.slots])
+    warn_suspect_fields(plans, enhancer.warned)
+    done = enhancer.rewrite([slot.text for plan in plans for slot in plan.slots])
     out, records = [], []
     for row, plan in zip(rows, plans, strict=True):
         meta = row.get(layout.meta_key)

@@ -24,11 +24,13 @@ from dj_ops.enhancement.length import load_target
 from dj_ops.enhancement.records import EnhanceRun, Finishing, Rewrite, finish
 from dj_ops.enhancement.store import RewriteStore
 from dj_ops.ops.captioner import ProcessPlacement, process_device
+from dj_ops.ops.cpu_threads import intra_op_threads
 from dj_ops.ops.enhancement_config import EnhanceConfig
 from dj_ops.ops.pipeline import plan_groups
 from dj_ops.ops.quality_gate import QualityGate, generate_checked
 from dj_ops.ops.structured_config import output_key
 from dj_ops.store import ResultStore, model_identity
+from dj_ops.video.decoders import cores_per_process
 
 POLL_S = 1.0  # longest wait for a streamed result
 
@@ -60,6 +62,8 @@ class Enhancer:
         self.gate = QualityGate(config.quality, config.model.settings)
         self.run = run_info(config, generation_record(config.model.settings, config.model.seed))
         self.finishing = Finishing(config.structured)
+        self.threads: int | None = None  # torch threads while generating (None: torch's own)
+        self.warned: set[str] = set()  # fields warned about in this process (enhancement_rows)
 
     @property
     def ready(self) -> bool:
@@ -71,6 +75,10 @@ class Enhancer:
             return self
         config = self.config
         self.backend = self.load_backend(process_device(placement))
+        # on CPU the op's processes share the cores (torch's default, one thread per core in
+        # each, oversubscribes them); a GPU process keeps torch's own setting
+        on_cpu = process_device(placement) == "cpu"
+        self.threads = cores_per_process(placement.op_processes) if on_cpu else None
         self.run = run_info(config, self.backend.generation_record())
         target = config.rewrite.target_tokenizer
         self.finishing = Finishing(config.structured, load_target(target) if target else None,
@@ -101,7 +109,8 @@ class Enhancer:
                 for caption, result in stored.items()}
         todo = [caption for caption in distinct if caption not in stored]
         if todo:
-            results = CALL_PATHS[self.config.capabilities.streams](self, todo)
+            with intra_op_threads(self.threads):
+                results = CALL_PATHS[self.config.capabilities.streams](self, todo)
             done.update((caption, finish(results[caption], self.finishing)) for caption in todo)
         return done
 

@@ -21,6 +21,11 @@ import time
 from pathlib import Path
 
 from dj_ops.captioning.records import STATUS_CAPTIONED, STATUS_ERROR
+from dj_ops.commands.enhance_option import (
+    add_enhance_options,
+    build_enhancement_ops,
+    enhanced_line,
+)
 
 CAPTION_KEY = "caption"
 # The op's own defaults, repeated here so that --help can show them without importing the op
@@ -107,15 +112,19 @@ def build_op(params: dict):
     return VLMVideoCaptioningMapper(**params)
 
 
-def caption_videos(videos: list[str], output: str | Path, op) -> list[dict]:
-    """Caption ``videos`` with ``op``; write the jsonl; return its rows."""
+def caption_videos(videos: list[str], output: str | Path, op, *after) -> list[dict]:
+    """Caption ``videos`` with ``op`` (then the ops ``after`` it: ``--enhance``); write the
+    jsonl; return its rows."""
     import json
 
     from data_juicer.core.data import NestedDataset
     from data_juicer.utils.mm_utils import SpecialTokens
 
     samples = build_samples(videos, SpecialTokens.video, SpecialTokens.eoc)
-    rows = op.run(NestedDataset.from_list(samples)).to_list()
+    dataset = op.run(NestedDataset.from_list(samples))
+    for later in after:
+        dataset = later.run(dataset)
+    rows = dataset.to_list()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8") as f:
@@ -170,6 +179,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                         "command run again resumes (default: OUTPUT.store.sqlite)")
     parser.add_argument("--no-store", action="store_true",
                         help="no result store: caption every video again")
+    add_enhance_options(parser)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show Data-Juicer's and the op's INFO logs")
     return parser.parse_args(argv)
@@ -203,10 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         op = build_op(op_params(args))
+        after = build_enhancement_ops(args, op_params(args), CAPTION_KEY)
     except (FileNotFoundError, ValueError, ModuleNotFoundError) as error:
         print(f"dj-ops-caption: {error}", file=sys.stderr)  # the message names the fix
         return 2
-    rows = caption_videos(videos, args.output, op)
+    rows = caption_videos(videos, args.output, op, *after)
     summary = summarize(rows, time.perf_counter() - started)  # the model's loading included
     print(f"captioned: {summary['captioned']}  failed: {summary['failed']}  "
           f"time: {summary['seconds']} s  videos/s: {summary['videos_per_second']}")
@@ -214,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     if store is not None:
         print(f"store: {store} ({summary['reused']} videos reused from it, "
               f"{summary['captioned'] - summary['reused']} generated)")
+    if after:
+        print(enhanced_line(rows))
     if summary["error_kinds"]:
         kinds = ", ".join(f"{kind} {n}" for kind, n in summary["error_kinds"].items())
         print(f"errors: {kinds} (each failed row's __dj__meta__ says why)")

@@ -94,9 +94,10 @@ def two_op_recipe(tmp_path: Path, name: str, dataset: Path, model: str, text_mod
         "export_path": str(tmp_path / name / "out.jsonl"), "work_dir": str(tmp_path / name),
         "keep_stats_in_res_ds": True,
         "process": [
-            {"vlm_video_captioning_mapper": {
+            {"vlm_video_captioning_mapper": {  # sampled: distinct captions to rewrite
                 "hf_model": model, "caption_key": "caption", "seed": 0, **FAST_FRAMES,
-                "result_store": store, "sampling_params": {"max_new_tokens": 8}}},
+                "result_store": store, "generation_batch_size": RESUME_VIDEOS,
+                "sampling_params": {"max_new_tokens": 8, "temperature": 1.0}}},
             {"caption_enhancement_mapper": {
                 "hf_model": text_model, "caption_key": "caption", "seed": 0,
                 "generation_batch_size": 1, "result_store": store,
@@ -145,16 +146,20 @@ def test_a_killed_enhancement_resumes_from_the_store(tmp_path, qwen3, text_model
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    distinct = {r["caption"][0] for r in read_rows(tmp_path / "whole" / "out.jsonl")}
+    assert len(distinct) >= RESUME_VIDEOS // 2  # one rewrite per distinct caption
     rewrites_stored = stored_count(store) - RESUME_VIDEOS
-    assert 3 <= rewrites_stored < RESUME_VIDEOS, rewrites_stored
+    assert 3 <= rewrites_stored < len(distinct), rewrites_stored
 
     proc = dj_process(resumed, tmp_path / "resumed.log")
     assert proc.wait(timeout=1800) == 0
     log = (tmp_path / "resumed.log").read_text()
     assert f"({RESUME_VIDEOS} reused from the result store, 0 generated)" in log, log[-3000:]
-    assert (f"rewrites {RESUME_VIDEOS} ({rewrites_stored} reused from the result store"
-            in log), log[-3000:]
+    rows = list(read_rows(tmp_path / "resumed" / "out.jsonl"))
+    generated = {r["caption"][0] for r in rows
+                 if not r[Fields.meta][ENHANCEMENT_KEY]["rewrites"][0]["from_store"]}
+    assert len(generated) == len(distinct) - rewrites_stored  # only what was not stored
     assert without_reuse(tmp_path / "resumed" / "out.jsonl") == without_reuse(
         tmp_path / "whole" / "out.jsonl")
-    assert stored_count(store) == 2 * RESUME_VIDEOS
-    print(f"resume: {rewrites_stored} rewrites stored before the kill")
+    assert stored_count(store) == RESUME_VIDEOS + len(distinct)
+    print(f"resume: {rewrites_stored} of {len(distinct)} rewrites stored before the kill")

@@ -154,3 +154,14 @@ def test_a_slow_tokenizer_is_cut_at_characters_then_words(t5):
 def test_a_missing_tokenizer_names_the_fix(tmp_path):
     with pytest.raises(ValueError, match="target_tokenizer=.*cannot be loaded"):
         load_target(str(tmp_path / "missing"))
+
+
+def test_the_readme_shows_every_preset_as_the_table_has_it():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for name, preset in PRESETS.items():
+        bound = (f"{preset.max_target_tokens} tokens of `{preset.target_tokenizer}`"
+                 if preset.max_target_tokens else "none")
+        assert (f"| `{name}` | {preset.instruction} | {preset.max_new_tokens} | {bound} |"
+                in readme), f"the README's row of preset {name!r} is stale"

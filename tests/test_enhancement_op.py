@@ -209,3 +209,31 @@ def test_captions_not_found_get_an_error_record(field_rows, text_model):
 def test_bad_parameters_fail_at_construction(text_model, params, message):
     with pytest.raises(Exception, match=message):
         make_enhancer(text_model, **params)
+
+
+@pytest.mark.parametrize("captioning", [
+    {"caption_num": 2, "keep_candidate_mode": "all", "keep_original_sample": False},
+    {"caption_num": 2, "keep_candidate_mode": "similar_one_simhash"},
+    {"caption_num": 2, "keep_candidate_mode": "consensus", "caption_key": "caption"},
+    {"caption_format": "json", "caption_key": "caption",
+     "sampling_params": {"max_new_tokens": 1500}},
+    {"video_start": 0.5, "video_end": 2.0, "max_visual_tokens": 64, "caption_key": "caption"},
+], ids=["text_rows_all", "simhash", "consensus", "json_captions", "range_and_budget"])
+def test_every_captioning_output_is_rewritten(qwen3, videos, text_model, captioning):
+    """Whatever the captioning op's mode, every captioned row gets one rewrite per caption it
+    holds, and nothing the captioning op wrote changes."""
+    rows = captioned(qwen3, video_rows(videos[:2]), **captioning)
+    key = captioning.get("caption_key")
+    out = run_op(make_enhancer(text_model, caption_key=key), rows)
+    assert len(out) == len(rows)
+    enhanced = 0
+    for before, after in zip(rows, out):
+        assert without(after, "caption_enhanced", "caption_enhancement") == without(before)
+        if before[Fields.meta][META_KEY] is None:
+            continue
+        enhanced += 1
+        record = record_of(after)
+        assert record["status"] == "enhanced"
+        assert len(record["rewrites"]) == len(after["videos"]) == len(after["caption_enhanced"])
+        assert all(after["caption_enhanced"])
+    assert enhanced == len([r for r in rows if r[Fields.meta][META_KEY]]) > 0

@@ -23,7 +23,6 @@ from dj_ops.testing.recipes import load_recipe, offline_variant, write_recipe
 from tests.conftest import FAST_FRAMES
 from tests.enhancement_support import E, V
 from tests.test_dj_process import DJ_PROCESS
-from tests.test_ray import ray_address  # noqa: F401 - the Ray head fixture
 
 pytest_plugins = ("tests.enhancement_fixtures",)  # its fixtures
 
@@ -113,11 +112,18 @@ def test_one_dj_process_run_on_an_openai_server(tmp_path, qwen3, videos, t5_toke
         assert payload["max_tokens"] == 24
 
 
-@pytest.mark.slow  # a Ray head and two dj-process runs
+# Ray 2.60 puts a node on the machine's own address unless clusters are "not enabled": this
+# keeps the local cluster dj-process starts (ray_address: local) on loopback.
+LOOPBACK_RAY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+@pytest.mark.slow  # a local Ray cluster and two dj-process runs
 def test_on_ray_the_rows_equal_the_default_executor(tmp_path, qwen3, videos, t5_tokenizer,
-                                                    ray_address):  # noqa: F811
+                                                    monkeypatch):
+    for name, value in LOOPBACK_RAY.items():
+        monkeypatch.setenv(name, value)
     ray = run_recipe(tmp_path / "ray", videos[:3], qwen3, t5_tokenizer, batch_size=1,
-                     top_level={"executor_type": "ray", "ray_address": ray_address})
+                     top_level={"executor_type": "ray", "ray_address": "local"})
     check_rows(ray, videos[:3], qwen3, "transformers", t5_tokenizer)
     assert (tmp_path / "ray" / "out" / "result.jsonl").is_dir()  # Ray writes shards
     default = run_recipe(tmp_path / "default", videos[:3], qwen3, t5_tokenizer, batch_size=1)

@@ -21,7 +21,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.measure import RESULTS_DIR, save, spread, stopwatch
+from bench.measure import RESULTS_DIR, load, save, spread, stopwatch
 from bench.overhead import run
 from bench.workload import Workload, batches, request_paths, samples_for
 
@@ -102,7 +102,10 @@ def section(result: dict) -> str:
         f"{result['seconds_per_rewrite']} s against {result['seconds_per_caption']} s.",
         f"- The op process's CPU seconds: {result['rewrite_over_caption_cpu']} (per round "
         f"{result['rewrite_over_caption_cpu_per_round']}); captioning's decoding runs in "
-        "child processes and is not in it.",
+        "child processes and is not in it, and it generates on one torch thread (the decoders "
+        "take the other core) where the rewrite, with no decoding beside it, runs one thread "
+        "per core of its process: on a loaded machine those threads spend CPU waiting for "
+        "each other.",
         "- A rewrite reads a few hundred prompt tokens and no video; on a real model the "
         "generated tokens dominate both, so the ratio there is about the ratio of their "
         "lengths. The tiny model's step is cheap, so decoding and vision encoding weigh more "
@@ -130,7 +133,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--save", default="enhancement_cost", help="results name ('' to not "
                                                                    "save nor write the doc)")
+    parser.add_argument("--doc-only", action="store_true",
+                        help="only rewrite the block of docs/performance.md from the saved "
+                             "results")
     args = parser.parse_args(argv)
+    if args.doc_only:
+        result = load(args.save)
+        write_section(result)
+        return result
     with tempfile.TemporaryDirectory(prefix="dj_ops_enhancement_cost_") as folder:
         result = measure(args.requests, args.rounds, args.new_tokens, Path(folder))
     for key, value in result.items():

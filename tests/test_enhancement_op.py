@@ -237,3 +237,34 @@ def test_every_captioning_output_is_rewritten(qwen3, videos, text_model, caption
         assert len(record["rewrites"]) == len(after["videos"]) == len(after["caption_enhanced"])
         assert all(after["caption_enhanced"])
     assert enhanced == len([r for r in rows if r[Fields.meta][META_KEY]]) > 0
+
+
+def test_the_continuous_path_keeps_its_bound_and_retries(text_rows, text_model):
+    """On a server (the loopback one, serving the text model), the rewrites are fed
+    continuously: exactly ``max_in_flight`` requests open at once (the server holds the first
+    two until both are there), retries sent with the retry sampling, seeded per attempt."""
+    from dj_ops.captioning.quality import RETRY_TEMPERATURE
+    from dj_ops.captioning.text import captions_after_video_tokens
+    from dj_ops.testing.openai_server import CompletionServer, Faults
+    from tests.enhancement_support import V as VIDEO
+
+    with CompletionServer(text_model, faults=Faults(hold_first=2)) as server:
+        op = make_enhancer(text_model, backend="openai", max_in_flight=2, seed=7,
+                           model_params={"api_base": server.url}, sampling_params=CUT,
+                           max_retries=1)
+        out = run_op(op, text_rows)
+        received, peak = list(server.received), server.max_in_flight
+    assert peak == 2
+    captions, retried = set(), set()
+    for row in out:
+        if record_of(row):
+            texts = captions_after_video_tokens(row["text"], VIDEO, [VIDEO, "<|__dj__eoc|>"])
+            for entry in record_of(row)["rewrites"]:
+                captions.add(texts[entry["video"]])
+                if entry["attempts"] == 2:
+                    retried.add(texts[entry["video"]])
+                assert entry["decoding"] == "engine"
+    first = [p for p in received if p["temperature"] == 0.0]
+    retries = [p for p in received if p["temperature"] == RETRY_TEMPERATURE]
+    assert len(first) == len(captions) and len(retries) == len(retried) >= 1
+    assert {p["seed"] for p in first} == {7} and {p["seed"] for p in retries} == {8}

@@ -17,7 +17,6 @@ from typing import Literal
 
 from data_juicer.ops.base_op import OPERATORS, Mapper
 from data_juicer.utils.constant import Fields
-from data_juicer.utils.resource_utils import cuda_device_count
 from loguru import logger
 from pydantic import NonNegativeInt, PositiveInt, validate_call
 
@@ -35,6 +34,7 @@ from dj_ops.ops.export_notice import ExportTarget
 from dj_ops.ops.outcome_log import warn_records_elsewhere
 from dj_ops.ops.quality_gate import DEFAULT_MAX_RETRIES, GateConfig, parse_thresholds
 from dj_ops.ops.structured_config import parse_structured
+from dj_ops.ops.vlm_video_captioning_mapper import VLMVideoCaptioningMapper
 
 OP_NAME = "caption_enhancement_mapper"
 
@@ -171,17 +171,14 @@ class CaptionEnhancementMapper(Mapper):
         # what builds this op's backend on a device (the enhancer of each process owns it)
         self.model_key = functools.partial(build_backend, backend, self.config.model)
         self._enhancer: Enhancer | None = None
-        self.summary = EnhanceSummary()  # this process's counts
 
     def __getstate__(self) -> dict:
         """A copy sent to another process starts without this process's enhancer."""
         return {**self.__dict__, "_enhancer": None}
 
-    def _op_processes(self) -> int:
-        """Processes running this op on this machine (under Ray ``num_proc`` is None)."""
-        if self.num_proc is None:
-            return max(1, cuda_device_count())
-        return self.runtime_np()
+    # processes running this op on this machine: the captioning op's rule (under Ray
+    # ``num_proc`` is None: one actor per GPU)
+    _op_processes = VLMVideoCaptioningMapper._op_processes
 
     def process_batched(self, samples: dict[str, list], rank: int | None = None):
         if self._enhancer is None:
@@ -189,7 +186,8 @@ class CaptionEnhancementMapper(Mapper):
         if not self._enhancer.ready:
             self._enhancer.setup(ProcessPlacement(rank, self.use_cuda(), self._op_processes()))
         output, records = enhance_rows(samples, self.config, self._enhancer)
-        self.summary.add(records)
+        # per batch: where rows dropped by on_error 'drop' are counted
+        logger.debug(f"{OP_NAME} batch: {EnhanceSummary().add(records).format()}")
         return output
 
     def run(self, dataset, *, exporter=None, tracer=None):

@@ -165,3 +165,31 @@ def test_the_readme_shows_every_preset_as_the_table_has_it():
                  if preset.max_target_tokens else "none")
         assert (f"| `{name}` | {preset.instruction} | {preset.max_new_tokens} | {bound} |"
                 in readme), f"the README's row of preset {name!r} is stale"
+
+
+@pytest.mark.parametrize("model_type, text_only", [
+    ("qwen3", True), ("llama", True), ("qwen2", True), ("qwen3_vl", False),
+    ("qwen2_5_vl", False), ("llava_onevision", False), ("gemma3", False),
+    ("phi4_multimodal", False), ("cogvlm2", False), ("not_a_model", False)])
+def test_transformers_tables_tell_text_only_models(model_type, text_only):
+    from dj_ops.adapters import resolve_adapter
+    from dj_ops.adapters.text_only import TextOnlyAdapter, is_text_only
+
+    assert is_text_only([model_type]) is text_only
+    adapter = resolve_adapter("unused", {"model_type": "text"})  # forced, for a served model
+    assert isinstance(adapter, TextOnlyAdapter)
+
+
+def test_a_text_only_model_takes_text_and_refuses_video():
+    import numpy as np
+
+    from dj_ops.adapters.text_only import TextOnlyAdapter
+    from dj_ops.backends.base import CaptionRequest, text_request
+
+    adapter = TextOnlyAdapter()
+    assert adapter.model_class == "AutoModelForCausalLM"
+    assert adapter.messages(text_request("A dog.", "Rewrite.")) == [
+        {"role": "system", "content": "Rewrite."}, {"role": "user", "content": "A dog."}]
+    video = CaptionRequest(np.zeros((2, 32, 32, 3), np.uint8), {}, "Describe.")
+    with pytest.raises(ValueError, match="cannot caption videos"):
+        adapter.messages(video)

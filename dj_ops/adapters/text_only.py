@@ -2,8 +2,10 @@
 rewrite, a long video's merge), never for video.
 
 A model is text only when transformers lists its ``model_type`` among causal LMs
-(``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``) and not among image-text-to-text models: transformers'
-own tables decide, so every text family it knows is recognised without a row of ours. It loads
+(``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``) and neither among image-text-to-text nor among
+multimodal LMs (``phi4_multimodal`` is a causal LM that also takes images and audio):
+transformers' own tables decide, so every text family it knows is recognised without a row of
+ours. It loads
 through ``AutoTokenizer`` and ``AutoModelForCausalLM``; its chat messages carry plain string
 content (text models' chat templates, Qwen3's among them, read ``message.content`` as a
 string).
@@ -23,17 +25,16 @@ TEXT_ONLY = "text"  # the adapter's name; ``model_params: {model_type: text}`` f
 
 def is_text_only(identity: list[str]) -> bool:
     """Whether the ``model_type`` heading ``identity`` (``read_model_identity``'s list) is a
-    causal LM that transformers does not also list as an image-text-to-text model."""
+    causal LM that transformers lists as nothing that takes images or video."""
     if not identity:
         return False
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
-    )
+    from transformers.models.auto import modeling_auto as auto
 
     model_type = identity[0]
-    return (model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-            and model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
+    other = (auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+             getattr(auto, "MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES", {}))
+    return (model_type in auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+            and not any(model_type in table for table in other))
 
 
 class TextOnlyAdapter(ModelAdapter):

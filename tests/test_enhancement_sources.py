@@ -15,6 +15,7 @@ from dj_ops.enhancement.sources import (
     PASS,
     REWRITE,
     SourceLayout,
+    never_captioned,
     plan_row,
     shaped,
 )
@@ -37,6 +38,8 @@ def test_generated_samples_are_read_after_their_video_tokens(text_rows):
     # the failed row (kept with its error record): only generated samples are rewritten
     assert kinds == [PASS, REWRITE, PASS, REWRITE, PASS, REWRITE, PASS, PASS]
     assert all(p.suspect_fields == () for p in plans)
+    assert not any(never_captioned(row, SourceLayout()) for row in text_rows)  # originals too
+    assert never_captioned({"text": "", "videos": ["a.mp4"], Fields.meta: {}}, SourceLayout())
     for row, plan in zip(text_rows, plans):
         if plan.kind != REWRITE:
             continue

@@ -110,6 +110,12 @@ def _window_captions(record: dict, video: int, videos: int) -> list[str]:
     return [w.get("caption") or "" for w in entries[video * per_video].get("windows") or []]
 
 
+def never_captioned(row: dict, layout: SourceLayout) -> bool:
+    """Whether ``row`` has videos but the captioning op never ran on it (its meta has no key of
+    that op at all; the op writes None there for the rows it passes, originals included)."""
+    return bool(row.get(layout.video_key)) and META_KEY not in (row.get(layout.meta_key) or {})
+
+
 def caption_fields(row: dict, layout: SourceLayout, videos: list) -> tuple[str, ...]:
     """The fields of ``row`` shaped like a caption field (the export's test of one), besides
     the text, videos, meta and the op's own output fields."""

@@ -21,7 +21,15 @@ from dj_ops.enhancement.records import (
     failure,
     with_record,
 )
-from dj_ops.enhancement.sources import FAIL, PASS, RowPlan, Slot, plan_row, shaped
+from dj_ops.enhancement.sources import (
+    FAIL,
+    PASS,
+    RowPlan,
+    Slot,
+    never_captioned,
+    plan_row,
+    shaped,
+)
 from dj_ops.ops.enhancement_config import EnhanceConfig
 from dj_ops.ops.enhancer import Enhancer
 from dj_ops.ops.structured_config import lengths_field
@@ -50,9 +58,20 @@ def row_fields(config: EnhanceConfig, plan: RowPlan, rewrites: dict[tuple, Rewri
     return fields
 
 
-def warn_suspect_fields(plans: list[RowPlan], warned: set[str]) -> None:
-    """One warning per field (per process, ``warned``) that may be the captioning op's caption
+NOT_CAPTIONED = "__not_captioned__"  # the warning about rows the captioning op never saw
+
+
+def warn_once(rows: list[dict], plans: list[RowPlan], layout, warned: set[str]) -> None:
+    """The warnings of this process (each once, ``warned``): rows with videos the captioning op
+    never ran on (they pass through: nothing to rewrite), and fields that may be its caption
     field while the captions are read from the text."""
+    if NOT_CAPTIONED not in warned and any(never_captioned(row, layout) for row in rows):
+        warned.add(NOT_CAPTIONED)
+        logger.warning(
+            "caption_enhancement_mapper: rows with videos carry no record of "
+            "vlm_video_captioning_mapper and pass through unrewritten; run it before this op "
+            "in the same recipe, or, reading an earlier export, keep __dj__meta__ in it "
+            "(keep_stats_in_res_ds: true)")
     for name in sorted({f for plan in plans for f in plan.suspect_fields} - warned):
         warned.add(name)
         logger.warning(
@@ -69,7 +88,7 @@ def enhance_rows(samples: dict[str, list], config: EnhanceConfig,
     layout, run, finishing = config.layout, enhancer.run, enhancer.finishing
     rows = convert_dict_list_to_list_dict(samples) if samples else []
     plans = [plan_row(row, layout) for row in rows]
-    warn_suspect_fields(plans, enhancer.warned)
+    warn_once(rows, plans, layout, enhancer.warned)
     done = enhancer.rewrite([slot.text for plan in plans for slot in plan.slots])
     out, records = [], []
     for row, plan in zip(rows, plans, strict=True):

@@ -23,6 +23,7 @@ from data_juicer.utils.mm_utils import SpecialTokens
 from dj_ops.captioning.samples import one_video_sample
 from dj_ops.testing.clips import SHARED_VIDEOS_DIR, sample_video_paths
 from dj_ops.testing.tiny_models import build_tiny_model
+from dj_ops.testing.tiny_text import build_t5_like_tokenizer
 
 DEMO_DIR = Path("outputs/demo")
 DEMO_FAMILY = "qwen3_vl"
@@ -45,10 +46,13 @@ def prepare(out_dir: Path = DEMO_DIR, videos_dir: Path | None = None) -> dict[st
         ``out_dir/clips``.
     """
     model = build_tiny_model(DEMO_FAMILY, out_dir / "model")
+    # the target tokenizer of recipes/caption_enhance.yaml's bound, offline (T5's is a download)
+    tokenizer = build_t5_like_tokenizer(out_dir / "t5_like_tokenizer")
     videos = sample_video_paths(videos_dir or SHARED_VIDEOS_DIR, out_dir / "clips")
     dataset = out_dir / "videos.jsonl"
     write_dataset([str(Path(v).resolve()) for v in videos], dataset)
-    return {"model": model, "dataset": str(dataset), "videos": str(len(videos))}
+    return {"model": model, "dataset": str(dataset), "videos": str(len(videos)),
+            "target_tokenizer": tokenizer}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,7 @@ from dj_ops.adapters.base import ModelAdapter
 from dj_ops.adapters.chat_template import CHAT_TEMPLATE_FAMILIES
 from dj_ops.adapters.cogvlm2 import CogVLM2Adapter
 from dj_ops.adapters.qwen import Qwen2VLAdapter, Qwen3VLAdapter, Qwen25VLAdapter
+from dj_ops.adapters.text_only import TEXT_ONLY, TextOnlyAdapter, is_text_only
 from dj_ops.backends.model_params import ModelParams
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {
@@ -26,6 +27,7 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
     "cogvlm2": CogVLM2Adapter,
     "CogVLMVideoForCausalLM": CogVLM2Adapter,  # CogVLM2's config.json may carry no model_type
     **{family.name: family for family in CHAT_TEMPLATE_FAMILIES},
+    TEXT_ONLY: TextOnlyAdapter,  # found by is_text_only, or forced with model_type: text
 }
 GENERIC_ADAPTER = ModelAdapter
 
@@ -69,8 +71,12 @@ def read_model_identity(model: str, local_only: bool = False) -> list[str]:
 
 
 def adapter_class(identity: list[str]) -> type[ModelAdapter]:
-    """The adapter of the first key of ``identity`` in :data:`ADAPTERS`, else the generic one."""
-    return next((ADAPTERS[key] for key in identity if key in ADAPTERS), GENERIC_ADAPTER)
+    """The adapter of the first key of ``identity`` in :data:`ADAPTERS`, else the text-only one
+    for a text-only causal LM, else the generic one."""
+    found = next((ADAPTERS[key] for key in identity if key in ADAPTERS), None)
+    if found is None and is_text_only(identity):
+        return TextOnlyAdapter
+    return found or GENERIC_ADAPTER
 
 
 def resolve_adapter(model: str, model_params: dict[str, Any] | ModelParams | None = None,

@@ -95,6 +95,32 @@ class CogVLM2Inputs(ChatTemplateInputs):
                                model.dtype)
 
 
+class TextOnlyInputs(ChatTemplateInputs):
+    """A text-only causal LM (``adapters/text_only.py``): its tokenizer and chat template."""
+
+    def load_processor(self, model: str, **kwargs):
+        import transformers
+
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model, **kwargs)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:  # Llama's has none; padding is masked anyway
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
+
+    def tokenizer(self, processor):
+        return processor
+
+    def size_factor(self, processor) -> int | None:
+        return None
+
+    def encode(self, processor, model, requests, processor_kwargs):
+        texts = [processor.apply_chat_template(self.adapter.messages(r), tokenize=False,
+                                               add_generation_prompt=True) for r in requests]
+        # the template writes the model's special tokens itself (a BOS twice otherwise)
+        return processor(texts, padding=True, return_tensors="pt",
+                         add_special_tokens=False).to(model.device)
+
+
 HF_INPUTS: dict[str, type[ChatTemplateInputs]] = {
     "generic": ChatTemplateInputs,
     **{family.name: ChatTemplateInputs for family in CHAT_TEMPLATE_FAMILIES},
@@ -102,6 +128,7 @@ HF_INPUTS: dict[str, type[ChatTemplateInputs]] = {
     "qwen2_5_vl": QwenInputs,
     "qwen3_vl": QwenInputs,
     "cogvlm2": CogVLM2Inputs,
+    "text": TextOnlyInputs,
 }
 
 

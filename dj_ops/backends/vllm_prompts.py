@@ -98,6 +98,7 @@ VLLM_PROMPTS: dict[str, type[ChatTemplatePrompts]] = {
     "qwen2_vl": QwenPrompts,
     "qwen2_5_vl": Qwen25Prompts,
     "qwen3_vl": QwenPrompts,
+    "text": ChatTemplatePrompts,  # a text-only model: its chat template, text requests only
 }
 
 

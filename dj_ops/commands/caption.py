@@ -28,6 +28,11 @@ import typing
 from pathlib import Path
 
 from dj_ops.captioning.parameters import DATA_JUICER_PARAMETERS, PARAMETERS, Parameter
+from dj_ops.commands.enhance_option import (
+    add_enhance_options,
+    build_enhancement_ops,
+    enhanced_line,
+)
 
 CAPTION_KEY = "caption"
 # Where the command's defaults differ from the op's: a seed, so that a command run twice gives
@@ -97,13 +102,17 @@ def build_op(params: dict):
     return VLMVideoCaptioningMapper(**params)
 
 
-def caption_videos(videos: list[str], output: str | Path, op) -> list[dict]:
-    """Caption ``videos`` with ``op``; write the jsonl; return its rows."""
+def caption_videos(videos: list[str], output: str | Path, op, *after) -> list[dict]:
+    """Caption ``videos`` with ``op`` (then the ops ``after`` it: ``--enhance``); write the
+    jsonl; return its rows."""
     from data_juicer.core.data import NestedDataset
     from data_juicer.utils.mm_utils import SpecialTokens
 
     samples = build_samples(videos, SpecialTokens.video, SpecialTokens.eoc)
-    rows = op.run(NestedDataset.from_list(samples)).to_list()
+    dataset = op.run(NestedDataset.from_list(samples))
+    for later in after:
+        dataset = later.run(dataset)
+    rows = dataset.to_list()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8") as f:
@@ -190,6 +199,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(sampling_params.max_new_tokens; default: the op's, 256)")
     parser.add_argument("--no-store", action="store_true",
                         help="no result store: caption every video again")
+    add_enhance_options(parser)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show Data-Juicer's and the op's INFO logs")
     return parser.parse_args(argv)
@@ -226,15 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         op = build_op(op_params(args))
+        after = build_enhancement_ops(args, op_params(args), CAPTION_KEY)
     except (FileNotFoundError, ValueError, ModuleNotFoundError) as error:
         print(f"dj-ops-caption: {error}", file=sys.stderr)  # the message names the fix
         return 2
-    return end_of_run(args, videos, op, started)
+    return end_of_run(args, videos, op, started, after)
 
 
-def end_of_run(args: argparse.Namespace, videos: list[str], op, started: float) -> int:
-    """Caption, then the lines that end the run (dj_ops.runtime.run_summary); the exit status:
-    0, 1 when nothing was captioned, 128 + the signal's number when stopped."""
+def end_of_run(args: argparse.Namespace, videos: list[str], op, started: float,
+               after: list) -> int:
+    """Caption (then the ops ``after`` the captioning op), then the lines that end the run
+    (dj_ops.runtime.run_summary); the exit status: 0, 1 when nothing was captioned, 128 + the
+    signal's number when stopped."""
     from dj_ops.captioning.summary import record_of
     from dj_ops.runtime.lifetime import JobStopped, stop_requested
     from dj_ops.runtime.run_summary import RunTotals, count_stored, stop_lines, summary_lines
@@ -242,7 +255,7 @@ def end_of_run(args: argparse.Namespace, videos: list[str], op, started: float) 
     store = store_path(args)
     stored_before = count_stored(store)
     try:
-        rows = caption_videos(videos, args.output, op)
+        rows = caption_videos(videos, args.output, op, *after)
     except (JobStopped, KeyboardInterrupt) as stop:
         signal_name = stop_requested(stop) or "SIGINT"
         print("\n".join(stop_lines(signal_name, time.perf_counter() - started,
@@ -251,8 +264,11 @@ def end_of_run(args: argparse.Namespace, videos: list[str], op, started: float) 
         return 128 + signal.Signals[signal_name]
     # the model's loading included
     totals = RunTotals.of(map(record_of, rows), time.perf_counter() - started)
-    print("\n".join(summary_lines(totals, str(Path(args.output).resolve()),
-                                  None if store is None else str(store))))
+    lines = summary_lines(totals, str(Path(args.output).resolve()),
+                          None if store is None else str(store))
+    if after:  # before the output's line, the last one
+        lines.insert(len(lines) - 1, enhanced_line(rows))
+    print("\n".join(lines))
     return 0 if totals.captioned else 1
 
 

@@ -18,7 +18,7 @@ from data_juicer.utils.constant import Fields
 from dj_ops.enhancement.records import ENHANCEMENT_KEY
 from dj_ops.enhancement.store import rewrite_key
 from dj_ops.export.dj_output import read_rows
-from dj_ops.store import ResultStore
+from dj_ops.store import SQLiteStore
 from dj_ops.testing.clips import make_clip
 from tests.conftest import FAST_FRAMES, run_op
 from tests.enhancement_support import E, V, captioned, make_enhancer, record_of, video_rows
@@ -55,7 +55,7 @@ def test_only_new_captions_and_new_settings_are_rewritten(tmp_path, qwen3, video
     assert [e["from_store"] for e in entries(again)] == [True] * count
     videos_seen = {v for r in rows for v in r["videos"]}
     captions = {c for r in rows for c in r["caption"]}  # a caption met twice: one rewrite
-    with ResultStore(tmp_path / "store.sqlite") as store:  # one store for both ops
+    with SQLiteStore(tmp_path / "store.sqlite") as store:  # one store for both ops
         assert store.count() == len(videos_seen) + len(captions) == 3 + 3
     # one caption changed: only it is rewritten
     changed = [dict(r) for r in rows]

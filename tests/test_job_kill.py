@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from dj_ops.store import ResultStore
+from dj_ops.store import SQLiteStore
 from tests.job_support import (
     VIDEOS,
     dj_ops_caption,
@@ -41,7 +41,7 @@ def assert_nothing_left_and_store_still(job, store, at_kill: int) -> None:
     assert not left, [(p.pid, p.cmdline()[:3]) for p in left]
     final = stored(store)
     assert at_kill <= final < VIDEOS  # nobody finished the job after the kill
-    with ResultStore(store) as opened:
+    with SQLiteStore(store) as opened:
         assert opened.integrity() == "ok"
     time.sleep(1.0)  # not a synchronisation: nothing is left that could write
     assert stored(store) == final
@@ -94,7 +94,7 @@ def test_sigterm_stops_dj_process_cleanly_and_says_what_was_stored(tmp_path, qwe
         assert f"the result store {store} holds {final} results ({final} written by this run)" \
             in end[0]
         assert end[1].startswith("run the same command again to resume")
-        with ResultStore(store) as opened:
+        with SQLiteStore(store) as opened:
             assert opened.integrity() == "ok"
     finally:
         job.kill_everything()

@@ -160,6 +160,10 @@ class RecordingBackend:
         self.calls.append(list(requests))
         return self.backend.generate(requests)
 
+    def generate_text(self, requests):  # the merge
+        self.calls.append(list(requests))
+        return self.backend.generate_text(requests)
+
 
 @pytest.fixture(scope="module")
 def qwen3_backend(qwen3):

@@ -185,13 +185,13 @@ WORKER = """
 import os, sys, time
 import multiprocess
 from dj_ops.runtime.lifetime import children_end_with_this_process, guard_op_process, results_kept
-from dj_ops.store import ResultKeyer, ResultStore
+from dj_ops.store import ResultKeyer, SQLiteStore
 from dj_ops.store.session import StoreSession
 from dj_ops.captioning.requests import Candidate
 
 def op_process(store_path, video, ready):
     guard_op_process()  # as the op's captioner does in a Data-Juicer worker
-    session = StoreSession(ResultStore(store_path), ResultKeyer({"model": "m"}, {"run": 1}))
+    session = StoreSession(SQLiteStore(store_path), ResultKeyer({"model": "m"}, {"run": 1}))
     slot = type("Slot", (), {"path": video, "prompt": "p"})()
     with results_kept(session):  # a batch: one result complete, not yet flushed
         session.add(slot, [Candidate("a caption", 3, False)], [0.0])
@@ -203,7 +203,7 @@ if __name__ == "__main__":
     ready = multiprocess.Event()
     worker = multiprocess.Process(target=op_process, args=(sys.argv[1], sys.argv[2], ready))
     worker.start()
-    ready.wait()
+    assert ready.wait(60), "the op process did not start"
     print(worker.pid, flush=True)
     sys.stdin.readline()
     worker.terminate()  # SIGTERM, as Data-Juicer's pool is terminated on a stop
@@ -213,7 +213,7 @@ if __name__ == "__main__":
 
 
 def test_sigterm_stops_an_op_process_cleanly_with_its_completed_results_stored(tmp_path):
-    from dj_ops.store import ResultStore
+    from dj_ops.store import SQLiteStore
 
     video = tmp_path / "v.mp4"
     video.write_bytes(b"not decoded here")
@@ -223,7 +223,7 @@ def test_sigterm_stops_an_op_process_cleanly_with_its_completed_results_stored(t
         parent.stdin.write("\n")
         parent.stdin.flush()
         assert int(parent.stdout.readline()) == 128 + signal.SIGTERM  # JobStopped, quietly
-        with ResultStore(store) as opened:
+        with SQLiteStore(store) as opened:
             assert opened.count() == 1 and opened.integrity() == "ok"
     finally:
         kill_all(parent, [worker])

@@ -18,6 +18,7 @@ from dj_ops.captioning.records import (
     STATUS_ERROR,
     RunInfo,
     VideoOutcome,
+    WindowOutcome,
     build_record,
     with_record,
 )
@@ -26,7 +27,7 @@ from dj_ops.report.entries import TextLayout, iter_entries
 from dj_ops.report.page import MAX_TEXT_CHARS
 from dj_ops.report.runlog import find_work_dir, read_run_log, read_store
 from dj_ops.report.sampling import GallerySample, kind_of
-from dj_ops.store import ResultStore
+from dj_ops.store import SQLiteStore
 from dj_ops.testing.report_rows import synthetic_rows
 
 RUN = RunInfo("m", "transformers", {"max_new_tokens": 8}, "random_any")
@@ -84,8 +85,7 @@ def test_all_mode_candidates_join_into_one_entry_per_video():
 def test_caption_field_json_documents_and_windows_are_read():
     record = captioned("a.mp4", structured={"caption_json": '{"summary": "a dog"}',
                                             "captions_by_length": {"short": "a dog"}},
-                       windows=({"start": 0.0, "end": 10.0, "caption": "w0", "error_kind": "",
-                                 "error_message": ""},))
+                       windows=(WindowOutcome(start=0.0, end=10.0, caption="w0"),))
     rows = [row(f"{V} {E}", record, caption=["merged"])]
     entry = next(iter_entries(rows, TextLayout(caption_key="caption")))
     assert entry.captions == ["merged"]
@@ -179,7 +179,7 @@ def test_the_run_log_and_the_store_are_read_when_present(tmp_path):
     assert (log.started, log.duration_s, log.status) == (100.0, 30.0, "completed")
     assert log.op_params == {"hf_model": "m", "caption_num": 2}
     assert log.warnings == ["WARNING a thing"] and log.warning_count == 1
-    with ResultStore(tmp_path / "store.sqlite") as store:
+    with SQLiteStore(tmp_path / "store.sqlite") as store:
         store.put_many({"k1": {"x": 1}, "k2": {"x": 2}})
     assert read_store(tmp_path / "store.sqlite")["results"] == 2
     assert read_store(tmp_path / "nothing.sqlite") == {}

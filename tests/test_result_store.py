@@ -219,7 +219,8 @@ def test_the_op_reuses_stored_captions_and_never_stale_ones(store_url, qwen3, ti
 
 def test_a_reused_record_equals_the_generated_one(store_url, qwen3, videos):
     # Everything a video's record says (its frames record, the gate's flags, ...) comes back
-    # from the store: only from_store differs.
+    # from the store: only from_store differs, and batching (how this run's generate call was
+    # batched: empty for a reused caption, as the README says).
     store = store_url()
     samples = [{"text": f"{V} {E}", "videos": [v]} for v in videos[:2]]
 
@@ -232,6 +233,8 @@ def test_a_reused_record_equals_the_generated_one(store_url, qwen3, videos):
     first, again = video_records(), video_records()
     assert [r.pop("from_store") for r in first] == [False, False]
     assert [r.pop("from_store") for r in again] == [True, True]
+    assert [r.pop("batching") for r in first] != ["", ""]
+    assert [r.pop("batching") for r in again] == ["", ""]
     assert first[0]["frames"]["count"] > 0
     assert again == first
 

@@ -13,8 +13,9 @@ import argparse
 
 from dj_ops.enhancement.presets import PRESETS
 
-SHARED = ("seed", "backend", "on_error", "generation_batch_size")  # always in the op's params
-SHARED_IF_SET = ("model_params", "num_proc", "result_store")
+# what the enhancement op takes from the captioning op's parameters, when they are set
+SHARED = ("seed", "backend", "on_error", "generation_batch_size", "model_params", "num_proc",
+          "result_store")
 
 
 def add_enhance_options(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +37,7 @@ def enhance_params(args: argparse.Namespace, captioning: dict, caption_key: str)
     if args.enhance is None:
         return None
     params = {"hf_model": args.enhance_model or args.hf_model, "preset": args.enhance,
-              "caption_key": caption_key, **{k: captioning[k] for k in SHARED}}
-    params.update({k: captioning[k] for k in SHARED_IF_SET if k in captioning})
+              "caption_key": caption_key, **{k: captioning[k] for k in SHARED if k in captioning}}
     if args.target_tokenizer is not None:
         params["target_tokenizer"] = args.target_tokenizer
     return params

@@ -1,9 +1,9 @@
 """What the enhancement op writes under ``Fields.meta`` (beside the captioning op's record), and
 how a generated rewrite is finished (pure).
 
-A rewrite is finished once, whether generated now or read back from the result store: a
-repetition loop at its end cut (as the captioning op's captions), in json mode rendered from its
-document, then fitted to the length bound. The record of a row says which model, backend,
+A rewrite is finished once, whether generated now or read back from the result store (a
+repetition loop at its end was cut by the quality gate, as for the captioning op's captions): in
+json mode rendered from its document, then fitted to the length bound. The record of a row says which model, backend,
 preset and instruction, generation settings and bound made its rewrites, and per rewrite where
 its caption was (video, candidate, window), its tokens, whether it was cut to the bound and how,
 whether it came from the store, the quality gate's flags, and any error. Every record has the
@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dj_ops.captioning.records import quality_fields
-from dj_ops.captioning.repetition import trim_repetition
 from dj_ops.captioning.requests import CaptionResult
 from dj_ops.enhancement.length import Fitted, TargetTokens, fit_to_tokens
 from dj_ops.enhancement.sources import Slot
@@ -95,11 +94,10 @@ def finish(result: CaptionResult, finishing: Finishing, from_store: bool = False
     common = {"generated_tokens": candidate.num_tokens,
               "hit_token_limit": candidate.hit_token_limit, "from_store": from_store,
               "decoding": candidate.decoding, "attempts": candidate.attempts}
+    # a repetition loop was cut by the quality gate (the one repetition decision, with the
+    # user's thresholds: dj_ops.ops.quality_gate)
     text, structured, trimmed = candidate.text, blank, candidate.repetition_trimmed
-    if finishing.structured is None:
-        loop = trim_repetition(text)
-        text, trimmed = loop.text, trimmed or loop.trimmed
-    else:
+    if finishing.structured is not None:
         try:
             rendered = finishing.structured.render(text)
         except ValueError as error:

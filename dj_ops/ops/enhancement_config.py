@@ -9,7 +9,7 @@ quality gate and the result store's format. Nothing here opens a model or a proc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from dj_ops.backends.base import BackendConfig, Capabilities, backend_class
 from dj_ops.captioning.generation import parse_sampling_params
@@ -82,7 +82,7 @@ def parse_enhance_config(*, backend: str, model: str, rewrite: RewriteSpec,
     config = BackendConfig(model=model, settings=parse_sampling_params(sampling, 1),
                            num_candidates=1, batch_size=generation_batch_size, seed=seed,
                            model_params=dict(model_params or {}),
-                           json_schema=structured.schema if structured else None)
+                           json_schema=structured.schema.schema if structured else None)
     declared = backend_class(backend)
     declared.check_config(config)
     capabilities = declared.capabilities(config)
@@ -93,8 +93,6 @@ def parse_enhance_config(*, backend: str, model: str, rewrite: RewriteSpec,
         load_target(rewrite.target_tokenizer)  # a missing tokenizer fails here, naming it
     if store_path:
         check_store(store_path)  # read only; each process's enhancer opens it
-    if structured is not None:  # json mode: the gate also checks each document's validity
-        quality = replace(quality, schema=structured.schema)
     return EnhanceConfig(backend=backend, model=config, capabilities=capabilities,
                          rewrite=rewrite, layout=layout, on_error=on_error,
                          store_path=store_path, quality=quality, structured=structured,

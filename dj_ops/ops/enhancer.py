@@ -59,7 +59,9 @@ class Enhancer:
         self.load_backend = load_backend
         self.backend: CaptionBackend | None = None
         self.store: RewriteStore | None = None
-        self.gate = QualityGate(config.quality, config.model.settings)
+        # json mode: the gate also checks each document's validity (the run's one schema)
+        self.gate = QualityGate(config.quality, config.model.settings,
+                                config.structured.schema if config.structured else None)
         self.run = run_info(config, generation_record(config.model.settings, config.model.seed))
         self.finishing = Finishing(config.structured)
         self.threads: int | None = None  # torch threads while generating (None: torch's own)
@@ -86,9 +88,9 @@ class Enhancer:
         if config.store_path:
             run = {"backend": config.backend, "model_params": config.model.model_params,
                    "instruction": config.rewrite.instruction, "generation": self.run.generation,
-                   "output": output_key(config.structured)}
-            if config.quality.changes_output:
-                run["quality"] = config.quality.store_key()
+                   "output": output_key(config.structured),
+                   # the gate decides what is kept (loops cut with its thresholds, retries)
+                   "quality": config.quality.store_key()}
             model = model_identity(config.model.model,
                                    config.model.model_params.get("revision"))
             self.store = RewriteStore(open_store(config.store_path), model, run)

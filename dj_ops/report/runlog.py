@@ -70,8 +70,11 @@ def _folders_near(export: Path, limit: int = MAX_FOLDERS) -> list[Path]:
 
 
 def _subfolders(folder: Path) -> list[Path]:
+    """Real folders inside ``folder`` (a link to a folder is passed over: the folder it names is
+    met by its own name, or is elsewhere)."""
     try:
-        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(p for p in folder.iterdir()
+                      if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
     except OSError:
         return []
 

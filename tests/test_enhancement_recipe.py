@@ -80,8 +80,10 @@ def check_rows(rows: list[dict], videos: list[str], model: str, backend: str,
 
 def without_reuse(rows: list[dict]) -> list[dict]:
     for row in rows:
+        row[Fields.meta][META_KEY].pop("worker")  # the process that captioned it
         for entry in row[Fields.meta][META_KEY]["videos"]:
             entry.pop("from_store")
+            entry.pop("batching")  # how this run batched its generate call: "" when reused
         for entry in row[Fields.meta][ENHANCEMENT_KEY]["rewrites"]:
             entry.pop("from_store")
     return sorted(rows, key=lambda r: r["videos"])

@@ -170,8 +170,15 @@ def test_a_family_not_in_the_table_takes_the_safe_path(models, clips, monkeypatc
     assert sum("not in dj_ops' family table" in line for line in lines) == 1
 
 
+# the default run takes a family whose processor flattens videos and one that stacks them
+# (about 11 s each through dj-process); the slow tier takes every family
+DJ_PROCESS_DEFAULT = ("qwen2_vl", "llava_onevision")
+
+
 @pytest.mark.parametrize("caption_num", [2, pytest.param(1, marks=pytest.mark.slow)])
-@pytest.mark.parametrize("family", ALL_FAMILIES)
+@pytest.mark.parametrize("family", [
+    family if family in DJ_PROCESS_DEFAULT else pytest.param(family, marks=pytest.mark.slow)
+    for family in ALL_FAMILIES])
 def test_a_plain_recipe_captions_each_family_through_dj_process(tmp_path, models, clips, videos,
                                                                 family, caption_num):
     """``hf_model``, ``caption_num``, a small ``max_new_tokens``, stats kept, nothing else; the

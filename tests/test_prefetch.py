@@ -70,7 +70,7 @@ class Recording:
     def generate(self, requests):
         self.log.append(f"generate {len(requests)}")
         if self.fail_generate:  # what SIGTERM raises (an exception would be isolated per video)
-            raise JobStopped("SIGTERM")
+            raise JobStopped(15)  # SIGTERM
         return self.target.generate(requests)
 
 

@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 BASE="${BASE:-.venv}"
 VENV="${VENV:-.venv-min}"
 # the parts that lean most on each bounded package: transformers' internals (the fast path), the
-# decoder (PyAV), Data-Juicer and datasets (dj-process end to end), jsonschema
+# decoder (PyAV), Data-Juicer and datasets (dj-process end to end), jsonschema, the report's
+# jinja2, altair and vl-convert
 TESTS="${TESTS:-tests/test_fast_decoding.py tests/test_prefill.py tests/test_video_decode.py \
-tests/test_dj_process.py tests/test_structured.py}"
+tests/test_dj_process.py tests/test_structured.py tests/test_report.py}"
 mapfile -t pins < <("$BASE/bin/python" scripts/lower_bounds.py pins)
 echo "lower bounds: ${pins[*]}"
 report=$(mktemp)

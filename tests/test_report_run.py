@@ -52,6 +52,8 @@ def test_the_op_writes_the_report_and_its_closing_lines_name_it(report_run):
     assert f"vlm_video_captioning_mapper: report: {page}" in report_run["logs"]
     assert f"{len(report_run['paths'])} of {len(report_run['paths'])} videos shown" \
         in report_run["logs"]
+    # and the few lines that end the run name it last
+    assert report_run["logs"].rstrip().endswith(f"report: {page} (open it in a browser)")
 
 
 def test_records_carry_strips_and_timing_when_a_report_is_asked_for(report_run):

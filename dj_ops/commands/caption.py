@@ -265,9 +265,9 @@ def end_of_run(args: argparse.Namespace, videos: list[str], op, started: float,
     # the model's loading included
     totals = RunTotals.of(map(record_of, rows), time.perf_counter() - started)
     lines = summary_lines(totals, str(Path(args.output).resolve()),
-                          None if store is None else str(store))
-    if after:  # before the output's line, the last one
-        lines.insert(len(lines) - 1, enhanced_line(rows))
+                          None if store is None else str(store), args.report_path)
+    if after:  # before the output's line
+        lines.insert(len(lines) - (2 if args.report_path else 1), enhanced_line(rows))
     print("\n".join(lines))
     return 0 if totals.captioned else 1
 

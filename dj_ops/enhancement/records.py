@@ -3,8 +3,9 @@ how a generated rewrite is finished (pure).
 
 A rewrite is finished once, whether generated now or read back from the result store (a
 repetition loop at its end was cut by the quality gate, as for the captioning op's captions): in
-json mode rendered from its document, then fitted to the length bound. The record of a row says which model, backend,
-preset and instruction, generation settings and bound made its rewrites, and per rewrite where
+json mode rendered from its document, then fitted to the length bound. The record of a row says
+which model, backend, preset and instruction, generation settings and bound made its rewrites,
+and per rewrite where
 its caption was (video, candidate, window), its tokens, whether it was cut to the bound and how,
 whether it came from the store, the quality gate's flags, and any error. Every record has the
 same fields with the same types (Arrow infers one schema whatever batch comes first).

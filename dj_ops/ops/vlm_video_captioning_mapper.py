@@ -400,6 +400,7 @@ class VLMVideoCaptioningMapper(Mapper):
                 self._progress_board = None
                 self.close()
         log_run_outcomes(OP_NAME, dataset, target, self.config.output.on_error == "drop")
+        report = None
         if self.report_path:
             layout = self.config.layout
             report = op_report.write_op_report(
@@ -410,7 +411,7 @@ class VLMVideoCaptioningMapper(Mapper):
                                     layout.text_key))
             logger.info(f"{OP_NAME}: report: {report.path} ({report.size / 1e6:.1f} MB, "
                         f"{len(report.shown.entries)} of {report.stats.videos} videos shown)")
-        run.finish(dataset, Fields.meta)
+        run.finish(dataset, Fields.meta, None if report is None else str(report.path))
         return dataset
 
     def close(self) -> None:

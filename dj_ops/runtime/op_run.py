@@ -85,9 +85,10 @@ class OpRun:
             raise KeyboardInterrupt from None
         raise JobStopped(signal.Signals[stop]) from None
 
-    def finish(self, dataset, meta_field: str) -> RunTotals:
+    def finish(self, dataset, meta_field: str, report: str | None = None) -> RunTotals:
         """The run ended with ``dataset`` (its rows' records under ``meta_field``): its totals;
-        with an exporter, printed when the process exits."""
+        with an exporter, printed when the process exits (``report``: the run report written,
+        named last)."""
         rows = dataset.select_columns([meta_field]) if meta_field in dataset.column_names else []
         totals = RunTotals.of((record_of(row, meta_field) for row in rows), self.seconds)
         if self.target is not None:
@@ -95,7 +96,7 @@ class OpRun:
                 f"records in {self.target.stats_path}" if self.target.stats_path
                 else "records not written")
             self._print_at_exit(summary_lines(totals, f"{self.target.export_path} ({note})",
-                                              self.store))
+                                              self.store, report))
         return totals
 
     def _print_at_exit(self, lines: list[str]) -> None:

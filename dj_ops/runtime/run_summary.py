@@ -63,7 +63,8 @@ class RunTotals:
         return round(self.videos / self.seconds, 3) if self.seconds else 0.0
 
 
-def summary_lines(totals: RunTotals, output: str, store: str | None = None) -> list[str]:
+def summary_lines(totals: RunTotals, output: str, store: str | None = None,
+                  report: str | None = None) -> list[str]:
     """The end of a finished run.
 
     >>> print("\\n".join(summary_lines(RunTotals(3, 1, 3, 2, 10.0, {"decode_error": 1}),
@@ -82,6 +83,8 @@ def summary_lines(totals: RunTotals, output: str, store: str | None = None) -> l
         kinds = ", ".join(f"{kind} {n}" for kind, n in totals.error_kinds.items())
         lines.append(f"errors: {kinds} (each failed row's __dj__meta__ says why)")
     lines.append(f"output: {output}")
+    if report is not None:  # the run report (report_path)
+        lines.append(f"report: {report} (open it in a browser)")
     return lines
 
 

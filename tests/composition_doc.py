@@ -3,9 +3,10 @@ writes ``docs/composition.md`` (``--check``: exit 1 when it is stale).
 
 Each test marked ``@pytest.mark.composes(feature, ...)`` shows every pair among the features it
 names working (a test may carry several such marks: one per set of features it combines, e.g.
-one per op of a recipe); its tier (default, ``slow``, ``vllm``) comes from its own markers or its
-module's ``pytestmark``. Refused pairs come from :data:`dj_ops.ops.composition.REFUSED`. The
-markers are read with ``ast`` (no test module is imported).
+one per op of a recipe); its tier (default, ``slow``, ``ray``, ``vllm``) comes from its own
+markers or its module's ``pytestmark``. Refused pairs come from
+:data:`dj_ops.ops.composition.REFUSED`. The markers are read with ``ast`` (no test module is
+imported).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from dj_ops.ops.composition import FEATURES, REFUSED, alternatives, covered_pair
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 PAGE = ROOT / "docs" / "composition.md"
-TIERS = ("slow", "vllm", "cogvlm2_env")  # markers that take a test out of the default run
+TIERS = ("slow", "ray", "vllm", "cogvlm2_env")  # markers that take a test out of the default run
 # how the tiers run (the README's test command runs the default tier)
 TIER_COMMANDS = {
     "default": "`python -m pytest`",
     "slow": "`python -m pytest -m slow`",
+    "ray": "`python -m pytest -m ray`",
     "vllm": "`.venv-vllm/bin/python -m pytest -m vllm`",
 }
 
@@ -154,8 +156,8 @@ def page(tests: list[CompositionTest]) -> str:
         "when a pair is undecided or this page is stale. Do not edit by hand.",
         "",
         "Every pair of features is either shown working by a test (✓: in the default test run; "
-        "✓ˢ: only in a separate tier, `slow` or `vllm`) or refused when the op is built (✗, with "
-        "the error message below). `·`: two values of one parameter, not a pair.",
+        "✓ˢ: only in a separate tier, `slow`, `ray` or `vllm`) or refused when the op is built "
+        "(✗, with the error message below). `·`: two values of one parameter, not a pair.",
         "",
         "| | feature | turned on by |",
         "|---|---|---|",

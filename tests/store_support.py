@@ -78,7 +78,8 @@ def stored_values(url: str) -> dict[str, dict]:
 
 def comparable_rows(rows) -> list[dict]:
     """Rows as two runs of one job must agree on them, sorted: without what says where and
-    how a run got each caption (each record's ``worker``, each video's ``from_store``)."""
+    how a run got each caption (each record's ``worker``, each video's ``from_store`` and
+    ``batching``: how this run batched its generate call, empty for a reused caption)."""
     from data_juicer.utils.constant import Fields
 
     from dj_ops.captioning.records import META_KEY
@@ -89,5 +90,6 @@ def comparable_rows(rows) -> list[dict]:
         record.pop("worker")
         for video in record["videos"]:
             video.pop("from_store")
+            video.pop("batching")
         comparable.append(row)
     return sorted(comparable, key=lambda r: (r["videos"], r["text"]))

@@ -1,5 +1,5 @@
-"""The op's features on a real local Ray cluster (loopback), used together: ``slow`` (CI's slow
-step; each run starts Ray actors). docs/composition.md is written from the ``composes`` markers:
+"""The op's features on a real Ray cluster on loopback, used together: ``ray`` (CI's Ray step;
+each run starts Ray actors). docs/composition.md is written from the ``composes`` markers:
 a recipe of several ops carries one mark per op (each op's features, all under Ray, np 2)."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.test_composition import (
     check_gate,
 )
 from tests.test_dj_process import DJ_PROCESS
-from tests.test_ray import ray_address  # noqa: F401 - the module's Ray cluster
+from tests.test_ray import ray_address, ray_cluster  # noqa: F401 - the module's Ray cluster
 from tests.test_recipes import clips
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def run_on_ray(tmp_path: Path, address: str, samples: list[dict], ops: list[dict
     return sorted(read_rows(export), key=lambda r: r["videos"])
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.composes("ray", "np", "transformers", "windows", "result_store", "gate",
                       "frame_budget", "caption_key", "all")
 def test_windows_store_gate_and_budget_on_ray(tmp_path, qwen3, ray_address):  # noqa: F811
@@ -82,7 +82,7 @@ def test_windows_store_gate_and_budget_on_ray(tmp_path, qwen3, ray_address):  # 
     assert [r["caption_windows"] for r in again] == [r["caption_windows"] for r in first]
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.composes("ray", "np", "transformers", "json", "video_range", "similar_one_simhash")
 @pytest.mark.composes("ray", "np", "transformers", "json", "video_range", "consensus")
 def test_json_range_and_modes_on_ray(tmp_path, qwen3, ray_address):  # noqa: F811
@@ -108,7 +108,7 @@ def test_json_range_and_modes_on_ray(tmp_path, qwen3, ray_address):  # noqa: F81
         assert all(RANGE["video_start"] <= t <= RANGE["video_end"] for t in video["timestamps"])
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.composes("ray", "np", "openai", "random_any", "gate", "caption_key", "video_range")
 def test_a_server_on_ray(tmp_path, qwen3, ray_address):  # noqa: F811
     videos = clips(tmp_path, [4.0, 4.0, 4.0])

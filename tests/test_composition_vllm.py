@@ -18,7 +18,7 @@ from dj_ops.testing.tiny_models import VLLM_HEAD_DIM, build_tiny_model  # noqa: 
 from tests.conftest import make_op, run_op  # noqa: E402
 from tests.test_composition import CUT, check_field, check_gate  # noqa: E402
 from tests.test_dj_process import run_dj_process  # noqa: E402
-from tests.test_ray import ray_address  # noqa: E402, F401 - the module's Ray cluster
+from tests.test_ray import ray_address, ray_cluster  # noqa: E402, F401 - the module's Ray cluster
 from tests.vllm_support import ENGINE, FRAMES  # noqa: E402
 
 pytestmark = pytest.mark.vllm

@@ -115,8 +115,10 @@ def dj_process(config: Path, log: Path, **popen) -> subprocess.Popen:
 def without_reuse(path: Path) -> list[dict]:
     rows = list(read_rows(path))
     for row in rows:
+        row[Fields.meta]["vlm_video_captioning"].pop("worker")  # the process that captioned it
         for entry in row[Fields.meta]["vlm_video_captioning"]["videos"]:
             entry.pop("from_store")
+            entry.pop("batching")  # how this run batched its generate call: "" when reused
         for entry in row[Fields.meta][ENHANCEMENT_KEY]["rewrites"]:
             entry.pop("from_store")
     return rows

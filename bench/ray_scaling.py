@@ -140,7 +140,9 @@ def ratios(runs: dict[int, list[dict]], field: str, prefix: str) -> dict:
     best = {n: max(r[field] for r in runs[n]) for n in LAYOUTS}
     pairs = [two[field] / one[field] for one, two in zip(runs[1], runs[2]) if one[field]]
     return {f"{prefix}two_nodes_over_one": round(best[2] / best[1], 3) if best[1] else None,
-            f"{prefix}per_round": {k: round(v, 3) for k, v in spread(pairs).items()}}
+            # none when no round measured it (a run too short for a steady rate: the smoke run)
+            f"{prefix}per_round": {k: round(v, 3) for k, v in spread(pairs).items()} if pairs
+            else None}
 
 
 def report_section(result: dict) -> str:

@@ -59,6 +59,7 @@ def run_tiny(name: str, args: list[str], tmp_path: Path) -> None:
     shutil.copytree(ROOT / "bench", copy / "bench",
                     ignore=shutil.ignore_patterns("__pycache__", "*.png"))
     shutil.copytree(ROOT / "docs", copy / "docs")
+    shutil.copytree(ROOT / "recipes", copy / "recipes")  # bench.ray_scaling reads its recipe
     command = ([sys.executable, f"bench/{name}.py"] if name in SCRIPTS
                else [sys.executable, "-m", f"bench.{name}"])
     env = {**os.environ, "PYTHONPATH": f"{copy}{os.pathsep}{ROOT}"}

@@ -17,23 +17,18 @@ builds into a folder. Command line: ``python -m dj_ops.testing.tiny_families --f
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 
 from dj_ops.testing.tiny_family_specs import TINY_FAMILIES, TinyFamily, chat_template
 from dj_ops.testing.tiny_models import (
     EOS_TOKEN,
-    MARKER_FILE,
     PAD_TOKEN,
     _build_tokenizer,
     _muted_token_ids,
-    _progress_bars_off,
-    _read_marker,
     default_model_dir,
 )
+from dj_ops.testing.tiny_text import _build_once
 
 BUILDER_VERSION = "families-2"
 
@@ -71,30 +66,15 @@ def build_tiny_family(family: str, out_dir: str | os.PathLike, seed: int = 0) ->
     the same version, family and seed is kept) and return its path."""
     if family not in TINY_FAMILIES:
         raise ValueError(f"unknown family {family!r}; allowed: {', '.join(sorted(TINY_FAMILIES))}")
-    out_dir = Path(out_dir).expanduser().absolute()
     marker = {"builder_version": BUILDER_VERSION, "family": family, "seed": seed}
-    if _read_marker(out_dir) == marker:
-        return str(out_dir)
-    if out_dir.exists():
-        if _read_marker(out_dir) is None and any(out_dir.iterdir()):
-            raise FileExistsError(f"{out_dir} is not empty and holds no tiny-model checkpoint")
-        shutil.rmtree(out_dir)
     spec = TINY_FAMILIES[family]
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp_dir.mkdir(parents=True)
+
+    def write(folder: Path) -> None:
         tokenizer = _tokenizer(spec)
-        with _progress_bars_off():
-            spec.processor(tokenizer, chat_template(spec.video)).save_pretrained(tmp_dir)
-            _model(spec, tokenizer, seed).save_pretrained(tmp_dir)
-        (tmp_dir / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
-        os.rename(tmp_dir, out_dir)
-    except OSError:
-        if _read_marker(out_dir) != marker:  # else another process finished first
-            raise
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return str(out_dir)
+        spec.processor(tokenizer, chat_template(spec.video)).save_pretrained(folder)
+        _model(spec, tokenizer, seed).save_pretrained(folder)
+
+    return _build_once(out_dir, marker, write)  # built once, renamed into place
 
 
 def tiny_family_path(family: str) -> str:
